@@ -1,0 +1,82 @@
+"""The in-memory data set every model trains on: flat float32 rows plus what is known about them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+#: The ways pixel intensities in [0, 1] can be turned into what a model sees.
+BINARIZATIONS = ("none", "static", "dynamic")
+
+
+@dataclass
+class Dataset:
+    """A train/test pair of flat float32 matrices, one row per example.
+
+    Images are flattened row-major, so ``image_shape`` is needed to draw them again.
+
+    :param name: the registered name, e.g. ``"mnist"``.
+    :param train: ``(N_train, D)`` rows the model is fit to. Under ``"static"`` binarization they
+        are one fixed Bernoulli sample; under ``"dynamic"`` they are one such sample too (so shape
+        and binariness checks see what the model sees), but :meth:`train_batches` draws fresh ones.
+    :param test: ``(N_test, D)`` held-out rows; always fixed so that scores are comparable.
+    :param image_shape: ``(height, width)`` of image sets, ``None`` for vectors.
+    :param binarization: ``"none"``, ``"static"`` or ``"dynamic"``.
+    :param truth: the true generating parameters of synthetic sets, keyed by name.
+    :param source: where the data came from (file paths, ``"sklearn"``, ``"synthetic"``), for
+        messages and reports.
+    :param train_intensities: grayscale ``[0, 1]`` train values that dynamic binarization samples
+        from; ``None`` unless ``binarization == "dynamic"``.
+    """
+
+    name: str
+    train: torch.Tensor
+    test: torch.Tensor
+    image_shape: tuple[int, int] | None
+    binarization: str
+    truth: dict = field(default_factory=dict)
+    source: str = ""
+    train_intensities: torch.Tensor | None = None
+
+    @property
+    def event_shape(self) -> torch.Size:
+        """Shape of one example, ``(D,)``."""
+        return self.train.shape[1:]
+
+    @property
+    def is_binary(self) -> bool:
+        """Whether every train and test value is 0 or 1, as a Bernoulli likelihood needs."""
+        return all(bool(((rows == 0) | (rows == 1)).all()) for rows in (self.train, self.test))
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """Yield one epoch of shuffled train batches; the last one may be smaller.
+
+        All randomness (the order and, under dynamic binarization, the Bernoulli draws) comes
+        from ``generator``, so restoring its state before the epoch repeats it exactly — which is
+        what lets a resumed run continue bit-for-bit.
+        """
+        _check_batch_size(batch_size)
+        order = torch.randperm(len(self.train), generator=generator)
+        dynamic = self.binarization == "dynamic"
+        if dynamic and self.train_intensities is None:
+            raise ValueError(f"data set {self.name!r} is dynamic but has no train_intensities")
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            if dynamic:
+                yield torch.bernoulli(self.train_intensities[rows], generator=generator)
+            else:
+                yield self.train[rows]
+
+    def test_batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """Yield the test rows in order, ``batch_size`` at a time; the last batch may be smaller."""
+        _check_batch_size(batch_size)
+        for start in range(0, len(self.test), batch_size):
+            yield self.test[start : start + batch_size]
+
+
+def _check_batch_size(batch_size: int) -> None:
+    # range() with step 0 raises an unhelpful error, and a negative step yields nothing at all.
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

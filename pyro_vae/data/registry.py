@@ -1,0 +1,96 @@
+"""Finding data sets by name: the registry, the data root and :func:`load_dataset`.
+
+A loader is registered as ``DATASETS.register(name)(loader)`` where ``loader(location, *, seed,
+**options)`` returns the set in its natural form (grayscale or already binary); its keyword-only
+parameters other than ``seed`` are the options users may pass, so an unknown option is caught
+here, by name, before any file is read.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import DataError, did_you_mean
+from ..registry import Registry
+from .binarize import binarize, check_binarization
+from .dataset import Dataset
+from .files import DataLocation
+
+#: Environment variable naming the data root, e.g. a shared read-only copy of the data sets.
+DATA_ROOT_ENV = "PYRO_VAE_DATA"
+
+Loader = Callable[..., Dataset]
+
+DATASETS: Registry[Loader] = Registry("data set")
+
+
+def default_data_root() -> Path:
+    """Per-user cache that downloads go to when no root is given."""
+    return Path.home() / ".cache" / "pyro_vae" / "data"
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The directory holding one sub-directory per data set.
+
+    ``root`` if given, else the ``PYRO_VAE_DATA`` environment variable if set and non-empty, else
+    :func:`default_data_root`.
+    """
+    if root is not None:
+        return Path(root).expanduser()
+    from_env = os.environ.get(DATA_ROOT_ENV)
+    if from_env:
+        return Path(from_env).expanduser()
+    return default_data_root()
+
+
+def _root_is_explicit(root: str | os.PathLike | None) -> bool:
+    return root is not None or bool(os.environ.get(DATA_ROOT_ENV))
+
+
+def option_names(loader: Loader) -> list[str]:
+    """The options a loader accepts: its keyword-only parameters except ``seed``."""
+    parameters = inspect.signature(loader).parameters.values()
+    return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "seed"]
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    binarization: str | None = None,
+    download: bool | None = None,
+    seed: int = 0,
+    **options,
+) -> Dataset:
+    """Load a registered data set.
+
+    :param name: a name in :data:`DATASETS`, e.g. ``"mnist"``.
+    :param root: data root (see :func:`data_root`).
+    :param binarization: ``"none"``, ``"static"`` or ``"dynamic"``; ``None`` keeps the set's
+        natural form (grayscale, or binary for ``binarized-mnist``).
+    :param download: fetch missing files. ``None`` downloads only into the default cache, so
+        that a mistyped explicit root fails loudly instead of quietly filling a new directory.
+    :param seed: seeds binarization and synthetic generation; never the split of real sets.
+    :param options: set-specific options, e.g. ``n_train`` for synthetic sets.
+    :raises DataError: unknown name, option or binarization; missing or corrupted files.
+    """
+    if name not in DATASETS:
+        raise DataError(DATASETS.unknown_message(name))
+    loader = DATASETS.get(name)
+    valid_options = option_names(loader)
+    for option in options:
+        if option not in valid_options:
+            suggestion = did_you_mean(option, valid_options) or " (it takes none)"
+            raise DataError(f"data set {name!r} has no option {option!r}{suggestion}")
+    if binarization is not None:
+        check_binarization(binarization)
+    if download is None:
+        download = not _root_is_explicit(root)
+    location = DataLocation(root=data_root(root), download=bool(download))
+    natural = loader(location, seed=seed, **options)
+    if binarization is None:
+        return natural
+    return binarize(natural, binarization, seed)

@@ -1,0 +1,225 @@
+"""Distribution families of model nodes.
+
+A family is an ``nn.Module`` that turns the raw output of its node's net (or, for a node without
+parents, its own learned or fixed parameters) into a ``pyro.distributions`` object whose event
+holds one datapoint's value. Adding a family is one class with ``@FAMILIES.register``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import Registry
+from .spec.options import (
+    Option,
+    either,
+    int_at_least,
+    one_of,
+    positive_float,
+    positive_int,
+    probability_vector,
+)
+
+# Keeps net-given scales away from 0, where log densities overflow.
+MIN_SCALE = 1e-4
+
+
+class OptionError(ValueError):
+    """A family option that is valid alone but not in its context (e.g. without parents)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+class Family(nn.Module):
+    """Base class: a node's distribution given raw parameters.
+
+    :param size: event size (``dim``) or number of categories.
+    :param conditional: whether a net supplies the parameters (the node has parents).
+    """
+
+    name: ClassVar[str]
+    support: ClassVar[str]  # "real", "binary" or "categorical": what a guide must match
+    roles: ClassVar[frozenset[str]] = frozenset({"latent", "observed"})
+    parents: ClassVar[str] = "optional"  # "required", "forbidden" or "optional"
+    reparameterized: ClassVar[bool] = True
+    size_key: ClassVar[str] = "dim"  # the option that sizes a latent node
+    options: ClassVar[dict[str, Option]] = {}
+
+    def __init__(self, size: int, conditional: bool, **options):
+        super().__init__()
+        self.size, self.conditional = size, conditional
+
+    @classmethod
+    def options_for(cls, role: str) -> dict[str, Option]:
+        """Options a node of this role accepts; an observed node is sized by the data."""
+        sized = {cls.size_key: Option(positive_int, doc=f"{cls.size_key} = <positive integer>")}
+        return {**(sized if role == "latent" else {}), **cls.options}
+
+    @classmethod
+    def check_context(cls, options: dict, conditional: bool) -> None:
+        """Raise :class:`OptionError` for options that need or forbid parents."""
+
+    @property
+    def value_size(self) -> int:
+        """Width of a value of this node as a net input."""
+        return self.size
+
+    @property
+    def head_size(self) -> int:
+        """Number of raw outputs a net must give this family."""
+        return self.size
+
+    def forward(self, raw: torch.Tensor | None) -> dist.TorchDistribution:
+        raise NotImplementedError
+
+    def mean(self, d: dist.TorchDistribution) -> torch.Tensor:
+        """A representative value (the mean) of ``d``, used for reconstructions and grids."""
+        return d.mean
+
+
+FAMILIES: Registry[type[Family]] = Registry("family")
+
+
+@FAMILIES.register("standard_normal")
+class StandardNormal(Family):
+    """N(0, I) prior of a root latent."""
+
+    name = "standard_normal"
+    support = "real"
+    roles = frozenset({"latent"})
+    parents = "forbidden"
+
+    def __init__(self, size, conditional, **options):
+        super().__init__(size, conditional)
+        self.register_buffer("zeros", torch.zeros(size))
+
+    def forward(self, raw=None):
+        return dist.Normal(self.zeros, torch.ones_like(self.zeros)).to_event(1)
+
+
+SCALE_MODES = ("net", "learned", "learned_per_dim")
+
+
+@FAMILIES.register("normal")
+class Normal(Family):
+    """Diagonal Gaussian. The mean comes from the net (or is learned, without parents); ``scale``
+    is a fixed number, ``learned`` (one σ shared by all dimensions, as in probabilistic PCA),
+    ``learned_per_dim``, or ``net`` (heteroscedastic: the net outputs it too)."""
+
+    name = "normal"
+    support = "real"
+    options = {
+        "scale": Option(
+            either(positive_float, one_of(SCALE_MODES), expected="a positive number or one of "
+                   + ", ".join(f"'{m}'" for m in SCALE_MODES)),
+            None,
+            "σ: a number, 'learned', 'learned_per_dim' or 'net'",
+        )
+    }
+
+    @classmethod
+    def check_context(cls, options, conditional):
+        if options.get("scale") == "net" and not conditional:
+            raise OptionError("scale", "scale = 'net' needs parents (`given`) to feed the net")
+
+    def __init__(self, size, conditional, scale=None):
+        super().__init__(size, conditional)
+        self.scale_mode = scale if scale is not None else ("net" if conditional else "learned_per_dim")
+        if not conditional:
+            self.loc = nn.Parameter(torch.zeros(size))
+        if isinstance(self.scale_mode, float):
+            self.register_buffer("fixed_scale", torch.tensor(self.scale_mode))
+        elif self.scale_mode == "learned":
+            self.log_scale = nn.Parameter(torch.zeros(()))
+        elif self.scale_mode == "learned_per_dim":
+            self.log_scale = nn.Parameter(torch.zeros(size))
+
+    @property
+    def head_size(self):
+        return 2 * self.size if self.scale_mode == "net" else self.size
+
+    def forward(self, raw=None):
+        loc = self.loc if raw is None else raw[..., : self.size]
+        if self.scale_mode == "net":
+            scale = F.softplus(raw[..., self.size :]) + MIN_SCALE
+        elif isinstance(self.scale_mode, float):
+            scale = self.fixed_scale.expand(loc.shape)
+        else:
+            scale = self.log_scale.exp().expand(loc.shape)
+        return dist.Normal(loc, scale).to_event(1)
+
+
+@FAMILIES.register("bernoulli")
+class Bernoulli(Family):
+    """Independent Bernoulli pixels with logits from the net (binary data)."""
+
+    name = "bernoulli"
+    support = "binary"
+    roles = frozenset({"observed"})
+
+    def __init__(self, size, conditional, **options):
+        super().__init__(size, conditional)
+        if not conditional:
+            self.logits = nn.Parameter(torch.zeros(size))
+
+    def forward(self, raw=None):
+        return dist.Bernoulli(logits=self.logits if raw is None else raw).to_event(1)
+
+
+@FAMILIES.register("categorical")
+class Categorical(Family):
+    """A discrete latent with ``categories`` values. Without parents, ``weights`` is
+    ``"uniform"``, ``"learned"`` or a fixed probability list; with parents the net gives logits."""
+
+    name = "categorical"
+    support = "categorical"
+    roles = frozenset({"latent"})
+    reparameterized = False
+    size_key = "categories"
+    options = {
+        "weights": Option(
+            either(one_of(("uniform", "learned")), probability_vector,
+                   expected="'uniform', 'learned' or a list of probabilities"),
+            None,
+            "'uniform', 'learned' or [p1, p2, ...]",
+        )
+    }
+
+    @classmethod
+    def options_for(cls, role):
+        return {"categories": Option(int_at_least(2), doc="categories = <integer >= 2>"),
+                **cls.options}
+
+    @classmethod
+    def check_context(cls, options, conditional):
+        weights = options.get("weights")
+        if weights is not None and conditional:
+            raise OptionError("weights", "weights are given by the net when the node has parents")
+        if isinstance(weights, list) and len(weights) != options["categories"]:
+            raise OptionError(
+                "weights", f"expected {options['categories']} weights, got {len(weights)}"
+            )
+
+    def __init__(self, size, conditional, weights=None):
+        super().__init__(size, conditional)
+        weights = weights if weights is not None else "uniform"
+        if conditional:
+            return
+        if weights == "learned":
+            self.logits = nn.Parameter(torch.zeros(size))
+        else:
+            probs = torch.full((size,), 1.0 / size) if weights == "uniform" else torch.tensor(weights)
+            self.register_buffer("logits", probs.log())
+
+    def forward(self, raw=None):
+        return dist.Categorical(logits=self.logits if raw is None else raw)
+
+    def mean(self, d):
+        return d.probs.argmax(-1)

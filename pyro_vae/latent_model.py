@@ -1,0 +1,169 @@
+"""Build a :class:`LatentModel` — plain Pyro ``model(x)`` / ``guide(x)`` callables — from specs.
+
+Conventions (shared with everything in :mod:`pyro_vae.evaluation`): the batch lives under
+``pyro.plate("data", N)`` at dim -1, latent sites are named after their spec nodes, the observed
+site is ``x``, and each site's event holds one datapoint's value (``.to_event(1)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyro
+import torch
+from torch import nn
+
+from .errors import SpecError
+from .families import FAMILIES, Family
+from .guide_families import GUIDE_FAMILIES
+from .nets import NETS, NetInput
+from .spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
+from .spec.resolve import read_guide, read_model
+
+MAX_PLATE_NESTING = 1  # only the "data" plate; vectorized particles go to dim -2
+
+
+class Node(nn.Module):
+    """A conditional distribution: the node's net maps its parents' values to the raw
+    parameters of its family, which returns a ``pyro.distributions`` object."""
+
+    def __init__(self, spec: NodeSpec, family: Family, inputs: list[NetInput], path: str):
+        super().__init__()
+        self.name, self.given, self.family = spec.name, spec.given, family
+        self.net = None
+        if spec.net is not None:
+            try:
+                self.net = NETS.get(spec.net.kind).build(inputs, family.head_size, **spec.net.options)
+            except ValueError as e:  # a net that cannot take these inputs, e.g. table of a normal
+                raise SpecError(path, f"{spec.key}.net", str(e)) from None
+
+    def forward(self, values: dict[str, torch.Tensor]):
+        raw = None if self.net is None else self.net([values[p] for p in self.given])
+        return self.family(raw)
+
+
+def _input(name: str, family: Family) -> NetInput:
+    return NetInput(name, family.value_size, categorical=family.support == "categorical")
+
+
+class LatentModel(nn.Module):
+    """A latent-variable model p(z) p(x|z) and its guide q(z|x), built from specs.
+
+    :param model_spec: parsed model spec.
+    :param guide_spec: parsed guide spec covering the model's latents.
+    :param data_shape: shape of one datapoint, ``(D,)``.
+    """
+
+    def __init__(self, model_spec: ModelSpec, guide_spec: GuideSpec, data_shape: Sequence[int]):
+        super().__init__()
+        check_pair(model_spec, guide_spec)
+        data_shape = tuple(data_shape)
+        if len(data_shape) != 1 or data_shape[0] < 1:
+            raise ValueError(f"data_shape must be (D,) for flat data, got {data_shape}")
+        self.model_spec, self.guide_spec, self.data_shape = model_spec, guide_spec, data_shape
+
+        inputs: dict[str, NetInput] = {}
+        # generative: the model's nodes in sampling order, the observed x last; inference: the
+        # guide's. Their names are the Pyro module names, so checkpoints load by name.
+        self.generative = nn.ModuleDict()
+        for name, spec in model_spec.latents.items():
+            family = self._family(spec, spec.options[FAMILIES.get(spec.family).size_key])
+            self.generative[name] = Node(
+                spec, family, [inputs[p] for p in spec.given], model_spec.path
+            )
+            inputs[name] = _input(name, family)
+        x = model_spec.observed
+        self.generative[DATA] = Node(
+            x, self._family(x, data_shape[0]), [inputs[p] for p in x.given], model_spec.path
+        )
+
+        inputs[DATA] = NetInput(DATA, data_shape[0])
+        self.inference = nn.ModuleDict()
+        for name, spec in guide_spec.latents.items():
+            family = GUIDE_FAMILIES.get(spec.family).build(
+                self.generative[name].family, conditional=bool(spec.given)
+            )
+            self.inference[name] = Node(
+                spec, family, [inputs[p] for p in spec.given], guide_spec.path
+            )
+
+    @staticmethod
+    def _family(spec: NodeSpec, size: int) -> Family:
+        cls = FAMILIES.get(spec.family)
+        options = {k: v for k, v in spec.options.items() if k != cls.size_key}
+        return cls(size, conditional=bool(spec.given), **options)
+
+    @property
+    def latent_names(self) -> list[str]:
+        return list(self.model_spec.latents)
+
+    @property
+    def prior(self) -> list[Node]:
+        """The latent nodes of the model, in sampling order."""
+        return [self.generative[n] for n in self.model_spec.latents]
+
+    @property
+    def likelihood(self) -> Node:
+        return self.generative[DATA]
+
+    def model(self, x: torch.Tensor) -> None:
+        """p(z) p(x | z) with ``x`` observed; ``x`` has shape ``(N, D)``."""
+        pyro.module("model", self.generative)
+        with pyro.plate("data", x.shape[0]):
+            values: dict[str, torch.Tensor] = {}
+            for node in self.prior:
+                values[node.name] = pyro.sample(node.name, node(values))
+            pyro.sample(DATA, self.likelihood(values), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        """q(z | x), sampling the latents in the guide spec's order."""
+        pyro.module("guide", self.inference)
+        with pyro.plate("data", x.shape[0]):
+            values = {DATA: x}
+            for name, node in self.inference.items():
+                values[name] = pyro.sample(name, node(values))
+
+    @torch.no_grad()
+    def sample(self, n: int, *, mean: bool = True, return_latents: bool = False):
+        """Ancestral sampling: z ~ p(z), then x ~ p(x | z) (or its mean, for image grids)."""
+        values = self._sample_prior(n)
+        px = self.likelihood(values).expand(torch.Size([n]))
+        x = self.likelihood.family.mean(px) if mean else px.sample()
+        return (x, values) if return_latents else x
+
+    def _sample_prior(self, n: int) -> dict[str, torch.Tensor]:
+        values: dict[str, torch.Tensor] = {}
+        for node in self.prior:
+            values[node.name] = node(values).expand(torch.Size([n])).sample()
+        return values
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, *, mean: bool = True) -> torch.Tensor:
+        """Encode with the guide (z ~ q(z | x)), decode with the mean of p(x | z)."""
+        values = {DATA: x}
+        for name, node in self.inference.items():
+            values[name] = node(values).sample()
+        px = self.likelihood(values)
+        return self.likelihood.family.mean(px) if mean else px.sample()
+
+    def extra_repr(self) -> str:
+        return f"model={self.model_spec.path}, guide={self.guide_spec.path}, data_shape={self.data_shape}"
+
+
+def load(
+    model: str | Path | ModelSpec,
+    guide: str | Path | GuideSpec | None = None,
+    *,
+    data_shape: Sequence[int],
+) -> LatentModel:
+    """Build a :class:`LatentModel` from spec files or bundled spec names.
+
+    ``guide=None`` takes the model spec's ``default_guide``.
+    """
+    model_spec = read_model(model)
+    if guide is None:
+        if model_spec.default_guide is None:
+            raise SpecError(model_spec.path, "default_guide", "no guide given and none set here")
+        guide = model_spec.default_guide
+    return LatentModel(model_spec, read_guide(guide), data_shape)

@@ -1,0 +1,124 @@
+"""Networks that map parent values to the raw parameters of a distribution family.
+
+A net is built from the list of its inputs (name, size, whether categorical) and the number of
+raw outputs the family needs; it is called with the parents' values in ``given`` order and
+broadcasts over any leading (particle, enumeration, data) dimensions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import Registry
+from .spec.options import Option, list_of, one_of, positive_int
+
+
+@dataclass(frozen=True)
+class NetInput:
+    """One input of a net: a parent node (or the data ``x``)."""
+
+    name: str
+    size: int
+    categorical: bool = False  # categorical values are integer codes, one-hot encoded for MLPs
+
+
+@dataclass(frozen=True)
+class NetKind:
+    """A registered net: its builder ``build(inputs, out_size, **options)`` and its options."""
+
+    build: Callable[..., nn.Module]
+    options: dict[str, Option]
+    doc: str = ""
+
+
+NETS: Registry[NetKind] = Registry("net")
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def register_net(name: str, options: dict[str, Option] | None = None, doc: str = ""):
+    def decorator(build):
+        NETS.register(name)(NetKind(build, options or {}, doc))
+        return build
+
+    return decorator
+
+
+def concat_inputs(values: list[torch.Tensor], inputs: list[NetInput]) -> torch.Tensor:
+    """One-hot encode categorical inputs and concatenate all, broadcasting leading dims."""
+    parts = [
+        F.one_hot(v.long(), spec.size).to(torch.get_default_dtype()) if spec.categorical else v
+        for v, spec in zip(values, inputs, strict=True)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    batch_shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
+    return torch.cat([p.expand(*batch_shape, p.shape[-1]) for p in parts], dim=-1)
+
+
+class MLP(nn.Module):
+    """Fully connected net: concat(inputs) → [Linear → activation]* → Linear."""
+
+    def __init__(self, inputs: list[NetInput], out_size: int, hidden: list[int], activation: str):
+        super().__init__()
+        self.inputs = list(inputs)
+        sizes = [sum(i.size for i in inputs), *hidden]
+        layers: list[nn.Module] = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+        layers.append(nn.Linear(sizes[-1], out_size))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, values: list[torch.Tensor]) -> torch.Tensor:
+        return self.layers(concat_inputs(values, self.inputs))
+
+
+class Table(nn.Module):
+    """One learned row of raw parameters per category of a single categorical parent."""
+
+    def __init__(self, inputs: list[NetInput], out_size: int):
+        super().__init__()
+        # Spread rows apart so mixture components do not start identical.
+        self.rows = nn.Parameter(torch.randn(inputs[0].size, out_size))
+
+    def forward(self, values: list[torch.Tensor]) -> torch.Tensor:
+        return self.rows[values[0].long()]
+
+
+@register_net(
+    "mlp",
+    options={
+        "hidden": Option(list_of(positive_int), doc="hidden layer sizes, e.g. [200, 200]"),
+        "activation": Option(one_of(sorted(ACTIVATIONS)), "relu", doc="nonlinearity"),
+    },
+    doc="multilayer perceptron",
+)
+def mlp(inputs, out_size, hidden, activation):
+    return MLP(inputs, out_size, hidden, activation)
+
+
+@register_net("linear", doc="affine map of the concatenated inputs")
+def linear(inputs, out_size):
+    return MLP(inputs, out_size, hidden=[], activation="relu")
+
+
+def table(inputs, out_size):
+    if len(inputs) != 1 or not inputs[0].categorical:
+        names = ", ".join(i.name for i in inputs)
+        raise ValueError(f"a 'table' net needs exactly one categorical parent, got [{names}]")
+    return Table(inputs, out_size)
+
+
+register_net("table", doc="one row of parameters per category of a categorical parent")(table)

@@ -1,0 +1,51 @@
+"""A tiny name → object registry, so adding a family, net, objective or data set is one function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from .errors import did_you_mean
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to objects; lookups of unknown names fail with the closest valid name.
+
+    >>> NETS = Registry("net")
+    >>> @NETS.register("mlp")
+    ... def mlp(...): ...
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        """Return the entry, or raise ``KeyError`` with a one-line suggestion."""
+        try:
+            return self._items[name]
+        except KeyError:
+            raise KeyError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        return f"unknown {self.kind} {name!r}" + did_you_mean(str(name), self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
