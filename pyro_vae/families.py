@@ -117,8 +117,11 @@ class Normal(Family):
     support = "real"
     options = {
         "scale": Option(
-            either(positive_float, one_of(SCALE_MODES), expected="a positive number or one of "
-                   + ", ".join(f"'{m}'" for m in SCALE_MODES)),
+            either(
+                positive_float,
+                one_of(SCALE_MODES),
+                expected="a positive number or one of " + ", ".join(f"'{m}'" for m in SCALE_MODES),
+            ),
             None,
             "σ: a number, 'learned', 'learned_per_dim' or 'net'",
         )
@@ -131,7 +134,9 @@ class Normal(Family):
 
     def __init__(self, size, conditional, scale=None):
         super().__init__(size, conditional)
-        self.scale_mode = scale if scale is not None else ("net" if conditional else "learned_per_dim")
+        self.scale_mode = (
+            scale if scale is not None else ("net" if conditional else "learned_per_dim")
+        )
         if not conditional:
             self.loc = nn.Parameter(torch.zeros(size))
         if isinstance(self.scale_mode, float):
@@ -185,8 +190,11 @@ class Categorical(Family):
     size_key = "categories"
     options = {
         "weights": Option(
-            either(one_of(("uniform", "learned")), probability_vector,
-                   expected="'uniform', 'learned' or a list of probabilities"),
+            either(
+                one_of(("uniform", "learned")),
+                probability_vector,
+                expected="'uniform', 'learned' or a list of probabilities",
+            ),
             None,
             "'uniform', 'learned' or [p1, p2, ...]",
         )
@@ -194,8 +202,10 @@ class Categorical(Family):
 
     @classmethod
     def options_for(cls, role):
-        return {"categories": Option(int_at_least(2), doc="categories = <integer >= 2>"),
-                **cls.options}
+        return {
+            "categories": Option(int_at_least(2), doc="categories = <integer >= 2>"),
+            **cls.options,
+        }
 
     @classmethod
     def check_context(cls, options, conditional):
@@ -215,7 +225,9 @@ class Categorical(Family):
         if weights == "learned":
             self.logits = nn.Parameter(torch.zeros(size))
         else:
-            probs = torch.full((size,), 1.0 / size) if weights == "uniform" else torch.tensor(weights)
+            probs = (
+                torch.full((size,), 1.0 / size) if weights == "uniform" else torch.tensor(weights)
+            )
             self.register_buffer("logits", probs.log())
 
     def forward(self, raw=None):

@@ -34,7 +34,9 @@ class Node(nn.Module):
         self.net = None
         if spec.net is not None:
             try:
-                self.net = NETS.get(spec.net.kind).build(inputs, family.head_size, **spec.net.options)
+                self.net = NETS.get(spec.net.kind).build(
+                    inputs, family.head_size, **spec.net.options
+                )
             except ValueError as e:  # a net that cannot take these inputs, e.g. table of a normal
                 raise SpecError(path, f"{spec.key}.net", str(e)) from None
 

@@ -14,7 +14,8 @@ def check_binarization(binarization: str) -> None:
     """Raise :class:`DataError` with a suggestion if ``binarization`` is not a known mode."""
     if binarization not in BINARIZATIONS:
         raise DataError(
-            f"unknown binarization {binarization!r}" + did_you_mean(str(binarization), BINARIZATIONS)
+            f"unknown binarization {binarization!r}"
+            + did_you_mean(str(binarization), BINARIZATIONS)
         )
 
 

@@ -1,17 +1,18 @@
 """Local data files: where they live, checking them, and fetching missing ones.
 
 Every real data set is a few files under ``<root>/<set name>/``. A file that is present but does
-not match its recorded SHA-256 is reported and left alone — it may be the user's only copy — so
-the only way a file appears under the root is :func:`fetch_verified`, which downloads into a
-``.part`` file and moves it into place only after it has been checked.
+not match its recorded SHA-256 is reported and left alone — it may be the user's only copy.
+Downloads are written under a ``.part`` name and moved into place with :func:`os.replace` only
+after they have been checked, so an interrupted or corrupted download never leaves a file that a
+later run would trust.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ class DataLocation:
     def require(self, path: Path, fetch: Callable[[Path], None]) -> Path:
         """Return ``path``, calling ``fetch(path)`` first if it is missing and downloads are on.
 
-        :raises DataError: the file is missing and downloads are off; the message says how to fix it.
+        :raises DataError: the file is missing and downloads are off; the message says how to
+            fix it.
         """
         if path.exists():
             return path
@@ -112,7 +114,8 @@ def check_finite(values: torch.Tensor | np.ndarray, source: str | Path) -> None:
 def download_to(url: str, destination: Path) -> None:
     """Stream ``url`` into ``destination`` (overwritten).
 
-    :raises OSError: or :class:`urllib.error.URLError` when the transfer fails.
+    :raises OSError: (including :class:`urllib.error.URLError`) or
+        :class:`http.client.HTTPException` when the transfer fails.
     """
     request = urllib.request.Request(url, headers=_HTTP_HEADERS)
     with (
@@ -145,7 +148,7 @@ def download_checked(
         try:
             download_to(url, part)
             return check(part)
-        except (OSError, urllib.error.URLError, DataError) as error:
+        except (OSError, http.client.HTTPException, DataError) as error:
             failures.append(f"{url}: {error}")
     part.unlink(missing_ok=True)
     raise DataError(f"could not download {part.parent / file_name}: " + "; ".join(failures))
@@ -154,9 +157,7 @@ def download_checked(
 def fetch_verified(mirrors: Sequence[str], destination: Path, sha256: str) -> None:
     """Download ``destination`` from ``mirrors`` and move it into place once its SHA-256 matches.
 
-    The bytes are checked while still under the ``.part`` name and moved with
-    :func:`os.replace`, so an interrupted or corrupted download never leaves a file that a later
-    run would trust.
+    The bytes are checked while still under the ``.part`` name and only then moved into place.
 
     :raises DataError: no mirror served a file with the expected checksum.
     """

@@ -20,12 +20,17 @@ MNIST_MIRRORS = [
     "http://yann.lecun.com/exdb/mnist/",
 ]
 
-#: SHA-256 of each original gzip file, as in ``SHA256SUMS`` of the reference copy.
+# Copied verbatim from the reference copy's SHA256SUMS (``sha256sum -c`` format).
+_MNIST_SHA256SUMS = """
+440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609  train-images-idx3-ubyte.gz
+3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c  train-labels-idx1-ubyte.gz
+8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6  t10k-images-idx3-ubyte.gz
+f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6  t10k-labels-idx1-ubyte.gz
+"""
+
+#: SHA-256 of each original gzip file, by file name.
 MNIST_SHA256 = {
-    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    name: digest for digest, name in map(str.split, _MNIST_SHA256SUMS.strip().splitlines())
 }
 
 #: IDX magic numbers: unsigned bytes with 3 dimensions (images) or 1 (labels).

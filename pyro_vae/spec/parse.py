@@ -83,7 +83,9 @@ class _Reader:
     def table(self, doc: dict, key: str, allowed: tuple[str, ...]) -> None:
         for k in doc:
             if k not in allowed:
-                raise self.error(f"{key}.{k}" if key else k, "unknown key" + did_you_mean(k, allowed))
+                raise self.error(
+                    f"{key}.{k}" if key else k, "unknown key" + did_you_mean(k, allowed)
+                )
 
     def sections(self, doc: dict, name: str) -> dict[str, dict]:
         sec = doc.get(name, {})
@@ -115,7 +117,7 @@ class _Reader:
         if not given:
             raise self.error(f"{key}.net", "a net needs inputs: set 'given'")
         if not isinstance(raw, dict):
-            raise self.error(f"{key}.net", f"expected a table like {{ kind = \"mlp\" }}, got {raw!r}")
+            raise self.error(f"{key}.net", f'expected a table like {{ kind = "mlp" }}, got {raw!r}')
         kind = raw.get("kind")
         if kind is None:
             raise self.error(f"{key}.net.kind", "required; one of " + ", ".join(NETS.names()))
@@ -166,8 +168,10 @@ def _model_node(reader: _Reader, section: str, name: str, body: dict) -> NodeSpe
     family = FAMILIES.get(family_name)
     if role not in family.roles:
         raise reader.error(
-            f"{key}.family", f"'{family_name}' cannot be used for an {role} node"
-            if role == "observed" else f"'{family_name}' cannot be used for a {role} node"
+            f"{key}.family",
+            f"'{family_name}' cannot be used for an {role} node"
+            if role == "observed"
+            else f"'{family_name}' cannot be used for a {role} node",
         )
     own = family.options_for(role)
     reader.table(body, key, _COMMON_KEYS + tuple(own))

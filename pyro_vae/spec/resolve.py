@@ -20,8 +20,10 @@ def spec_path(spec: str | Path, kind: str) -> Path:
         if bundled.is_file():
             return bundled
         raise SpecError(
-            spec, "", f"no such file, and no bundled {kind[:-1]} of that name"
-            + did_you_mean(spec, bundled_names(kind))
+            spec,
+            "",
+            f"no such file, and no bundled {kind[:-1]} of that name"
+            + did_you_mean(spec, bundled_names(kind)),
         )
     raise SpecError(path, "", "no such file")
 

@@ -1,0 +1,106 @@
+"""Checkpoints: one safetensors file with the weights, the optimizer state and the RNG states.
+
+safetensors stores only tensors and a string → string metadata table, so loading a checkpoint
+can never execute code (unlike pickle). The file is written to a temporary name and renamed into
+place, so a crash mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .errors import CheckpointError
+
+FORMAT = "pyro_vae.checkpoint/1"
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, scalars = {}, {}
+    for idx, slots in state["state"].items():
+        for slot, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"optim/{idx}/{slot}"] = value.contiguous()
+            else:
+                scalars[f"{idx}/{slot}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, idx, slot = key.split("/", 2)
+        state.setdefault(int(idx), {})[slot] = value
+    for key, value in meta["scalars"].items():
+        idx, slot = key.split("/", 1)
+        state.setdefault(int(idx), {})[slot] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    path: str | Path,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    rng: dict[str, torch.Tensor] | None = None,
+    info: dict | None = None,
+) -> None:
+    """Write ``module``'s weights (and optionally optimizer, RNG states, JSON ``info``)."""
+    path = Path(path)
+    tensors = {
+        f"model/{k}": v.detach().contiguous().clone() for k, v in module.state_dict().items()
+    }
+    meta = {"format": FORMAT, "info": json.dumps(info or {})}
+    if optimizer is not None:
+        optim_tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
+        tensors.update(optim_tensors)
+        meta["optimizer"] = json.dumps(optim_meta)
+    for name, state in (rng or {}).items():
+        tensors[f"rng/{name}"] = state.clone()
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+class Checkpoint:
+    """A loaded checkpoint: ``model`` state dict, ``optimizer`` state (or None), ``rng``, ``info``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: no such checkpoint")
+        try:
+            with safe_open(str(self.path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
+            self.info = json.loads(meta.get("info", "{}"))
+            optim_meta = json.loads(meta["optimizer"]) if "optimizer" in meta else None
+        except Exception as e:  # safetensors raises several types for a damaged file
+            raise CheckpointError(
+                f"{self.path}: not a readable pyro_vae checkpoint ({e})"
+            ) from None
+        self.model = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+        self.rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng/")}
+        optim = {k: v for k, v in tensors.items() if k.startswith("optim/")}
+        self.optimizer = _unflatten_optimizer(optim, optim_meta) if optim_meta else None
+
+    def load_into(self, module: torch.nn.Module) -> None:
+        """Copy the weights into ``module``; a mismatch names the checkpoint and the keys."""
+        missing = set(module.state_dict()) - set(self.model)
+        unexpected = set(self.model) - set(module.state_dict())
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{self.path}: does not match the model (missing {sorted(missing)[:3]}, "
+                f"unexpected {sorted(unexpected)[:3]})"
+            )
+        try:
+            module.load_state_dict(self.model)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[-1].strip()
+            raise CheckpointError(f"{self.path}: does not match the model ({first})") from None

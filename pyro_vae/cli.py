@@ -1,0 +1,169 @@
+"""The ``pyro-vae`` command line: ``check``, ``train``, ``sample``.
+
+User mistakes (a malformed spec, a missing data file, a damaged checkpoint) print one line
+``error: <file>: <key>: <what>`` and exit 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import PyroVaeError
+
+
+def _cmd_check(args) -> int:
+    from .families import FAMILIES
+    from .spec.parse import check_pair
+    from .spec.resolve import read_guide, read_model
+
+    model = read_model(args.model)
+    print(f"model {model.path}" + (f": {model.description}" if model.description else ""))
+    for node in [*model.latents.values(), model.observed]:
+        size_key = FAMILIES.get(node.family).size_key
+        size = node.options.get(size_key, "data") if node.key.startswith("latent") else "data"
+        extra = {k: v for k, v in node.options.items() if k != size_key and v is not None}
+        detail = ", ".join([f"{size_key}={size}"] + [f"{k}={v}" for k, v in extra.items()])
+        parents = f"  <- {', '.join(node.given)} via {node.net.describe()}" if node.given else ""
+        role = "latent" if node.key.startswith("latent") else "observed"
+        print(f"  {node.name:<6} {role:<9} {node.family}({detail}){parents}")
+    guide_arg = args.guide or model.default_guide
+    if guide_arg:
+        guide = read_guide(guide_arg)
+        check_pair(model, guide)
+        print(f"guide {guide.path}" + (f": {guide.description}" if guide.description else ""))
+        for node in guide.latents.values():
+            parents = (
+                f"  <- {', '.join(node.given)} via {node.net.describe()}" if node.given else ""
+            )
+            print(f"  {node.name:<6} {node.family}{parents}")
+    print("ok")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .latent_model import load
+    from .training import resume, train
+
+    if args.resume:
+        result = resume(args.resume, epochs=args.epochs, progress=args.progress)
+    else:
+        if args.model is None or args.out is None:
+            raise PyroVaeError("train needs --model and --out (or --resume RUN)")
+        from .data import load_dataset
+
+        dataset = load_dataset(args.data, **_data_options(args))
+        vae = load(args.model, args.guide, data_shape=tuple(dataset.event_shape))
+        settings = {
+            k: getattr(args, k)
+            for k in (
+                "objective",
+                "epochs",
+                "batch_size",
+                "lr",
+                "eps",
+                "num_particles",
+                "seed",
+                "binarization",
+            )
+            if getattr(args, k) is not None
+        }
+        result = train(
+            vae,
+            args.data,
+            out=args.out,
+            progress=args.progress,
+            data_options=_data_options(args),
+            **settings,
+        )
+    final = result.final
+    print(
+        f"epoch {final['epoch']}: train ELBO {final['train_elbo']:.2f}, "
+        f"test ELBO {final['test_elbo']:.2f} nats per datapoint"
+    )
+    print(f"run directory: {result.run_dir} (report.md, plots/)")
+    return 0
+
+
+def _data_options(args) -> dict:
+    return {"download": True} if getattr(args, "download", False) else {}
+
+
+def _cmd_sample(args) -> int:
+    import torch
+
+    from .data import load_dataset
+    from .plots import image_grid
+    from .training import load_run
+
+    vae, config = load_run(args.run)
+    torch.manual_seed(args.seed)
+    dataset = load_dataset(config.data, **config.data_options)
+    out = Path(args.output or Path(args.run) / "plots" / "samples.png")
+    if dataset.image_shape is None:
+        raise PyroVaeError(f"data set '{config.data}' is not made of images; nothing to draw")
+    image_grid(vae.sample(args.n), dataset.image_shape, out, f"{args.n} samples")
+    print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyro-vae", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate a model (and guide) spec and print the DAG")
+    p.add_argument("model", help="model spec file, or the name of a bundled model")
+    p.add_argument(
+        "guide",
+        nargs="?",
+        help="guide spec file or bundled name (default: the model's default_guide)",
+    )
+    p.set_defaults(run=_cmd_check)
+
+    p = sub.add_parser("train", help="train a model/guide pair with SVI")
+    p.add_argument("--model", help="model spec file or bundled name")
+    p.add_argument("--guide", help="guide spec file or bundled name (default: the model's)")
+    p.add_argument("--data", default="digits", help="data set name (default: digits)")
+    p.add_argument("--objective", help="trace or trace_mean_field (default: trace_mean_field)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--eps", type=float, help="Adam's eps")
+    p.add_argument("--num-particles", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--binarization", choices=["none", "static", "dynamic"])
+    p.add_argument("--download", action="store_true", help="download missing data files")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--resume", metavar="RUN", help="continue this run directory")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: on a terminal)",
+    )
+    p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("sample", help="draw samples of a trained run as an image grid")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", help="PNG path (default: RUN/plots/samples.png)")
+    p.set_defaults(run=_cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except PyroVaeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Matplotlib figures written as PNG files (the Agg backend: no screen needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def elbo_curves(history: list[dict], path: Path, title: str = "") -> Path:
+    """Train and test ELBO per datapoint against the epoch."""
+    epochs = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [r["train_elbo"] for r in history], label="train ELBO")
+    ax.plot(epochs, [r["test_elbo"] for r in history], label="test ELBO")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO per datapoint (nats)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def image_grid(
+    images: torch.Tensor,
+    image_shape: tuple[int, int],
+    path: Path,
+    title: str = "",
+    columns: int | None = None,
+) -> Path:
+    """A grid of flat images (N, H·W) with values in [0, 1]."""
+    images = images.detach().cpu().reshape(-1, *image_shape).numpy()
+    n = len(images)
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    h, w = image_shape
+    canvas = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1), 0.25)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = image
+    fig, ax = plt.subplots(figsize=(columns * 0.6 + 0.4, rows * 0.6 + 0.6))
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def data_vs_model(data: torch.Tensor, samples: torch.Tensor, path: Path, title: str = "") -> Path:
+    """Non-image data against model samples: histograms in 1-D, the first two dims otherwise."""
+    data, samples = data.detach().cpu().numpy(), samples.detach().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if data.shape[1] == 1:
+        bins = np.linspace(min(data.min(), samples.min()), max(data.max(), samples.max()), 60)
+        ax.hist(data[:, 0], bins=bins, density=True, alpha=0.5, label="data")
+        ax.hist(samples[:, 0], bins=bins, density=True, alpha=0.5, label="model samples")
+        ax.set_xlabel("x")
+        ax.set_ylabel("density")
+    else:
+        ax.scatter(data[:, 0], data[:, 1], s=4, alpha=0.4, label="data")
+        ax.scatter(samples[:, 0], samples[:, 1], s=4, alpha=0.4, label="model samples")
+        ax.set_xlabel("x[0]")
+        ax.set_ylabel("x[1]")
+    ax.set_title(title)
+    ax.legend()
+    return _save(fig, path)

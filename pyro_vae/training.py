@@ -1,0 +1,313 @@
+"""SVI training of a :class:`~pyro_vae.LatentModel`, with run directories and exact resume.
+
+One step is ``elbo.differentiable_loss(model, guide, batch)`` followed by a plain
+``torch.optim.Adam`` step over the module's parameters: the ELBO is Pyro's, the optimizer is
+one fused torch optimizer rather than one per parameter.
+
+A run directory holds ``model.toml`` and ``guide.toml`` (the specs as given), ``config.json``,
+``checkpoint.safetensors`` (written at the end of every epoch), ``metrics.jsonl`` (one line per
+epoch), and, at the end, ``report.json``, ``report.md`` and ``plots/*.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import Checkpoint, save_checkpoint
+from .data import Dataset, load_dataset
+from .errors import CheckpointError, DataError, PyroVaeError, TrainingDiverged
+from .latent_model import LatentModel
+from .objectives import OBJECTIVES, check_mean_field, make_objective
+from .spec.parse import parse_guide, parse_model
+
+CONFIG, CHECKPOINT, METRICS = "config.json", "checkpoint.safetensors", "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (saved as ``config.json``)."""
+
+    data: str = "digits"
+    objective: str = "trace_mean_field"
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-3
+    eps: float = 1e-8
+    num_particles: int = 1
+    seed: int = 0
+    binarization: str | None = None  # None: "dynamic" for binary likelihoods on grey data
+    data_options: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "num_particles"):
+            if getattr(self, name) < 1:
+                raise PyroVaeError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "eps"):
+            if not getattr(self, name) > 0:
+                raise PyroVaeError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.objective not in OBJECTIVES:
+            raise PyroVaeError(OBJECTIVES.unknown_message(self.objective))
+
+
+@dataclass
+class TrainResult:
+    vae: LatentModel
+    config: TrainConfig
+    dataset: Dataset
+    history: list[dict]
+    run_dir: Path | None = None
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
+    """Load ``config.data``; binary likelihoods get binary data (dynamic binarization)."""
+    binary = vae.likelihood.family.support == "binary"
+    dataset = load_dataset(
+        config.data, binarization=config.binarization, seed=config.seed, **config.data_options
+    )
+    if binary and config.binarization is None and not dataset.is_binary:
+        config.binarization = "dynamic"
+        dataset = load_dataset(
+            config.data, binarization="dynamic", seed=config.seed, **config.data_options
+        )
+    config.binarization = dataset.binarization
+    if tuple(dataset.event_shape) != vae.data_shape:
+        raise DataError(
+            f"data set '{dataset.name}' has datapoints of shape {tuple(dataset.event_shape)}, "
+            f"the model was built for {vae.data_shape}"
+        )
+    if binary and not dataset.is_binary:
+        raise DataError(
+            f"{vae.model_spec.path}: observed.x.family: 'bernoulli' needs binary data, but "
+            f"'{dataset.name}' with binarization '{dataset.binarization}' is not binary"
+        )
+    return dataset
+
+
+def eval_objective(vae: LatentModel) -> pyro.infer.ELBO:
+    """The ELBO estimator used for reported ELBOs: analytic KL where valid (lower variance)."""
+    try:
+        check_mean_field(vae)
+        return make_objective("trace_mean_field", vae)
+    except PyroVaeError:
+        return make_objective("trace", vae)
+
+
+@torch.no_grad()
+def estimate_elbo(vae: LatentModel, data: torch.Tensor, elbo=None, batch_size: int = 1000) -> float:
+    """Mean ELBO per datapoint (nats) of ``data`` — one sample of z per datapoint."""
+    elbo = elbo or eval_objective(vae)
+    total = sum(
+        elbo.loss(vae.model, vae.guide, data[i : i + batch_size])
+        for i in range(0, len(data), batch_size)
+    )
+    return -total / len(data)
+
+
+class _RunDir:
+    """Reads and writes the files of a run directory; writes are atomic."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def write_text(self, name: str, text: str) -> None:
+        target = self.path / name
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+
+    def create(self, vae: LatentModel, config: TrainConfig) -> None:
+        if self.path.exists() and any(self.path.iterdir()):
+            raise PyroVaeError(
+                f"{self.path}: run directory exists and is not empty; resume it with --resume "
+                f"or choose another --out"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_text("model.toml", vae.model_spec.text)
+        self.write_text("guide.toml", vae.guide_spec.text)
+        meta = {
+            "config": dataclasses.asdict(config),
+            "data_shape": list(vae.data_shape),
+            "model_spec": vae.model_spec.path,
+            "guide_spec": vae.guide_spec.path,
+        }
+        self.write_text(CONFIG, json.dumps(meta, indent=2) + "\n")
+
+    def read_config(self) -> tuple[TrainConfig, dict]:
+        path = self.path / CONFIG
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            config = TrainConfig(**meta["config"])
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: missing; {self.path} is not a run directory") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: unreadable run configuration ({e})") from None
+        return config, meta
+
+    def build(self) -> tuple[LatentModel, TrainConfig]:
+        """Rebuild the model from the run's own spec copies (not the files it came from)."""
+        config, meta = self.read_config()
+        model = parse_model(
+            (self.path / "model.toml").read_text(encoding="utf-8"), self.path / "model.toml"
+        )
+        guide = parse_guide(
+            (self.path / "guide.toml").read_text(encoding="utf-8"), self.path / "guide.toml"
+        )
+        return LatentModel(model, guide, meta["data_shape"]), config
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.path / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self, up_to_epoch: int | None = None) -> list[dict]:
+        path = self.path / METRICS
+        if not path.exists():
+            return []
+        records = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                raise CheckpointError(f"{path}: line {number} is not JSON") from None
+        return [r for r in records if up_to_epoch is None or r["epoch"] <= up_to_epoch]
+
+
+def load_run(run_dir: str | Path) -> tuple[LatentModel, TrainConfig]:
+    """The trained model of a run directory, with its training configuration."""
+    run = _RunDir(run_dir)
+    vae, config = run.build()
+    Checkpoint(run.path / CHECKPOINT).load_into(vae)
+    return vae, config
+
+
+def train(
+    vae: LatentModel,
+    data: str = "digits",
+    *,
+    out: str | Path | None = None,
+    progress: bool | None = None,
+    **settings,
+) -> TrainResult:
+    """Train ``vae`` with SVI on the data set ``data``.
+
+    :param out: run directory to create (must not exist or be empty); None keeps nothing on disk.
+    :param progress: show a progress bar (None: only on a terminal).
+    :param settings: fields of :class:`TrainConfig` (objective, epochs, batch_size, lr, ...).
+    """
+    unknown = set(settings) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise TypeError(f"unknown training settings: {sorted(unknown)}")
+    config = TrainConfig(data=data, **settings)
+    config.validate()
+    make_objective(config.objective, vae, config.num_particles)  # refuse before any work
+    dataset = prepare_data(vae, config)
+    run = _RunDir(out) if out is not None else None
+    if run:
+        run.create(vae, config)
+    pyro.set_rng_seed(config.seed)
+    batches = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
+    history: list[dict] = []
+    _fit(vae, dataset, config, optimizer, batches, history, run, progress)
+    return TrainResult(vae, config, dataset, history, run.path if run else None)
+
+
+def resume(run_dir: str | Path, *, epochs: int | None = None, progress: bool | None = None):
+    """Continue a run from its last checkpoint, exactly as if it had not stopped.
+
+    ``epochs`` raises the total number of epochs.
+    """
+    run = _RunDir(run_dir)
+    vae, config = run.build()
+    checkpoint = Checkpoint(run.path / CHECKPOINT)
+    checkpoint.load_into(vae)
+    if epochs is not None:
+        if epochs < 1:
+            raise PyroVaeError(f"epochs must be >= 1, got {epochs}")
+        config.epochs = epochs
+        meta = json.loads((run.path / CONFIG).read_text(encoding="utf-8"))
+        meta["config"]["epochs"] = epochs
+        run.write_text(CONFIG, json.dumps(meta, indent=2) + "\n")
+    dataset = prepare_data(vae, config)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
+    try:
+        optimizer.load_state_dict(checkpoint.optimizer)
+        torch.set_rng_state(checkpoint.rng["torch"])
+        batches = torch.Generator()
+        batches.set_state(checkpoint.rng["batches"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{checkpoint.path}: incomplete training state ({e})") from None
+    done = int(checkpoint.info.get("epoch", 0))
+    history = run.read_metrics(up_to_epoch=done)
+    _fit(vae, dataset, config, optimizer, batches, history, run, progress)
+    return TrainResult(vae, config, dataset, history, run.path)
+
+
+def _fit(vae, dataset, config, optimizer, batches, history, run, progress) -> None:
+    elbo = make_objective(config.objective, vae, config.num_particles)
+    evaluator = eval_objective(vae)
+    start = history[-1]["epoch"] if history else 0
+    steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
+    bar = tqdm(
+        total=(config.epochs - start) * steps_per_epoch,
+        disable=(None if progress is None else not progress),
+        desc="training",
+        unit="step",
+        leave=False,
+    )
+    with bar:
+        for epoch in range(start + 1, config.epochs + 1):
+            began, total = time.perf_counter(), 0.0
+            vae.train()
+            for batch in dataset.train_batches(config.batch_size, batches):
+                loss = elbo.differentiable_loss(vae.model, vae.guide, batch) / len(batch)
+                if not torch.isfinite(loss):
+                    raise _diverged(run, epoch, f"the loss became {loss.item()}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(batch)
+                bar.update()
+            vae.eval()
+            record = {
+                "epoch": epoch,
+                "train_elbo": -total / len(dataset.train),
+                "test_elbo": estimate_elbo(vae, dataset.test, evaluator),
+                "seconds": time.perf_counter() - began,
+            }
+            if not math.isfinite(record["test_elbo"]):
+                raise _diverged(run, epoch, "the test ELBO became non-finite")
+            history.append(record)
+            bar.set_postfix(epoch=epoch, test_elbo=f"{record['test_elbo']:.2f}")
+            if run:
+                save_checkpoint(
+                    run.path / CHECKPOINT,
+                    vae,
+                    optimizer,
+                    rng={"torch": torch.get_rng_state(), "batches": batches.get_state()},
+                    info={"epoch": epoch},
+                )
+                run.append_metrics(record)
+    if run:
+        from .report import write_training_report
+
+        write_training_report(run.path, vae, dataset, config, history)
+
+
+def _diverged(run, epoch: int, what: str) -> TrainingDiverged:
+    kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {run.path}" if run else ""
+    return TrainingDiverged(f"training diverged in epoch {epoch}: {what}{kept}. Try a smaller --lr")
