@@ -67,7 +67,7 @@ def save_checkpoint(
 
 
 class Checkpoint:
-    """A loaded checkpoint: ``model`` state dict, ``optimizer`` state (or None), ``rng``, ``info``."""
+    """A loaded checkpoint: ``model`` weights, ``optimizer`` state or None, ``rng``, ``info``."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -76,7 +76,7 @@ class Checkpoint:
         try:
             with safe_open(str(self.path), framework="pt") as f:
                 meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
             self.info = json.loads(meta.get("info", "{}"))

@@ -54,7 +54,12 @@ def _cmd_train(args) -> int:
         from .data import load_dataset
 
         dataset = load_dataset(args.data, **_data_options(args))
-        vae = load(args.model, args.guide, data_shape=tuple(dataset.event_shape))
+        vae = load(
+            args.model,
+            args.guide,
+            data_shape=tuple(dataset.event_shape),
+            seed=args.seed if args.seed is not None else 0,
+        )
         settings = {
             k: getattr(args, k)
             for k in (
@@ -63,6 +68,7 @@ def _cmd_train(args) -> int:
                 "batch_size",
                 "lr",
                 "eps",
+                "lr_decay",
                 "num_particles",
                 "seed",
                 "binarization",
@@ -119,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         help="guide spec file or bundled name (default: the model's default_guide)",
     )
-    p.set_defaults(run=_cmd_check)
+    p.set_defaults(handler=_cmd_check)
 
     p = sub.add_parser("train", help="train a model/guide pair with SVI")
     p.add_argument("--model", help="model spec file or bundled name")
@@ -130,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--eps", type=float, help="Adam's eps")
+    p.add_argument("--lr-decay", type=float, help="per-epoch learning-rate factor (default 1)")
     p.add_argument("--num-particles", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--binarization", choices=["none", "static", "dynamic"])
@@ -142,21 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="progress bar (default: on a terminal)",
     )
-    p.set_defaults(run=_cmd_train)
+    p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("sample", help="draw samples of a trained run as an image grid")
     p.add_argument("run", help="run directory")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", help="PNG path (default: RUN/plots/samples.png)")
-    p.set_defaults(run=_cmd_sample)
+    p.set_defaults(handler=_cmd_sample)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except PyroVaeError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

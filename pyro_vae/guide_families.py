@@ -19,16 +19,17 @@ class GuideFamily:
     """``supports``: the model supports it approximates; ``build(target, conditional)``."""
 
     supports: frozenset[str]
-    build: Callable[[Family, bool], Family]
+    build: Callable[[Family, bool], Family | None]
     doc: str = ""
+    sampled: bool = True  # False: no guide site; the model sums the latent out exactly
 
 
 GUIDE_FAMILIES: Registry[GuideFamily] = Registry("guide family")
 
 
-def register_guide_family(name: str, supports: set[str], doc: str = ""):
+def register_guide_family(name: str, supports: set[str], doc: str = "", sampled: bool = True):
     def decorator(build):
-        GUIDE_FAMILIES.register(name)(GuideFamily(frozenset(supports), build, doc))
+        GUIDE_FAMILIES.register(name)(GuideFamily(frozenset(supports), build, doc, sampled))
         return build
 
     return decorator
@@ -42,3 +43,11 @@ def diagonal_normal(target: Family, conditional: bool) -> Family:
 @register_guide_family("categorical", {"categorical"}, "amortized categorical")
 def categorical(target: Family, conditional: bool) -> Family:
     return Categorical(target.size, conditional, weights=None if conditional else "learned")
+
+
+@register_guide_family(
+    "enumerate", {"categorical"}, "exact sum over the latent's values", sampled=False
+)
+def enumerate_(target: Family, conditional: bool) -> None:
+    # The model marks the site for parallel enumeration; TraceEnum_ELBO sums it out.
+    return None

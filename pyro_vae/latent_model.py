@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pyro
+import pyro.poutine as poutine
 import torch
+from pyro.infer import infer_discrete
 from torch import nn
 
 from .errors import SpecError
@@ -82,7 +84,12 @@ class LatentModel(nn.Module):
 
         inputs[DATA] = NetInput(DATA, data_shape[0])
         self.inference = nn.ModuleDict()
+        self.enumerated = frozenset(
+            n for n, s in guide_spec.latents.items() if not GUIDE_FAMILIES.get(s.family).sampled
+        )
         for name, spec in guide_spec.latents.items():
+            if name in self.enumerated:
+                continue
             family = GUIDE_FAMILIES.get(spec.family).build(
                 self.generative[name].family, conditional=bool(spec.given)
             )
@@ -115,7 +122,8 @@ class LatentModel(nn.Module):
         with pyro.plate("data", x.shape[0]):
             values: dict[str, torch.Tensor] = {}
             for node in self.prior:
-                values[node.name] = pyro.sample(node.name, node(values))
+                infer = {"enumerate": "parallel"} if node.name in self.enumerated else {}
+                values[node.name] = pyro.sample(node.name, node(values), infer=infer)
             pyro.sample(DATA, self.likelihood(values), obs=x)
 
     def guide(self, x: torch.Tensor) -> None:
@@ -143,14 +151,25 @@ class LatentModel(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, *, mean: bool = True) -> torch.Tensor:
         """Encode with the guide (z ~ q(z | x)), decode with the mean of p(x | z)."""
-        values = {DATA: x}
-        for name, node in self.inference.items():
-            values[name] = node(values).sample()
+        if self.enumerated:
+            # Sample the summed-out latents from their exact posterior given x and the rest.
+            guide_trace = poutine.trace(self.guide).get_trace(x)
+            model = infer_discrete(
+                poutine.replay(self.model, trace=guide_trace),
+                first_available_dim=-1 - MAX_PLATE_NESTING,
+            )
+            trace = poutine.trace(model).get_trace(x)
+            values = {n: trace.nodes[n]["value"] for n in self.latent_names}
+        else:
+            values = {DATA: x}
+            for name, node in self.inference.items():
+                values[name] = node(values).sample()
         px = self.likelihood(values)
         return self.likelihood.family.mean(px) if mean else px.sample()
 
     def extra_repr(self) -> str:
-        return f"model={self.model_spec.path}, guide={self.guide_spec.path}, data_shape={self.data_shape}"
+        specs = f"model={self.model_spec.path}, guide={self.guide_spec.path}"
+        return f"{specs}, data_shape={self.data_shape}"
 
 
 def load(
@@ -158,14 +177,21 @@ def load(
     guide: str | Path | GuideSpec | None = None,
     *,
     data_shape: Sequence[int],
+    seed: int | None = None,
 ) -> LatentModel:
     """Build a :class:`LatentModel` from spec files or bundled spec names.
 
-    ``guide=None`` takes the model spec's ``default_guide``.
+    ``guide=None`` takes the model spec's ``default_guide``. ``seed`` makes the initial weights
+    reproducible without touching the global random state.
     """
     model_spec = read_model(model)
     if guide is None:
         if model_spec.default_guide is None:
             raise SpecError(model_spec.path, "default_guide", "no guide given and none set here")
         guide = model_spec.default_guide
-    return LatentModel(model_spec, read_guide(guide), data_shape)
+    guide_spec = read_guide(guide)
+    if seed is None:
+        return LatentModel(model_spec, guide_spec, data_shape)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LatentModel(model_spec, guide_spec, data_shape)

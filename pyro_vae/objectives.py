@@ -6,6 +6,9 @@
 ``trace_mean_field``
     :class:`~pyro.infer.TraceMeanField_ELBO`: the same ELBO with each KL(q(z_i | ·) ‖ p(z_i | ·))
     computed analytically where a closed form exists (sampled otherwise).
+``trace_enum``
+    :class:`~pyro.infer.TraceEnum_ELBO`: discrete latents whose guide family is ``enumerate``
+    are summed out exactly (for a mixture, the ELBO is then log p(x) itself).
 
 Particles are vectorized as an outer plate (``vectorize_particles=True``), never a Python loop.
 Before training, :func:`check_objective` refuses combinations that would silently give wrong
@@ -44,8 +47,20 @@ def _particles(num_particles: int) -> dict:
     )
 
 
-def _any_guide(vae: LatentModel) -> None:
-    return None
+def no_enumeration(vae: LatentModel) -> None:
+    """Trace_ELBO-style estimators need a guide site for every latent."""
+    if vae.enumerated:
+        name = sorted(vae.enumerated)[0]
+        raise SpecError(
+            vae.guide_spec.path,
+            f"latent.{name}.family",
+            "an enumerated latent is summed out exactly; train with objective 'trace_enum'",
+        )
+
+
+def check_enumeration(vae: LatentModel) -> None:
+    """TraceEnum_ELBO sums enumerated latents out; sampled guide sites must be reparameterized
+    or are handled by its score-function terms, so any guide works."""
 
 
 def check_mean_field(vae: LatentModel) -> None:
@@ -57,6 +72,7 @@ def check_mean_field(vae: LatentModel) -> None:
        stay at their sampled values. That is unbiased only if those parents are not sampled
        *from* z in the guide, i.e. no model parent of z is a guide descendant of z.
     """
+    no_enumeration(vae)
     guide = vae.guide_spec
     for name, node in vae.inference.items():
         if not node.family.reparameterized:
@@ -86,7 +102,14 @@ def check_mean_field(vae: LatentModel) -> None:
 
 
 OBJECTIVES.register("trace")(
-    Objective(lambda k: pyro.infer.Trace_ELBO(**_particles(k)), _any_guide, "Monte Carlo ELBO")
+    Objective(lambda k: pyro.infer.Trace_ELBO(**_particles(k)), no_enumeration, "Monte Carlo ELBO")
+)
+OBJECTIVES.register("trace_enum")(
+    Objective(
+        lambda k: pyro.infer.TraceEnum_ELBO(**_particles(k)),
+        check_enumeration,
+        "ELBO with enumerated discrete latents summed out exactly",
+    )
 )
 OBJECTIVES.register("trace_mean_field")(
     Objective(

@@ -42,6 +42,7 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 1e-3
     eps: float = 1e-8
+    lr_decay: float = 1.0  # per-epoch factor: epoch e trains with lr · lr_decay^(e-1)
     num_particles: int = 1
     seed: int = 0
     binarization: str | None = None  # None: "dynamic" for binary likelihoods on grey data
@@ -51,7 +52,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "num_particles"):
             if getattr(self, name) < 1:
                 raise PyroVaeError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "eps"):
+        for name in ("lr", "eps", "lr_decay"):
             if not getattr(self, name) > 0:
                 raise PyroVaeError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.objective not in OBJECTIVES:
@@ -98,6 +99,8 @@ def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
 
 def eval_objective(vae: LatentModel) -> pyro.infer.ELBO:
     """The ELBO estimator used for reported ELBOs: analytic KL where valid (lower variance)."""
+    if vae.enumerated:
+        return make_objective("trace_enum", vae)
     try:
         check_mean_field(vae)
         return make_objective("trace_mean_field", vae)
@@ -272,9 +275,17 @@ def _fit(vae, dataset, config, optimizer, batches, history, run, progress) -> No
     with bar:
         for epoch in range(start + 1, config.epochs + 1):
             began, total = time.perf_counter(), 0.0
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * config.lr_decay ** (epoch - 1)
             vae.train()
             for batch in dataset.train_batches(config.batch_size, batches):
-                loss = elbo.differentiable_loss(vae.model, vae.guide, batch) / len(batch)
+                try:
+                    loss = elbo.differentiable_loss(vae.model, vae.guide, batch) / len(batch)
+                except ValueError as e:
+                    # Distribution argument checks are where NaN weights usually surface.
+                    if "invalid values" not in str(e):
+                        raise
+                    raise _diverged(run, epoch, str(e).splitlines()[0]) from None
                 if not torch.isfinite(loss):
                     raise _diverged(run, epoch, f"the loss became {loss.item()}")
                 optimizer.zero_grad(set_to_none=True)
@@ -309,5 +320,7 @@ def _fit(vae, dataset, config, optimizer, batches, history, run, progress) -> No
 
 
 def _diverged(run, epoch: int, what: str) -> TrainingDiverged:
-    kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {run.path}" if run else ""
+    kept = ""
+    if run and epoch > 1:
+        kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {run.path}"
     return TrainingDiverged(f"training diverged in epoch {epoch}: {what}{kept}. Try a smaller --lr")

@@ -75,7 +75,7 @@ def test_parameter_names_are_stable():
     assert "inference.z1.net.layers.0.weight" in names
     pyro.clear_param_store()
     vae.model(fake_data(64, True))
-    assert "model$$$z1.net.layers.0.weight" in pyro.get_param_store().keys()
+    assert "model$$$z1.net.layers.0.weight" in pyro.get_param_store()
 
 
 THREE_LAYERS = """

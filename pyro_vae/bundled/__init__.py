@@ -16,12 +16,10 @@ def bundled_dir(kind: str) -> Path:
     """Folder of bundled ``kind`` ("models" or "guides") specs."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    try:
-        installed = Path(str(resources.files(f"{__name__}.{kind}")))
-        if installed.is_dir():
-            return installed
-    except ModuleNotFoundError:
-        pass
+    # The folders hold no __init__.py, so look them up as resources of this (regular) package.
+    installed = Path(str(resources.files(__name__).joinpath(kind)))
+    if installed.is_dir():
+        return installed
     return Path(__file__).resolve().parents[2] / kind
 
 

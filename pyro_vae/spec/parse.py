@@ -235,6 +235,8 @@ def parse_guide(text: str, path: str | Path = "<string>") -> GuideSpec:
         family = reader.family_name(body, key, GUIDE_FAMILIES)
         reader.table(body, key, _COMMON_KEYS)
         given = reader.given(body, key)
+        if given and not GUIDE_FAMILIES.get(family).sampled:
+            raise reader.error(f"{key}.given", f"'{family}' has no guide site to condition")
         nodes[name] = NodeSpec(name, key, family, given, reader.net(body, key, given))
     if not nodes:
         raise reader.error("latent", "a guide needs one [latent.NAME] per model latent")
@@ -260,6 +262,15 @@ def check_pair(model: ModelSpec, guide: GuideSpec) -> None:
                 node.key,
                 f"model {model.path} has no latent '{name}'" + did_you_mean(name, model.latents),
             )
+        for parent in node.given:
+            if (
+                parent in guide.latents
+                and not GUIDE_FAMILIES.get(guide.latents[parent].family).sampled
+            ):
+                raise reader.error(
+                    f"{node.key}.given",
+                    f"'{parent}' is enumerated, so the guide has no value of it to condition on",
+                )
         target = FAMILIES.get(model.latents[name].family)
         supports = GUIDE_FAMILIES.get(node.family).supports
         if target.support not in supports:
