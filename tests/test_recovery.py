@@ -36,16 +36,18 @@ def test_linear_gaussian_recovers_the_covariance():
 
 def test_mixture_recovers_the_components():
     data = pv.load_dataset("mixture-1d")
-    vae = pv.load("mixture_1d", data_shape=(1,), seed=0)
+    # Summing the component out (TraceEnum_ELBO) makes the objective log p(x) itself, so this
+    # is maximum likelihood by gradient ascent. Like EM it has local optima (with seed=3 two
+    # components merge); the seed is fixed, the tolerances are not tuned to it.
+    vae = pv.load("mixture_1d", "mixture_1d_enumerate", data_shape=(1,), seed=0)
     pv.train(
         vae,
         "mixture-1d",
-        objective="trace",
-        num_particles=8,
-        epochs=100,
+        objective="trace_enum",
+        epochs=60,
         batch_size=100,
-        lr=3e-2,
-        lr_decay=0.96,
+        lr=5e-2,
+        lr_decay=0.95,
         progress=False,
     )
     rows = vae.likelihood.net.rows.detach()
