@@ -21,7 +21,7 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/pyro-vae train --model bernoulli_vae --guide mean_field --data digits \
-		--objective trace_mean_field --epochs 100 --batch-size 100 --lr 1e-3 \
+		--objective trace_mean_field --epochs 300 --batch-size 100 --lr 1e-3 \
 		--out runs/demo-$$(date +%Y%m%d-%H%M%S) --progress
 
 # pytest exits 5 when it collects no test; that is not a failure of the code.

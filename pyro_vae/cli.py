@@ -7,6 +7,7 @@ User mistakes (a malformed spec, a missing data file, a damaged checkpoint) prin
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -93,7 +94,19 @@ def _cmd_train(args) -> int:
 
 
 def _data_options(args) -> dict:
-    return {"download": True} if getattr(args, "download", False) else {}
+    """``--data-option n_train=500`` pairs (values read as JSON when they parse) and --download."""
+    options = {}
+    for pair in args.data_option or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise PyroVaeError(f"--data-option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(text)
+        except ValueError:
+            options[key] = text
+    if args.download:
+        options["download"] = True
+    return options
 
 
 def _cmd_sample(args) -> int:
@@ -141,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--binarization", choices=["none", "static", "dynamic"])
     p.add_argument("--download", action="store_true", help="download missing data files")
+    p.add_argument(
+        "--data-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="data set option, e.g. n_train=500 (repeatable)",
+    )
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN", help="continue this run directory")
     p.add_argument(

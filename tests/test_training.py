@@ -167,3 +167,26 @@ def test_trace_and_mean_field_agree_in_expectation():
     stderr = (a.var() / repeats + b.var() / repeats).sqrt()
     assert (a.mean() - b.mean()).abs() < 4 * stderr
     assert b.var() < a.var()  # the analytic KL removes part of the noise
+
+
+def test_cli_data_options(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "--model",
+        "linear_gaussian",
+        "--data",
+        "linear-gaussian",
+        "--epochs",
+        "1",
+        "--data-option",
+        "n_train=300",
+        "--out",
+        str(run),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["num_train"] == 300 and report["config"]["data_options"] == {"n_train": 300}
+    assert main([*argv[:-3], "--data-option", "n_train", "--out", str(tmp_path / "b")]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
