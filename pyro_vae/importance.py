@@ -1,0 +1,193 @@
+"""Per-datapoint importance weights of any Pyro model/guide pair, vectorized over samples.
+
+For each datapoint x_n and K samples z_{n,k} ~ q(z | x_n) the log weights are
+
+.. math:: \\log w_{n,k} = \\log p(x_n, z_{n,k}) - \\log q(z_{n,k} \\mid x_n),
+
+computed in one pass with the samples as an outer plate ``"particles"`` to the left of the
+model's plates (the layout of Pyro's ``vectorize_particles``), so the model and guide run once
+per chunk of samples, not once per sample. Every site must sit in ``pyro.plate("data")``; each
+site's log density is summed over all its other dimensions, leaving a ``(K, N)`` tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.distributions.util import is_identically_zero
+from torch.distributions import kl_divergence
+
+from .errors import PyroVaeError
+
+DATA_PLATE = "data"
+PROPOSALS = ("guide", "prior")
+
+
+class ModelGuideError(PyroVaeError):
+    """A model/guide pair that does not follow the conventions importance sampling needs."""
+
+
+@dataclass(frozen=True)
+class PlateLayout:
+    """Where the data plate sits, and how many plates the model nests (found by one trace)."""
+
+    max_plate_nesting: int
+    data_dim: int
+    num_data: int
+
+    @property
+    def particle_dim(self) -> int:
+        return -self.max_plate_nesting - 1
+
+
+def _sample_sites(trace):
+    return [s for s in trace.nodes.values() if s["type"] == "sample"]
+
+
+def _data_frame(site):
+    return next((f for f in site["cond_indep_stack"] if f.name == DATA_PLATE), None)
+
+
+def inspect_pair(model, guide, args=(), kwargs=None, proposal: str = "guide") -> PlateLayout:
+    """Trace ``model`` and ``guide`` once and check what per-datapoint weights need.
+
+    Raises :class:`ModelGuideError` when there is no ``pyro.plate("data")``, when a latent sits
+    outside it (a global latent: p(x) does not factorize over datapoints), when a site is
+    enumerated, or when the guide's sites and the model's latents differ.
+    """
+    kwargs = kwargs or {}
+    if proposal not in PROPOSALS:
+        raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
+    with poutine.block(), torch.no_grad():
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            *args, **kwargs
+        )
+    model_sites = _sample_sites(poutine.util.prune_subsample_sites(model_trace))
+    guide_sites = _sample_sites(poutine.util.prune_subsample_sites(guide_trace))
+
+    frames = [f for s in model_sites + guide_sites for f in s["cond_indep_stack"]]
+    data = [f for f in frames if f.name == DATA_PLATE]
+    if not data:
+        raise ModelGuideError(
+            "the model has no pyro.plate('data', N) around its sites; per-datapoint weights "
+            "need the batch in a plate named 'data'"
+        )
+    for site in model_sites + guide_sites:
+        if _data_frame(site) is None:
+            role = "observed" if site["is_observed"] else "latent"
+            raise ModelGuideError(
+                f"{role} site '{site['name']}' is outside pyro.plate('data'): a global latent "
+                f"makes log p(x) not factorize per datapoint"
+            )
+        if site["infer"].get("enumerate"):
+            raise ModelGuideError(
+                f"site '{site['name']}' is enumerated; importance sampling needs every latent "
+                f"sampled by the guide"
+            )
+    if proposal == "guide":
+        latents = {s["name"] for s in model_sites if not s["is_observed"]}
+        guided = {s["name"] for s in guide_sites if not s["infer"].get("is_auxiliary")}
+        if latents - guided:
+            raise ModelGuideError(f"model latents without a guide site: {sorted(latents - guided)}")
+        if guided - latents:
+            raise ModelGuideError(
+                f"guide sites that are not model latents: {sorted(guided - latents)}"
+            )
+    dims = [f.dim for f in frames if f.dim is not None]
+    return PlateLayout(
+        max_plate_nesting=max(-d for d in dims), data_dim=data[0].dim, num_data=data[0].size
+    )
+
+
+def _per_datapoint(log_prob: torch.Tensor, site, layout: PlateLayout, num: int) -> torch.Tensor:
+    """Sum a site's log density over every dim but the particle and data dims: (K, N)."""
+    mask = site["mask"]
+    if mask is not None and not isinstance(mask, bool):
+        log_prob = log_prob * mask
+    elif mask is False:
+        log_prob = torch.zeros_like(log_prob)
+    rank = layout.max_plate_nesting + 1
+    if log_prob.dim() > rank:
+        raise ModelGuideError(f"site '{site['name']}' has more batch dims than the model's plates")
+    log_prob = log_prob.reshape((1,) * (rank - log_prob.dim()) + log_prob.shape)
+    keep = (0, rank + layout.data_dim)
+    other = [d for d in range(rank) if d not in keep]
+    if other:
+        log_prob = log_prob.sum(other)
+    return log_prob.expand(num, layout.num_data)
+
+
+def log_weights(
+    model,
+    guide,
+    args=(),
+    kwargs=None,
+    *,
+    num_samples: int,
+    layout: PlateLayout,
+    proposal: str = "guide",
+    analytic_kl: bool = False,
+    detach_guide_params: bool = False,
+) -> torch.Tensor:
+    """``(num_samples, N)`` log weights ``log p(x, z) − log q(z | x)``; differentiable.
+
+    :param proposal: ``"guide"``, or ``"prior"`` for the naive estimator (z ~ p(z), so the weight
+        is just p(x | z)).
+    :param analytic_kl: replace ``log p(z) − log q(z)`` by ``−KL(q ‖ p)`` where a closed form
+        exists (TraceMeanField's estimator of the ELBO; not a valid importance weight).
+    :param detach_guide_params: evaluate ``log q`` with the guide's distribution parameters
+        detached, keeping the path through z (the doubly reparameterized estimator's weights).
+    """
+    kwargs = kwargs or {}
+    with pyro.plate("particles", num_samples, dim=layout.particle_dim):
+        if proposal == "guide":
+            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+                *args, **kwargs
+            )
+        else:
+            guide_trace, model_trace = None, poutine.trace(model).get_trace(*args, **kwargs)
+
+    total = torch.zeros(num_samples, layout.num_data)
+    for site in _sample_sites(model_trace):
+        if not site["is_observed"] and proposal == "prior":
+            continue  # log p(z) − log q(z) = 0 when q is the prior
+        if not site["is_observed"] and analytic_kl:
+            guide_site = guide_trace.nodes[site["name"]]
+            try:
+                kl = kl_divergence(guide_site["fn"], site["fn"])
+            except NotImplementedError:
+                pass
+            else:
+                total = total - _per_datapoint(kl, site, layout, num_samples)
+                guide_site["analytic"] = True
+                continue
+        log_p = site["fn"].log_prob(site["value"])
+        if not is_identically_zero(log_p):
+            total = total + _per_datapoint(log_p, site, layout, num_samples)
+    if guide_trace is not None:
+        for site in _sample_sites(guide_trace):
+            if site.get("analytic"):
+                continue
+            fn = _detached(site["fn"]) if detach_guide_params else site["fn"]
+            total = total - _per_datapoint(fn.log_prob(site["value"]), site, layout, num_samples)
+    return total
+
+
+def _detached(d):
+    """The same distribution with its parameter tensors detached (z keeps its gradient path)."""
+    if isinstance(d, torch.distributions.Independent):
+        return type(d)(_detached(d.base_dist), d.reinterpreted_batch_ndims)
+    params = {}
+    for name in d.arg_constraints:
+        if name in d.__dict__ and torch.is_tensor(d.__dict__[name]):
+            params[name] = d.__dict__[name].detach()
+    for one_of in (("logits", "probs"), ("scale_tril", "covariance_matrix", "precision_matrix")):
+        present = [n for n in one_of if n in params]
+        for extra in present[1:]:  # lazily cached twins: pass only the first
+            del params[extra]
+    return type(d)(**params, validate_args=False)

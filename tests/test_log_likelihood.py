@@ -1,0 +1,175 @@
+"""log_likelihood, elbo and elbo_gap against closed forms, for spec-built and hand-written pairs."""
+
+import math
+import warnings
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pyro_vae as pv
+from pyro_vae.evaluation import _StreamingWeights, elbo, elbo_gap, log_likelihood
+from pyro_vae.families import MIN_SCALE
+from pyro_vae.importance import ModelGuideError
+
+D, LATENT, SIGMA = 5, 2, 0.5
+
+
+def softplus_inverse(y):
+    return y + torch.log(-torch.expm1(-y))
+
+
+def ppca(exact_guide: bool):
+    """linear_gaussian with known W (orthogonal columns), b, σ; the guide exact or perturbed."""
+    vae = pv.load("linear_gaussian", data_shape=(D,), seed=0)
+    generator = torch.Generator().manual_seed(1)
+    q, _ = torch.linalg.qr(torch.randn(D, LATENT, generator=generator))
+    W = q * torch.tensor([2.0, 1.0])  # orthogonal columns: the exact posterior is diagonal
+    b = torch.randn(D, generator=generator)
+    decoder, family = vae.likelihood.net.layers[0], vae.likelihood.family
+    M = W.T @ W + SIGMA**2 * torch.eye(LATENT)
+    A = torch.linalg.solve(M, W.T)  # posterior mean = A (x − b), covariance = σ² M⁻¹
+    post_scale = (SIGMA**2 / M.diag()).sqrt()
+    encoder = vae.inference["z"].net.layers[0]
+    with torch.no_grad():
+        decoder.weight.copy_(W)
+        decoder.bias.copy_(b)
+        family.log_scale.fill_(math.log(SIGMA))
+        encoder.weight.zero_()
+        encoder.weight[:LATENT] = A
+        encoder.bias[:LATENT] = -A @ b
+        encoder.bias[LATENT:] = softplus_inverse(post_scale - MIN_SCALE)
+        if not exact_guide:
+            # Shift the mean a little and widen the scale: a proposal wider than the posterior
+            # keeps the weights' variance finite (k̂ < 0.5), where the standard error holds.
+            encoder.weight[:LATENT].add_(0.05 * torch.randn(LATENT, D, generator=generator))
+            encoder.bias[LATENT:] = softplus_inverse(1.5 * post_scale - MIN_SCALE)
+    x = dist.MultivariateNormal(b, W @ W.T + SIGMA**2 * torch.eye(D)).sample((20,))
+    exact = dist.MultivariateNormal(b, W @ W.T + SIGMA**2 * torch.eye(D)).log_prob(x)
+    # KL(q(z|x) ‖ p(z|x)) between the guide's diagonal Gaussian and the exact posterior.
+    with torch.no_grad():
+        h = vae.inference["z"].net([x])
+    q_dist = dist.MultivariateNormal(
+        h[:, :LATENT], scale_tril=torch.diag_embed(F.softplus(h[:, LATENT:]) + MIN_SCALE)
+    )
+    posterior = dist.MultivariateNormal((x - b) @ A.T, SIGMA**2 * torch.linalg.inv(M))
+    return vae, x, exact.double(), torch.distributions.kl_divergence(q_dist, posterior).double()
+
+
+def test_exact_posterior_gives_exact_weights():
+    vae, x, exact, kl = ppca(exact_guide=True)
+    assert kl.abs().max() < 1e-4
+    ll = log_likelihood(vae.model, vae.guide, x, num_samples=200)
+    assert torch.allclose(ll.log_px, exact, atol=1e-4)
+    assert torch.allclose(ll.ess, torch.full_like(ll.ess, 200.0), rtol=1e-3)
+    assert ll.stderr.max() < 1e-3
+
+
+def test_linear_gaussian_log_likelihood_and_gap_match_closed_form():
+    vae, x, exact, kl = ppca(exact_guide=False)
+    assert kl.min() > 0.05  # the perturbed guide leaves a real gap
+    ll = log_likelihood(vae.model, vae.guide, x, num_samples=5000)
+    assert ((ll.log_px - exact).abs() < 4 * ll.stderr).all()
+    assert (ll.khat < 0.5).all()
+    gap = elbo_gap(vae.model, vae.guide, x, num_samples=5000, objective="trace_mean_field")
+    # ELBO = log p(x) − KL exactly: check the ELBO estimate against it, and the gap against KL.
+    assert ((gap.elbo.elbo - (exact - kl)).abs() < 4 * gap.elbo.stderr).all()
+    assert ((gap.gap - kl).abs() < 4 * gap.stderr).all()
+
+
+def test_mixture_log_likelihood_matches_the_sum_over_components():
+    vae = pv.load("mixture_1d", data_shape=(1,), seed=0)
+    x = torch.linspace(-5, 5, 15).unsqueeze(-1)
+    rows = vae.likelihood.net.rows.detach()
+    components = torch.distributions.Normal(rows[:, 0], F.softplus(rows[:, 1]) + MIN_SCALE)
+    log_weights = vae.generative["c"].family.logits.detach().log_softmax(-1)
+    exact = torch.logsumexp(log_weights + components.log_prob(x), -1).double()
+    ll = log_likelihood(vae.model, vae.guide, x, num_samples=3000)
+    assert ((ll.log_px - exact).abs() < 4 * ll.stderr).all()
+    naive = log_likelihood(vae.model, vae.guide, x, num_samples=3000, proposal="prior")
+    assert ((naive.log_px - exact).abs() < 4 * naive.stderr).all()
+
+
+def hand_written_pair(global_latent=False, plate_name="data"):
+    """A Pyro model/guide written by hand, not from specs: z ~ N(0, 1), x | z ~ N(z, 1)."""
+    loc = torch.tensor(0.3)
+
+    def model(x):
+        if global_latent:
+            pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate(plate_name, len(x)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        if global_latent:
+            pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate(plate_name, len(x)):
+            pyro.sample("z", dist.Normal(loc + 0.5 * x, 0.8))
+
+    return model, guide
+
+
+def test_any_pyro_pair_and_the_k_sample_bound():
+    model, guide = hand_written_pair()
+    x = torch.tensor([-1.0, 0.0, 2.0])
+    exact = dist.Normal(0.0, math.sqrt(2.0)).log_prob(x).double()  # x ~ N(0, 2)
+    ll = log_likelihood(model, guide, x, num_samples=4000)
+    assert ((ll.log_px - exact).abs() < 4 * ll.stderr).all()
+    # The K-sample bound: K = 1 is the ELBO estimator, and the mean rises with K.
+    pyro.set_rng_seed(3)
+    one = log_likelihood(model, guide, x, num_samples=1).log_px
+    pyro.set_rng_seed(3)
+    assert torch.allclose(one, elbo(model, guide, x, num_samples=1).elbo)
+    repeats = 200
+    means, errs = [], []
+    for k in (1, 4, 64):
+        draws = torch.stack(
+            [log_likelihood(model, guide, x, num_samples=k).log_px.mean() for _ in range(repeats)]
+        )
+        means.append(draws.mean())
+        errs.append(draws.std() / math.sqrt(repeats))
+    for a, b, ea, eb in zip(means, means[1:], errs, errs[1:], strict=False):
+        assert b - a > -4 * math.hypot(ea, eb)
+    assert means[-1] - means[0] > 4 * math.hypot(errs[0], errs[-1])
+    assert means[-1] < exact.mean() + 4 * errs[-1]
+
+
+def test_bad_arguments_are_refused():
+    model, guide = hand_written_pair()
+    x = torch.zeros(3)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+        log_likelihood(model, guide, x, num_samples=0)
+    with pytest.raises(ModelGuideError, match="outside pyro.plate\\('data'\\)"):
+        log_likelihood(*hand_written_pair(global_latent=True), x, num_samples=10)
+    with pytest.raises(ModelGuideError, match="no pyro.plate\\('data', N\\)"):
+        log_likelihood(*hand_written_pair(plate_name="batch"), x, num_samples=10)
+
+    def empty_guide(x):
+        pass
+
+    with pytest.raises(ModelGuideError, match="model latents without a guide site: \\['z'\\]"):
+        log_likelihood(model, empty_guide, x, num_samples=10)
+    with pytest.raises(ModelGuideError, match="enumerated"):
+        vae = pv.load("mixture_1d", "mixture_1d_enumerate", data_shape=(1,))
+        log_likelihood(vae.model, vae.guide, torch.zeros(3, 1), num_samples=10)
+
+
+def test_streaming_matches_the_full_computation():
+    import arviz
+
+    torch.manual_seed(0)
+    lw = torch.randn(1000, 6, dtype=torch.float64) * torch.tensor([0.1, 1, 2, 3, 5, 8.0]) - 40
+    stream = _StreamingWeights(6, 1000)
+    for chunk in lw.split(137):
+        stream.add(chunk)
+    result = stream.result()
+    assert torch.allclose(result.log_px, torch.logsumexp(lw, 0) - math.log(1000))
+    normalized = torch.softmax(lw, 0)
+    assert torch.allclose(result.ess, 1 / normalized.pow(2).sum(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, khat = arviz.psislw(lw.T.numpy().copy(), reff=1.0)
+    assert torch.allclose(result.khat, torch.from_numpy(khat))
