@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 from .errors import PyroVaeError
+from .objectives import OBJECTIVES
 
 
 def _cmd_check(args) -> int:
     from .families import FAMILIES
-    from .spec.parse import check_pair
-    from .spec.resolve import read_guide, read_model
+    from .latent_model import LatentModel
+    from .spec.resolve import default_guide, read_guide, read_model
 
     model = read_model(args.model)
     print(f"model {model.path}" + (f": {model.description}" if model.description else ""))
@@ -29,16 +30,24 @@ def _cmd_check(args) -> int:
         parents = f"  <- {', '.join(node.given)} via {node.net.describe()}" if node.given else ""
         role = "latent" if node.key.startswith("latent") else "observed"
         print(f"  {node.name:<6} {role:<9} {node.family}({detail}){parents}")
-    guide_arg = args.guide or model.default_guide
+    guide_arg = args.guide or default_guide(model)
     if guide_arg:
         guide = read_guide(guide_arg)
-        check_pair(model, guide)
+        vae = LatentModel(model, guide, (1,))  # builds every net: catches what parsing cannot
         print(f"guide {guide.path}" + (f": {guide.description}" if guide.description else ""))
         for node in guide.latents.values():
             parents = (
                 f"  <- {', '.join(node.given)} via {node.net.describe()}" if node.given else ""
             )
             print(f"  {node.name:<6} {node.family}{parents}")
+        usable = []
+        for name in OBJECTIVES.names():
+            try:
+                OBJECTIVES.get(name).check(vae)
+                usable.append(name)
+            except PyroVaeError:
+                pass
+        print(f"objectives: {', '.join(usable)}")
     print("ok")
     return 0
 
@@ -48,7 +57,17 @@ def _cmd_train(args) -> int:
     from .training import resume, train
 
     if args.resume:
-        result = resume(args.resume, epochs=args.epochs, progress=args.progress)
+        fixed = [
+            f"--{k.replace('_', '-')}"
+            for k in RUN_SETTINGS + ("model", "guide", "out")
+            if k not in ("epochs", "lr") and getattr(args, k) is not None
+        ]
+        if fixed:
+            raise PyroVaeError(
+                f"--resume continues {args.resume} with its own settings; only --epochs and "
+                f"--lr can change, not {', '.join(fixed)}"
+            )
+        result = resume(args.resume, epochs=args.epochs, lr=args.lr, progress=args.progress)
     else:
         if args.model is None or args.out is None:
             raise PyroVaeError("train needs --model and --out (or --resume RUN)")
@@ -61,21 +80,7 @@ def _cmd_train(args) -> int:
             data_shape=tuple(dataset.event_shape),
             seed=args.seed if args.seed is not None else 0,
         )
-        settings = {
-            k: getattr(args, k)
-            for k in (
-                "objective",
-                "epochs",
-                "batch_size",
-                "lr",
-                "eps",
-                "lr_decay",
-                "num_particles",
-                "seed",
-                "binarization",
-            )
-            if getattr(args, k) is not None
-        }
+        settings = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
         result = train(
             vae,
             args.data,
@@ -91,6 +96,19 @@ def _cmd_train(args) -> int:
     )
     print(f"run directory: {result.run_dir} (report.md, plots/)")
     return 0
+
+
+RUN_SETTINGS = (
+    "objective",
+    "epochs",
+    "batch_size",
+    "lr",
+    "eps",
+    "lr_decay",
+    "num_particles",
+    "seed",
+    "binarization",
+)
 
 
 def _data_options(args) -> dict:
@@ -112,17 +130,16 @@ def _data_options(args) -> dict:
 def _cmd_sample(args) -> int:
     import torch
 
-    from .data import load_dataset
     from .plots import image_grid
-    from .training import load_run
+    from .training import load_run, run_metadata
 
     vae, config = load_run(args.run)
-    torch.manual_seed(args.seed)
-    dataset = load_dataset(config.data, **config.data_options)
-    out = Path(args.output or Path(args.run) / "plots" / "samples.png")
-    if dataset.image_shape is None:
+    image_shape = run_metadata(args.run).get("image_shape")
+    if not image_shape:
         raise PyroVaeError(f"data set '{config.data}' is not made of images; nothing to draw")
-    image_grid(vae.sample(args.n), dataset.image_shape, out, f"{args.n} samples")
+    torch.manual_seed(args.seed)
+    out = Path(args.output or Path(args.run) / "plots" / "samples.png")
+    image_grid(vae.sample(args.n), tuple(image_shape), out, f"{args.n} samples")
     print(out)
     return 0
 
@@ -144,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model spec file or bundled name")
     p.add_argument("--guide", help="guide spec file or bundled name (default: the model's)")
     p.add_argument("--data", default="digits", help="data set name (default: digits)")
-    p.add_argument("--objective", help="trace or trace_mean_field (default: trace_mean_field)")
+    p.add_argument(
+        "--objective",
+        help=f"one of {', '.join(OBJECTIVES.names())} (default: trace_mean_field where valid, "
+        "else trace; trace_enum for enumerated latents)",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)

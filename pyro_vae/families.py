@@ -190,10 +190,8 @@ class Categorical(Family):
     size_key = "categories"
     options = {
         "weights": Option(
-            either(
-                one_of(("uniform", "learned")),
-                probability_vector,
-                expected="'uniform', 'learned' or a list of probabilities",
+            lambda v: (
+                probability_vector(v) if isinstance(v, list) else one_of(("uniform", "learned"))(v)
             ),
             None,
             "'uniform', 'learned' or [p1, p2, ...]",

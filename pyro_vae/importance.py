@@ -18,6 +18,7 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import is_identically_zero
+from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions import kl_divergence
 
 from .errors import PyroVaeError
@@ -44,14 +45,21 @@ class PlateLayout:
 
 
 def _sample_sites(trace):
-    return [s for s in trace.nodes.values() if s["type"] == "sample"]
+    # Plates record their subsample indices as sample sites; those carry no density.
+    return [
+        s
+        for s in trace.nodes.values()
+        if s["type"] == "sample" and not isinstance(s["fn"], _Subsample)
+    ]
 
 
 def _data_frame(site):
     return next((f for f in site["cond_indep_stack"] if f.name == DATA_PLATE), None)
 
 
-def inspect_pair(model, guide, args=(), kwargs=None, proposal: str = "guide") -> PlateLayout:
+def inspect_pair(
+    model, guide, args=(), kwargs=None, proposal: str = "guide", require_rsample: bool = False
+) -> PlateLayout:
     """Trace ``model`` and ``guide`` once and check what per-datapoint weights need.
 
     Raises :class:`ModelGuideError` when there is no ``pyro.plate("data")``, when a latent sits
@@ -66,8 +74,7 @@ def inspect_pair(model, guide, args=(), kwargs=None, proposal: str = "guide") ->
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
-    model_sites = _sample_sites(poutine.util.prune_subsample_sites(model_trace))
-    guide_sites = _sample_sites(poutine.util.prune_subsample_sites(guide_trace))
+    model_sites, guide_sites = _sample_sites(model_trace), _sample_sites(guide_trace)
 
     frames = [f for s in model_sites + guide_sites for f in s["cond_indep_stack"]]
     data = [f for f in frames if f.name == DATA_PLATE]
@@ -97,13 +104,20 @@ def inspect_pair(model, guide, args=(), kwargs=None, proposal: str = "guide") ->
             raise ModelGuideError(
                 f"guide sites that are not model latents: {sorted(guided - latents)}"
             )
+    if require_rsample:
+        for site in guide_sites:
+            if not site["fn"].has_rsample:
+                raise ModelGuideError(
+                    f"guide site '{site['name']}' is not reparameterizable; importance-weighted "
+                    f"objectives here have no score-function term"
+                )
     dims = [f.dim for f in frames if f.dim is not None]
     return PlateLayout(
         max_plate_nesting=max(-d for d in dims), data_dim=data[0].dim, num_data=data[0].size
     )
 
 
-def _per_datapoint(log_prob: torch.Tensor, site, layout: PlateLayout, num: int) -> torch.Tensor:
+def _per_datapoint(log_prob: torch.Tensor, site, layout: PlateLayout, shape) -> torch.Tensor:
     """Sum a site's log density over every dim but the particle and data dims: (K, N)."""
     mask = site["mask"]
     if mask is not None and not isinstance(mask, bool):
@@ -118,7 +132,7 @@ def _per_datapoint(log_prob: torch.Tensor, site, layout: PlateLayout, num: int) 
     other = [d for d in range(rank) if d not in keep]
     if other:
         log_prob = log_prob.sum(other)
-    return log_prob.expand(num, layout.num_data)
+    return log_prob.expand(shape)
 
 
 def log_weights(
@@ -132,6 +146,7 @@ def log_weights(
     proposal: str = "guide",
     analytic_kl: bool = False,
     detach_guide_params: bool = False,
+    path_grad_scale: list | None = None,
 ) -> torch.Tensor:
     """``(num_samples, N)`` log weights ``log p(x, z) − log q(z | x)``; differentiable.
 
@@ -141,19 +156,26 @@ def log_weights(
         exists (TraceMeanField's estimator of the ELBO; not a valid importance weight).
     :param detach_guide_params: evaluate ``log q`` with the guide's distribution parameters
         detached, keeping the path through z (the doubly reparameterized estimator's weights).
+    :param path_grad_scale: a list the caller fills, after this returns, with a ``(K, N)``
+        tensor; gradients that reach the guide through the sampled z are multiplied by it.
     """
     kwargs = kwargs or {}
     with pyro.plate("particles", num_samples, dim=layout.particle_dim):
         if proposal == "guide":
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            if path_grad_scale is not None:
+                _scale_value_grads(guide_trace, layout, path_grad_scale)
             model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
                 *args, **kwargs
             )
         else:
             guide_trace, model_trace = None, poutine.trace(model).get_trace(*args, **kwargs)
 
-    total = torch.zeros(num_samples, layout.num_data)
-    for site in _sample_sites(model_trace):
+    sites = _sample_sites(model_trace)
+    # The batch may differ from the one inspected (say, the last batch of an epoch).
+    shape = (num_samples, _data_frame(sites[0]).size)
+    total = torch.zeros(shape)
+    for site in sites:
         if not site["is_observed"] and proposal == "prior":
             continue  # log p(z) − log q(z) = 0 when q is the prior
         if not site["is_observed"] and analytic_kl:
@@ -163,19 +185,44 @@ def log_weights(
             except NotImplementedError:
                 pass
             else:
-                total = total - _per_datapoint(kl, site, layout, num_samples)
+                total = total - _per_datapoint(kl, site, layout, shape)
                 guide_site["analytic"] = True
                 continue
         log_p = site["fn"].log_prob(site["value"])
         if not is_identically_zero(log_p):
-            total = total + _per_datapoint(log_p, site, layout, num_samples)
+            total = total + _per_datapoint(log_p, site, layout, shape)
     if guide_trace is not None:
         for site in _sample_sites(guide_trace):
             if site.get("analytic"):
                 continue
             fn = _detached(site["fn"]) if detach_guide_params else site["fn"]
-            total = total - _per_datapoint(fn.log_prob(site["value"]), site, layout, num_samples)
+            total = total - _per_datapoint(fn.log_prob(site["value"]), site, layout, shape)
     return total
+
+
+def _scale_value_grads(guide_trace, layout: PlateLayout, holder: list) -> None:
+    """Give every guide value a fresh alias whose incoming gradient is scaled by ``holder[0]``.
+
+    Only the uses downstream of the alias (the model and log q) are scaled; the guide's own
+    use of a value (say, z2 feeding q(z1 | z2)) happened before and keeps its gradient.
+    """
+    rank = layout.max_plate_nesting + 1
+    data_axis = rank + layout.data_dim
+
+    def scale(grad, event_dim):
+        w = holder[0]
+        shape = [1] * rank
+        shape[0], shape[data_axis] = w.shape
+        return grad * w.reshape(shape + [1] * event_dim)
+
+    for site in _sample_sites(guide_trace):
+        value = site["value"]
+        if not (torch.is_tensor(value) and value.requires_grad):
+            continue
+        alias = value.view_as(value)
+        event_dim = site["fn"].event_dim
+        alias.register_hook(lambda g, e=event_dim: scale(g, e))
+        site["value"] = alias
 
 
 def _detached(d):

@@ -1,6 +1,6 @@
 """Build a :class:`LatentModel` — plain Pyro ``model(x)`` / ``guide(x)`` callables — from specs.
 
-Conventions (shared with everything in :mod:`pyro_vae.evaluation`): the batch lives under
+Conventions (shared with :mod:`pyro_vae.importance`): the batch lives under
 ``pyro.plate("data", N)`` at dim -1, latent sites are named after their spec nodes, the observed
 site is ``x``, and each site's event holds one datapoint's value (``.to_event(1)``).
 """
@@ -21,7 +21,7 @@ from .families import FAMILIES, Family
 from .guide_families import GUIDE_FAMILIES
 from .nets import NETS, NetInput
 from .spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
-from .spec.resolve import read_guide, read_model
+from .spec.resolve import default_guide, read_guide, read_model
 
 MAX_PLATE_NESTING = 1  # only the "data" plate; vectorized particles go to dim -2
 
@@ -45,6 +45,23 @@ class Node(nn.Module):
     def forward(self, values: dict[str, torch.Tensor]):
         raw = None if self.net is None else self.net([values[p] for p in self.given])
         return self.family(raw)
+
+
+def _guide_order(guide: GuideSpec, model_order: list[str]) -> list[str]:
+    """A sampling order for the guide that follows the model's wherever the guide allows.
+
+    Pyro's mean-field check compares the two orders; independent guide latents need not
+    trigger its warning.
+    """
+    order: list[str] = []
+    while len(order) < len(model_order):
+        name = next(
+            n
+            for n in model_order
+            if n not in order and all(p in order or p == DATA for p in guide.latents[n].given)
+        )
+        order.append(name)
+    return order
 
 
 def _input(name: str, family: Family) -> NetInput:
@@ -87,7 +104,8 @@ class LatentModel(nn.Module):
         self.enumerated = frozenset(
             n for n, s in guide_spec.latents.items() if not GUIDE_FAMILIES.get(s.family).sampled
         )
-        for name, spec in guide_spec.latents.items():
+        for name in _guide_order(guide_spec, list(model_spec.latents)):
+            spec = guide_spec.latents[name]
             if name in self.enumerated:
                 continue
             family = GUIDE_FAMILIES.get(spec.family).build(
@@ -188,7 +206,7 @@ def load(
     if guide is None:
         if model_spec.default_guide is None:
             raise SpecError(model_spec.path, "default_guide", "no guide given and none set here")
-        guide = model_spec.default_guide
+        guide = default_guide(model_spec)
     guide_spec = read_guide(guide)
     if seed is None:
         return LatentModel(model_spec, guide_spec, data_shape)

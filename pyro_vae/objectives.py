@@ -6,6 +6,10 @@
 ``trace_mean_field``
     :class:`~pyro.infer.TraceMeanField_ELBO`: the same ELBO with each KL(q(z_i | ·) ‖ p(z_i | ·))
     computed analytically where a closed form exists (sampled otherwise).
+``iwae``
+    :class:`~pyro_vae.iwae.IWAE_ELBO`: the K-sample importance-weighted bound, K = num_particles.
+``iwae_dreg``
+    :class:`~pyro_vae.iwae.IWAE_DReG`: the same bound with doubly reparameterized gradients.
 ``trace_enum``
     :class:`~pyro.infer.TraceEnum_ELBO`: discrete latents whose guide family is ``enumerate``
     are summed out exactly (for a mixture, the ELBO is then log p(x) itself).
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 import pyro.infer
 
 from .errors import SpecError
+from .iwae import IWAE_ELBO, IWAE_DReG
 from .latent_model import MAX_PLATE_NESTING, LatentModel
 from .registry import Registry
 
@@ -63,6 +68,33 @@ def check_enumeration(vae: LatentModel) -> None:
     or are handled by its score-function terms, so any guide works."""
 
 
+def check_reparameterized(vae: LatentModel, objective: str) -> None:
+    """Objectives without a score-function term need every guide site reparameterizable."""
+    no_enumeration(vae)
+    for name, node in vae.inference.items():
+        if not node.family.reparameterized:
+            raise SpecError(
+                vae.guide_spec.path,
+                f"latent.{name}.family",
+                f"objective '{objective}' needs reparameterizable guide sites, but "
+                f"'{name}' is {vae.guide_spec.latents[name].family}; use objective 'trace'",
+            )
+
+
+def check_dreg(vae: LatentModel) -> None:
+    """DReG holds log q's parameters fixed, which is exact only if guide sites see x alone."""
+    check_reparameterized(vae, "iwae_dreg")
+    for name, node in vae.guide_spec.latents.items():
+        latents = [p for p in node.given if p != "x"]
+        if latents:
+            raise SpecError(
+                vae.guide_spec.path,
+                f"latent.{name}.given",
+                f"objective 'iwae_dreg' supports guides conditioned on x only, but '{name}' "
+                f"also sees {latents}; use objective 'iwae'",
+            )
+
+
 def check_mean_field(vae: LatentModel) -> None:
     """Refuse what makes TraceMeanField_ELBO's gradients wrong.
 
@@ -72,16 +104,8 @@ def check_mean_field(vae: LatentModel) -> None:
        stay at their sampled values. That is unbiased only if those parents are not sampled
        *from* z in the guide, i.e. no model parent of z is a guide descendant of z.
     """
-    no_enumeration(vae)
+    check_reparameterized(vae, "trace_mean_field")
     guide = vae.guide_spec
-    for name, node in vae.inference.items():
-        if not node.family.reparameterized:
-            raise SpecError(
-                guide.path,
-                f"latent.{name}.family",
-                f"objective 'trace_mean_field' needs reparameterizable guide sites, but "
-                f"'{name}' is {guide.latents[name].family}; use objective 'trace'",
-            )
     children = {n: [m for m, s in guide.latents.items() if n in s.given] for n in guide.latents}
     for name in guide.latents:
         descendants, stack = set(), list(children[name])
@@ -103,6 +127,16 @@ def check_mean_field(vae: LatentModel) -> None:
 
 OBJECTIVES.register("trace")(
     Objective(lambda k: pyro.infer.Trace_ELBO(**_particles(k)), no_enumeration, "Monte Carlo ELBO")
+)
+OBJECTIVES.register("iwae")(
+    Objective(
+        lambda k: IWAE_ELBO(num_particles=k),
+        lambda vae: check_reparameterized(vae, "iwae"),
+        "importance-weighted bound, K = num_particles",
+    )
+)
+OBJECTIVES.register("iwae_dreg")(
+    Objective(lambda k: IWAE_DReG(num_particles=k), check_dreg, "IWAE with DReG gradients")
 )
 OBJECTIVES.register("trace_enum")(
     Objective(

@@ -2,7 +2,7 @@
 
 One step is ``elbo.differentiable_loss(model, guide, batch)`` followed by a plain
 ``torch.optim.Adam`` step over the module's parameters: the ELBO is Pyro's, the optimizer is
-one fused torch optimizer rather than one per parameter.
+one torch optimizer over all parameters rather than one per parameter.
 
 A run directory holds ``model.toml`` and ``guide.toml`` (the specs as given), ``config.json``,
 ``checkpoint.safetensors`` (written at the end of every epoch), ``metrics.jsonl`` (one line per
@@ -37,7 +37,7 @@ class TrainConfig:
     """Everything that determines a training run (saved as ``config.json``)."""
 
     data: str = "digits"
-    objective: str = "trace_mean_field"
+    objective: str | None = None  # None: the lowest-variance ELBO that suits the model
     epochs: int = 10
     batch_size: int = 100
     lr: float = 1e-3
@@ -55,7 +55,7 @@ class TrainConfig:
         for name in ("lr", "eps", "lr_decay"):
             if not getattr(self, name) > 0:
                 raise PyroVaeError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.objective not in OBJECTIVES:
+        if self.objective is not None and self.objective not in OBJECTIVES:
             raise PyroVaeError(OBJECTIVES.unknown_message(self.objective))
 
 
@@ -97,15 +97,21 @@ def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
     return dataset
 
 
-def eval_objective(vae: LatentModel) -> pyro.infer.ELBO:
-    """The ELBO estimator used for reported ELBOs: analytic KL where valid (lower variance)."""
+def default_objective(vae: LatentModel) -> str:
+    """``trace_enum`` with enumerated latents, else ``trace_mean_field`` where it is valid
+    (analytic KL: lower variance), else ``trace``."""
     if vae.enumerated:
-        return make_objective("trace_enum", vae)
+        return "trace_enum"
     try:
         check_mean_field(vae)
-        return make_objective("trace_mean_field", vae)
     except PyroVaeError:
-        return make_objective("trace", vae)
+        return "trace"
+    return "trace_mean_field"
+
+
+def eval_objective(vae: LatentModel) -> pyro.infer.ELBO:
+    """The ELBO estimator used for reported ELBOs (see :func:`default_objective`)."""
+    return make_objective(default_objective(vae), vae)
 
 
 @torch.no_grad()
@@ -131,7 +137,7 @@ class _RunDir:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(target)
 
-    def create(self, vae: LatentModel, config: TrainConfig) -> None:
+    def create(self, vae: LatentModel, config: TrainConfig, dataset: Dataset) -> None:
         if self.path.exists() and any(self.path.iterdir()):
             raise PyroVaeError(
                 f"{self.path}: run directory exists and is not empty; resume it with --resume "
@@ -143,6 +149,7 @@ class _RunDir:
         meta = {
             "config": dataclasses.asdict(config),
             "data_shape": list(vae.data_shape),
+            "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
             "model_spec": vae.model_spec.path,
             "guide_spec": vae.guide_spec.path,
         }
@@ -189,6 +196,11 @@ class _RunDir:
         return [r for r in records if up_to_epoch is None or r["epoch"] <= up_to_epoch]
 
 
+def run_metadata(run_dir: str | Path) -> dict:
+    """``config.json`` of a run: settings, data shape, image shape, spec origins."""
+    return _RunDir(run_dir).read_config()[1]
+
+
 def load_run(run_dir: str | Path) -> tuple[LatentModel, TrainConfig]:
     """The trained model of a run directory, with its training configuration."""
     run = _RunDir(run_dir)
@@ -216,11 +228,13 @@ def train(
         raise TypeError(f"unknown training settings: {sorted(unknown)}")
     config = TrainConfig(data=data, **settings)
     config.validate()
+    if config.objective is None:
+        config.objective = default_objective(vae)
     make_objective(config.objective, vae, config.num_particles)  # refuse before any work
     dataset = prepare_data(vae, config)
     run = _RunDir(out) if out is not None else None
     if run:
-        run.create(vae, config)
+        run.create(vae, config, dataset)
     pyro.set_rng_seed(config.seed)
     batches = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
@@ -229,21 +243,29 @@ def train(
     return TrainResult(vae, config, dataset, history, run.path if run else None)
 
 
-def resume(run_dir: str | Path, *, epochs: int | None = None, progress: bool | None = None):
+def resume(
+    run_dir: str | Path,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    progress: bool | None = None,
+):
     """Continue a run from its last checkpoint, exactly as if it had not stopped.
 
-    ``epochs`` raises the total number of epochs.
+    ``epochs`` changes the total number of epochs; ``lr`` the base learning rate from here on
+    (after a divergence, say) — the run is then no longer identical to an uninterrupted one.
     """
     run = _RunDir(run_dir)
     vae, config = run.build()
     checkpoint = Checkpoint(run.path / CHECKPOINT)
     checkpoint.load_into(vae)
-    if epochs is not None:
-        if epochs < 1:
-            raise PyroVaeError(f"epochs must be >= 1, got {epochs}")
-        config.epochs = epochs
+    changes = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
+    if changes:
+        for key, value in changes.items():
+            setattr(config, key, value)
+        config.validate()
         meta = json.loads((run.path / CONFIG).read_text(encoding="utf-8"))
-        meta["config"]["epochs"] = epochs
+        meta["config"].update(changes)
         run.write_text(CONFIG, json.dumps(meta, indent=2) + "\n")
     dataset = prepare_data(vae, config)
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
@@ -254,16 +276,16 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, progress: bool | N
         batches.set_state(checkpoint.rng["batches"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{checkpoint.path}: incomplete training state ({e})") from None
+    # The checkpoint, not metrics.jsonl, says where training stopped.
     done = int(checkpoint.info.get("epoch", 0))
     history = run.read_metrics(up_to_epoch=done)
-    _fit(vae, dataset, config, optimizer, batches, history, run, progress)
+    _fit(vae, dataset, config, optimizer, batches, history, run, progress, start=done)
     return TrainResult(vae, config, dataset, history, run.path)
 
 
-def _fit(vae, dataset, config, optimizer, batches, history, run, progress) -> None:
+def _fit(vae, dataset, config, optimizer, batches, history, run, progress, start=0) -> None:
     elbo = make_objective(config.objective, vae, config.num_particles)
     evaluator = eval_objective(vae)
-    start = history[-1]["epoch"] if history else 0
     steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
     bar = tqdm(
         total=(config.epochs - start) * steps_per_epoch,

@@ -225,3 +225,77 @@ def test_cli_check_prints_the_dag(capsys):
     assert main(["check", "hierarchical_vae"]) == 0
     out = capsys.readouterr().out
     assert "z1" in out and "<- z2 via mlp[128] tanh" in out and out.strip().endswith("ok")
+
+
+def test_latents_cannot_depend_on_x():
+    err = model_error(
+        GOOD_MODEL.replace(
+            "[observed.x]",
+            '[latent.w]\nfamily = "normal"\ndim = 2\n'
+            'given = ["x"]\nnet = { kind = "linear" }\n[observed.x]',
+        )
+    )
+    assert err.key == "latent.w.given" and "cannot depend on the observed x" in str(err)
+
+
+def test_weights_error_keeps_its_reason():
+    err = model_error(
+        GOOD_MODEL.replace(
+            "[observed.x]",
+            '[latent.c]\nfamily = "categorical"\n'
+            "categories = 2\nweights = [0.5, 0.6]\n[observed.x]",
+        )
+    )
+    assert err.key == "latent.c.weights" and "summing to 1" in str(err)
+
+
+def test_enumerate_is_refused_for_latents_with_latent_children():
+    model = parse_model(
+        """
+        [latent.c]
+        family = "categorical"
+        categories = 2
+        [latent.z]
+        family = "normal"
+        dim = 2
+        given = ["c"]
+        net = { kind = "table" }
+        [observed.x]
+        family = "bernoulli"
+        given = ["z"]
+        net = { kind = "linear" }
+    """.replace("        ", ""),
+        "m.toml",
+    )
+    guide = parse_guide(
+        '[latent.c]\nfamily = "enumerate"\n[latent.z]\nfamily = "diagonal_normal"\n'
+        'given = ["x"]\nnet = { kind = "linear" }\n',
+        "g.toml",
+    )
+    with pytest.raises(pv.SpecError, match="g.toml: latent.c.family: .*feeds \\['z'\\]"):
+        pv.LatentModel(model, guide, (4,))
+
+
+def test_cli_check_builds_the_nets_and_lists_objectives(tmp_path, capsys):
+    bad = tmp_path / "m.toml"
+    bad.write_text(
+        GOOD_MODEL.replace('kind = "mlp", hidden = [8], activation = "tanh"', 'kind = "table"')
+    )
+    guide = tmp_path / "g.toml"
+    guide.write_text(GOOD_GUIDE)
+    assert main(["check", str(bad), str(guide)]) == 2
+    assert "observed.x.net: a 'table' net needs exactly one categorical parent" in (
+        capsys.readouterr().err
+    )
+    assert main(["check", "mixture_1d"]) == 0
+    assert "objectives: trace, trace_enum\n" in capsys.readouterr().out
+
+
+def test_default_guide_path_is_relative_to_the_model_file(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "m.toml").write_text('default_guide = "g.toml"\n' + GOOD_MODEL)
+    (folder / "g.toml").write_text(GOOD_GUIDE)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "specs/m.toml"]) == 0
+    assert pv.load("specs/m.toml", data_shape=(3,)).guide_spec.path.endswith("specs/g.toml")

@@ -190,3 +190,39 @@ def test_cli_data_options(tmp_path, capsys):
     assert report["num_train"] == 300 and report["config"]["data_options"] == {"n_train": 300}
     assert main([*argv[:-3], "--data-option", "n_train", "--out", str(tmp_path / "b")]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_resume_trusts_the_checkpoint_not_the_metrics(tmp_path):
+    straight = pv.train(small_vae(), "digits", out=tmp_path / "a", **SMALL)
+    run = tmp_path / "b"
+    pv.train(small_vae(), "digits", out=run, **{**SMALL, "epochs": 1})
+    (run / "metrics.jsonl").write_text("")  # as if we stopped between checkpoint and metrics
+    resumed = pv.resume(run, epochs=2, progress=False)
+    assert [r["epoch"] for r in resumed.history] == [2]
+    for p, q in zip(straight.vae.parameters(), resumed.vae.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_resume_only_changes_epochs_and_lr(tmp_path, capsys):
+    run = tmp_path / "run"
+    pv.train(small_vae(), "digits", out=run, **{**SMALL, "epochs": 1})
+    assert main(["train", "--resume", str(run), "--batch-size", "10"]) == 2
+    assert "only --epochs and --lr can change, not --batch-size" in capsys.readouterr().err
+    assert (
+        main(["train", "--resume", str(run), "--epochs", "2", "--lr", "5e-4", "--no-progress"]) == 0
+    )
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["epochs"] == 2 and config["lr"] == 5e-4
+
+
+def test_default_objective_suits_the_model():
+    mixture = pv.load("mixture_1d", data_shape=(1,), seed=0)
+    result = pv.train(mixture, "mixture-1d", epochs=1, progress=False)
+    assert result.config.objective == "trace"
+    enumerated = pv.load("mixture_1d", "mixture_1d_enumerate", data_shape=(1,), seed=0)
+    assert pv.train(enumerated, "mixture-1d", epochs=1, progress=False).config.objective == (
+        "trace_enum"
+    )
+    assert pv.train(small_vae(), "digits", epochs=1, progress=False).config.objective == (
+        "trace_mean_field"
+    )

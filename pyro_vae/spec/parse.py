@@ -207,6 +207,12 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
         raise reader.error(f"latent.{DATA}", "'x' is the observed node; rename this latent")
     if not latents:
         raise reader.error("latent", "a latent-variable model needs at least one [latent.NAME]")
+    for node in latents.values():
+        if DATA in node.given:
+            raise reader.error(
+                f"{node.key}.given",
+                "a latent cannot depend on the observed x; condition on x in the guide",
+            )
     x = _model_node(reader, "observed", DATA, observed[DATA])
     if not x.given:
         raise reader.error("observed.x.given", "the observed node needs latent parents")
@@ -270,6 +276,14 @@ def check_pair(model: ModelSpec, guide: GuideSpec) -> None:
                 raise reader.error(
                     f"{node.key}.given",
                     f"'{parent}' is enumerated, so the guide has no value of it to condition on",
+                )
+        if not GUIDE_FAMILIES.get(node.family).sampled:
+            children = [c for c, m in model.latents.items() if name in m.given]
+            if children:
+                raise reader.error(
+                    f"{node.key}.family",
+                    f"'{node.family}' is supported for latents whose only child is x, but "
+                    f"'{name}' feeds {children}",
                 )
         target = FAMILIES.get(model.latents[name].family)
         supports = GUIDE_FAMILIES.get(node.family).supports

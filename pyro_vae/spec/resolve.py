@@ -47,3 +47,12 @@ def read_guide(spec: str | Path | GuideSpec) -> GuideSpec:
         return spec
     path = spec_path(spec, "guides")
     return parse_guide(read_text(path), path)
+
+
+def default_guide(model: ModelSpec) -> str | Path | None:
+    """The model's ``default_guide``: a bundled name, or a path relative to the model file."""
+    name = model.default_guide
+    if name is None or ("/" not in name and not name.endswith(".toml")):
+        return name
+    path = Path(name)
+    return path if path.is_absolute() else Path(model.path).parent / path
