@@ -1,4 +1,4 @@
-"""The ``pyro-vae`` command line: ``check``, ``train``, ``sample``.
+"""The ``pyro-vae`` command line: ``check``, ``train``, ``evaluate``, ``sample``.
 
 User mistakes (a malformed spec, a missing data file, a damaged checkpoint) print one line
 ``error: <file>: <key>: <what>`` and exit 2, without a traceback.
@@ -144,6 +144,34 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from .evaluate_run import evaluate_run
+
+    if args.num_samples < 1:
+        raise PyroVaeError(f"--num-samples must be >= 1, got {args.num_samples}")
+    e = evaluate_run(
+        args.run,
+        num_samples=args.num_samples,
+        elbo_samples=args.elbo_samples,
+        max_data=args.max_data,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=args.progress,
+    )
+    for name in ("log_px", "elbo", "gap"):
+        label = {"log_px": "log p(x)", "elbo": "ELBO", "gap": "gap"}[name]
+        print(
+            f"{label:>9}: {e[name]['mean']:10.3f} ± {e[name]['mc_stderr']:.3f} (Monte Carlo)"
+            f" ± {e[name]['datapoint_stderr'] or 0:.3f} (over datapoints)"
+        )
+    print(
+        f"{e['num_data']} test datapoints, K = {e['num_samples']}, {e['seconds']:.1f} s; "
+        f"median k̂ {e['khat_median'] or float('nan'):.2f}, {e['khat_above_0.7']} above 0.7"
+    )
+    print(f"report: {Path(args.run) / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyro-vae", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bar (default: on a terminal)",
     )
     p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="log p(x) by importance sampling, ELBO and their gap")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--num-samples", type=int, default=1000, help="K per datapoint (1000)")
+    p.add_argument("--elbo-samples", type=int, default=100, help="samples for the ELBO (100)")
+    p.add_argument("--max-data", type=int, help="evaluate only the first N test datapoints")
+    p.add_argument("--batch-size", type=int, default=100, help="datapoints per pass (100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(handler=_cmd_evaluate)
 
     p = sub.add_parser("sample", help="draw samples of a trained run as an image grid")
     p.add_argument("run", help="run directory")

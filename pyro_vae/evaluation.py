@@ -37,6 +37,8 @@ class LogLikelihood:
     ess: torch.Tensor
     khat: torch.Tensor
     num_samples: int
+    # K → (log p̂ with the first K samples, its stderr), when ``record_at`` asked for it
+    by_num_samples: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def mean(self) -> float:
@@ -66,14 +68,18 @@ def _check_num_samples(num_samples) -> int:
     return num_samples
 
 
-def _chunks(total: int, chunk_size: int | None, num_data: int):
+def _chunks(total: int, chunk_size: int | None, num_data: int, stops=()):
+    """Chunk sizes summing to ``total``; a chunk also ends at every K in ``stops``."""
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     size = chunk_size or max(1, ROWS_PER_CHUNK // max(num_data, 1))
+    ends = sorted({k for k in stops if 0 < k < total} | {total})
     done = 0
-    while done < total:
-        yield min(size, total - done)
-        done += size
+    for end in ends:
+        while done < end:
+            step = min(size, end - done)
+            yield step
+            done += step
 
 
 class _StreamingWeights:
@@ -88,6 +94,7 @@ class _StreamingWeights:
         self.sum = torch.zeros(num_data, dtype=torch.float64)
         self.sum_sq = torch.zeros(num_data, dtype=torch.float64)
         self.top = torch.empty(0, num_data, dtype=torch.float64)
+        self.seen = 0
 
     def add(self, lw: torch.Tensor) -> None:
         lw = lw.detach().to(torch.float64)
@@ -100,17 +107,21 @@ class _StreamingWeights:
         self.max = new_max
         merged = torch.cat([self.top, lw])
         self.top = merged.topk(min(self.tail, len(merged)), dim=0).values
+        self.seen += len(lw)
+
+    def estimate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p̂ and its delta-method standard error from the samples seen so far."""
+        k = self.seen
+        log_px = self.max + self.sum.log() - math.log(k)
+        if k == 1:
+            return log_px, torch.full_like(log_px, math.nan)
+        rel_var = (k * self.sum_sq / self.sum**2 - 1).clamp(min=0) / (k - 1)
+        return log_px, rel_var.sqrt()
 
     def result(self) -> LogLikelihood:
-        k = self.num_samples
-        log_px = self.max + self.sum.log() - math.log(k)
+        log_px, stderr = self.estimate()
         ess = self.sum**2 / self.sum_sq
-        if k > 1:
-            rel_var = (k * self.sum_sq / self.sum**2 - 1).clamp(min=0) / (k - 1)
-            stderr = rel_var.sqrt()
-        else:
-            stderr = torch.full_like(log_px, math.nan)
-        return LogLikelihood(log_px, stderr, ess, self._khat(), k)
+        return LogLikelihood(log_px, stderr, ess, self._khat(), self.num_samples)
 
     def _khat(self) -> torch.Tensor:
         if self.num_samples < 5:
@@ -135,6 +146,7 @@ def log_likelihood(
     num_samples: int = 1000,
     chunk_size: int | None = None,
     proposal: str = "guide",
+    record_at=(),
     **kwargs,
 ) -> LogLikelihood:
     """Importance-sampling estimate of log p(x) for every datapoint in the ``"data"`` plate.
@@ -143,18 +155,27 @@ def log_likelihood(
     :param guide: its guide (the proposal); ``proposal="prior"`` ignores it and samples p(z).
     :param num_samples: K, the number of importance samples per datapoint.
     :param chunk_size: samples per vectorized pass (default: about 16384 / N).
+    :param record_at: values of K < ``num_samples`` at which to also record the estimate from
+        the first K samples (``by_num_samples``): the curve of log p̂ against K, for free.
     """
     _check_num_samples(num_samples)
     layout = inspect_pair(model, guide, args, kwargs, proposal)
     stream = _StreamingWeights(layout.num_data, num_samples)
+    curve = {}
     with torch.no_grad():
-        for k in _chunks(num_samples, chunk_size, layout.num_data):
+        for k in _chunks(num_samples, chunk_size, layout.num_data, record_at):
             stream.add(
                 log_weights(
                     model, guide, args, kwargs, num_samples=k, layout=layout, proposal=proposal
                 )
             )
-    return stream.result()
+            if stream.seen in record_at:
+                curve[stream.seen] = stream.estimate()
+    result = stream.result()
+    if record_at:
+        curve[num_samples] = (result.log_px, result.stderr)
+        result.by_num_samples = dict(sorted(curve.items()))
+    return result
 
 
 @dataclass

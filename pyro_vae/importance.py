@@ -69,7 +69,8 @@ def inspect_pair(
     kwargs = kwargs or {}
     if proposal not in PROPOSALS:
         raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
-    with poutine.block(), torch.no_grad():
+    # fork_rng: inspecting must not shift the caller's random stream.
+    with poutine.block(), torch.no_grad(), torch.random.fork_rng():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs

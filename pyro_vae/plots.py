@@ -76,3 +76,35 @@ def data_vs_model(data: torch.Tensor, samples: torch.Tensor, path: Path, title: 
     ax.set_title(title)
     ax.legend()
     return _save(fig, path)
+
+
+def log_px_vs_k(curve: list[dict], elbo: float, path: Path) -> Path:
+    """Mean log p̂(x) against K (log axis) with a ±2 standard-error band, and the ELBO."""
+    ks = np.array([c["num_samples"] for c in curve])
+    means = np.array([c["log_px"] for c in curve])
+    errors = np.array([c["mc_stderr"] or 0.0 for c in curve])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ks, means, marker="o", label="log p̂(x), K samples")
+    ax.fill_between(ks, means - 2 * errors, means + 2 * errors, alpha=0.3, label="± 2 stderr")
+    ax.axhline(elbo, color="gray", linestyle="--", label="ELBO")
+    ax.set_xscale("log")
+    ax.set_xlabel("K (importance samples)")
+    ax.set_ylabel("mean per datapoint (nats)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def histogram(values: np.ndarray, path: Path, xlabel: str, lines: tuple = ()) -> Path:
+    """Histogram of per-datapoint values (non-finite ones counted in the title)."""
+    values = np.asarray(values)
+    finite = values[np.isfinite(values)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(finite, bins=50)
+    for x in lines:
+        ax.axvline(x, color="red", linestyle="--", linewidth=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("datapoints")
+    dropped = len(values) - len(finite)
+    ax.set_title(f"{len(finite)} datapoints" + (f" ({dropped} not finite)" if dropped else ""))
+    return _save(fig, path)

@@ -66,9 +66,19 @@ def write_training_report(run_dir: Path, vae, dataset, config, history: list[dic
         "train_seconds": sum(r["seconds"] for r in history),
         "plots": {k: str(v.relative_to(run_dir)) for k, v in figures.items()},
     }
-    _write(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
-    _write(run_dir / "report.md", _markdown(report))
+    previous = run_dir / "report.json"
+    if previous.exists():  # keep an evaluation made before a resumed run ended
+        evaluation = json.loads(previous.read_text(encoding="utf-8")).get("evaluation")
+        if evaluation:
+            report["evaluation"] = evaluation
+    render_report(run_dir, report)
     return report
+
+
+def render_report(run_dir: Path, report: dict) -> None:
+    """Write ``report.json`` and ``report.md`` (atomically) from the report dict."""
+    _write(Path(run_dir) / "report.json", json.dumps(report, indent=2) + "\n")
+    _write(Path(run_dir) / "report.md", _markdown(report))
 
 
 def _markdown(r: dict) -> str:
@@ -98,4 +108,43 @@ def _markdown(r: dict) -> str:
         "",
     ]
     lines += [f"![{name}]({path})" for name, path in r["plots"].items()]
+    if "evaluation" in r:
+        lines += ["", *_evaluation_markdown(r["evaluation"])]
     return "\n".join(lines) + "\n"
+
+
+def _evaluation_markdown(e: dict) -> list[str]:
+    def row(label, stats):
+        spread = stats["datapoint_stderr"]
+        spread = "–" if spread is None else f"{spread:.3f}"
+        return f"| {label} | {stats['mean']:.3f} | {stats['mc_stderr']:.3f} | {spread} |"
+
+    lines = [
+        f"## Evaluation on the {e['split']} set ({e['num_data']} datapoints)",
+        "",
+        f"log p̂(x) by importance sampling with K = {e['num_samples']} samples from the guide; "
+        f"ELBO with {e['elbo_samples']} samples (`{e['elbo_estimator']}`). The gap "
+        "log p̂(x) − ELBO estimates KL(q(z|x) ‖ p(z|x)).",
+        "",
+        "| nats per datapoint | mean | Monte Carlo stderr | stderr over datapoints |",
+        "|---|---|---|---|",
+        row("log p̂(x)", e["log_px"]),
+        row("ELBO", e["elbo"]),
+        row("gap", e["gap"]),
+        "",
+        f"Median effective sample size {e['ess_median']:.1f} of {e['num_samples']}; median "
+        f"Pareto k̂ {e['khat_median'] if e['khat_median'] is None else round(e['khat_median'], 3)}"
+        f"; {e['khat_above_0.7']} datapoints with k̂ > 0.7 (estimate unreliable there). "
+        f"{e['seconds']:.1f} s, peak memory {e['peak_rss_mb']:.0f} MB.",
+        "",
+        "| K | log p̂(x) | Monte Carlo stderr |",
+        "|---|---|---|",
+        *[
+            f"| {c['num_samples']} | {c['log_px']:.3f} | "
+            + ("–" if c["mc_stderr"] is None else f"{c['mc_stderr']:.3f}")
+            + " |"
+            for c in e["log_px_by_num_samples"]
+        ],
+        "",
+    ]
+    return lines + [f"![{name}]({path})" for name, path in e["plots"].items()]
