@@ -28,6 +28,11 @@ from .importance import inspect_pair, log_weights
 ROWS_PER_CHUNK = 16384  # samples × datapoints per pass: bounds memory whatever K is
 
 
+def _mean_stderr(stderr: torch.Tensor) -> float:
+    """Monte Carlo standard error of a mean of independent per-datapoint estimates."""
+    return (stderr.pow(2).sum().sqrt() / len(stderr)).item()
+
+
 @dataclass
 class LogLikelihood:
     """Per-datapoint estimates (float64 tensors of shape (N,))."""
@@ -46,8 +51,8 @@ class LogLikelihood:
 
     @property
     def mean_stderr(self) -> float:
-        """Standard error of the mean over datapoints (independent estimates)."""
-        return (self.stderr.pow(2).sum().sqrt() / len(self.stderr)).item()
+        """Monte Carlo standard error of the mean over datapoints."""
+        return _mean_stderr(self.stderr)
 
     def summary(self) -> dict:
         finite = self.khat[torch.isfinite(self.khat)]
@@ -192,7 +197,7 @@ class ElboEstimate:
 
     @property
     def mean_stderr(self) -> float:
-        return (self.stderr.pow(2).sum().sqrt() / len(self.stderr)).item()
+        return _mean_stderr(self.stderr)
 
 
 def elbo(
@@ -259,7 +264,7 @@ class ElboGap:
 
     @property
     def mean_stderr(self) -> float:
-        return (self.stderr.pow(2).sum().sqrt() / len(self.stderr)).item()
+        return _mean_stderr(self.stderr)
 
     def summary(self) -> dict:
         return {
