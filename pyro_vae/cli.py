@@ -31,6 +31,8 @@ def _cmd_check(args) -> int:
         role = "latent" if node.key.startswith("latent") else "observed"
         print(f"  {node.name:<6} {role:<9} {node.family}({detail}){parents}")
     guide_arg = args.guide or default_guide(model)
+    if not guide_arg:
+        LatentModel(model, _placeholder_guide(model), (1,))  # builds the model's nets
     if guide_arg:
         guide = read_guide(guide_arg)
         vae = LatentModel(model, guide, (1,))  # builds every net: catches what parsing cannot
@@ -52,6 +54,19 @@ def _cmd_check(args) -> int:
     return 0
 
 
+def _placeholder_guide(model):
+    """A guide with one unconditioned site per latent, only to build the model's nets."""
+    from .families import FAMILIES
+    from .spec.parse import GuideSpec, NodeSpec
+
+    family = {"real": "diagonal_normal", "categorical": "categorical"}
+    latents = {
+        name: NodeSpec(name, f"latent.{name}", family[FAMILIES.get(node.family).support])
+        for name, node in model.latents.items()
+    }
+    return GuideSpec("<placeholder guide>", "", "", latents)
+
+
 def _cmd_train(args) -> int:
     from .latent_model import load
     from .training import resume, train
@@ -59,9 +74,9 @@ def _cmd_train(args) -> int:
     if args.resume:
         fixed = [
             f"--{k.replace('_', '-')}"
-            for k in RUN_SETTINGS + ("model", "guide", "out")
+            for k in RUN_SETTINGS + ("model", "guide", "out", "data", "data_option")
             if k not in ("epochs", "lr") and getattr(args, k) is not None
-        ]
+        ] + (["--download"] if args.download else [])
         if fixed:
             raise PyroVaeError(
                 f"--resume continues {args.resume} with its own settings; only --epochs and "
@@ -73,6 +88,7 @@ def _cmd_train(args) -> int:
             raise PyroVaeError("train needs --model and --out (or --resume RUN)")
         from .data import load_dataset
 
+        args.data = args.data or "digits"
         dataset = load_dataset(args.data, **_data_options(args))
         vae = load(
             args.model,
@@ -134,7 +150,13 @@ def _cmd_sample(args) -> int:
     from .training import load_run, run_metadata
 
     vae, config = load_run(args.run)
-    image_shape = run_metadata(args.run).get("image_shape")
+    meta = run_metadata(args.run)
+    if "image_shape" in meta:
+        image_shape = meta["image_shape"]
+    else:  # runs written before config.json recorded it
+        from .data import load_dataset
+
+        image_shape = load_dataset(config.data, **config.data_options).image_shape
     if not image_shape:
         raise PyroVaeError(f"data set '{config.data}' is not made of images; nothing to draw")
     torch.manual_seed(args.seed)
@@ -147,8 +169,10 @@ def _cmd_sample(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .evaluate_run import evaluate_run
 
-    if args.num_samples < 1:
-        raise PyroVaeError(f"--num-samples must be >= 1, got {args.num_samples}")
+    for flag in ("num_samples", "elbo_samples", "max_data", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise PyroVaeError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     e = evaluate_run(
         args.run,
         num_samples=args.num_samples,
@@ -160,13 +184,16 @@ def _cmd_evaluate(args) -> int:
     )
     for name in ("log_px", "elbo", "gap"):
         label = {"log_px": "log p(x)", "elbo": "ELBO", "gap": "gap"}[name]
+        stats = e[name]
+        spread = "–" if stats["datapoint_stderr"] is None else f"{stats['datapoint_stderr']:.3f}"
+        mc = "–" if stats["mc_stderr"] is None else f"{stats['mc_stderr']:.3f}"
         print(
-            f"{label:>9}: {e[name]['mean']:10.3f} ± {e[name]['mc_stderr']:.3f} (Monte Carlo)"
-            f" ± {e[name]['datapoint_stderr'] or 0:.3f} (over datapoints)"
+            f"{label:>9}: {stats['mean']:10.3f} ± {mc} (Monte Carlo) ± {spread} (over datapoints)"
         )
+    khat = "–" if e["khat_median"] is None else f"{e['khat_median']:.2f}"
     print(
         f"{e['num_data']} test datapoints, K = {e['num_samples']}, {e['seconds']:.1f} s; "
-        f"median k̂ {e['khat_median'] or float('nan'):.2f}, {e['khat_above_0.7']} above 0.7"
+        f"median k̂ {khat}, {e['khat_above_0.7']} above 0.7, {e['khat_undefined']} undefined"
     )
     print(f"report: {Path(args.run) / 'report.md'}")
     return 0
@@ -188,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model/guide pair with SVI")
     p.add_argument("--model", help="model spec file or bundled name")
     p.add_argument("--guide", help="guide spec file or bundled name (default: the model's)")
-    p.add_argument("--data", default="digits", help="data set name (default: digits)")
+    p.add_argument("--data", help="data set name (default: digits)")
     p.add_argument(
         "--objective",
         help=f"one of {', '.join(OBJECTIVES.names())} (default: trace_mean_field where valid, "

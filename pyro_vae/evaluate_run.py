@@ -21,7 +21,18 @@ from . import plots
 from .data import load_dataset
 from .evaluation import elbo, log_likelihood
 from .report import render_report
-from .training import default_objective, load_run
+from .training import checkpoint_epoch, default_objective, load_run
+
+
+def _json_safe(value):
+    """NaN and infinities become None: JSON has no spelling for them."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _curve_points(num_samples: int) -> list[int]:
@@ -58,6 +69,8 @@ def evaluate_run(
 
     columns = {k: [] for k in ("log_px", "stderr", "ess", "khat", "elbo", "elbo_stderr")}
     curve = {k: ([], []) for k in [*record_at, num_samples]}
+    if not record_at:  # K = 1: the curve is the single estimate
+        record_at = [num_samples]
     began = time.perf_counter()
     with tqdm(
         total=len(x),
@@ -81,7 +94,7 @@ def evaluate_run(
                 ("elbo_stderr", bound.stderr),
             ):
                 columns[name].append(value)
-            for k, (values, errors) in ll.by_num_samples.items():
+            for k, (values, errors) in (ll.by_num_samples or {}).items():
                 curve[k][0].append(values)
                 curve[k][1].append(errors)
             bar.update(len(batch))
@@ -116,12 +129,17 @@ def evaluate_run(
         "gap": mean_and_errors(arrays["gap"], arrays["gap_stderr"]),
         "ess_median": float(np.median(arrays["ess"])),
         "khat_median": float(np.median(finite_khat)) if len(finite_khat) else None,
-        "khat_above_0.7": int((arrays["khat"] > 0.7).sum()),
+        # k̂ is undefined (inf) when the weights take too few distinct values to fit a tail,
+        # as with a discrete latent: count those apart rather than as "unreliable".
+        "khat_above_0.7": int((finite_khat > 0.7).sum()),
+        "khat_undefined": int(len(arrays["khat"]) - len(finite_khat)),
         "log_px_by_num_samples": curve_summary,
         "seconds": seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "seed": seed,
+        "checkpoint_epoch": checkpoint_epoch(run_dir),
     }
+    summary = _json_safe(summary)
 
     np.savez(run_dir / "evaluation.npz", **arrays)
     plot_dir = run_dir / "plots"

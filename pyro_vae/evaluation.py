@@ -61,7 +61,8 @@ class LogLikelihood:
             "stderr": self.mean_stderr,
             "ess_median": self.ess.median().item(),
             "khat_median": finite.median().item() if len(finite) else float("nan"),
-            "khat_above_0.7": int((self.khat > 0.7).sum()),
+            "khat_above_0.7": int((finite > 0.7).sum()),
+            "khat_undefined": int(len(self.khat) - len(finite)),
             "num_samples": self.num_samples,
             "num_data": len(self.log_px),
         }

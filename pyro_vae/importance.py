@@ -85,12 +85,25 @@ def inspect_pair(
             "need the batch in a plate named 'data'"
         )
     for site in model_sites + guide_sites:
-        if _data_frame(site) is None:
-            role = "observed" if site["is_observed"] else "latent"
+        frame = _data_frame(site)
+        if frame is None and site["is_observed"]:
             raise ModelGuideError(
-                f"{role} site '{site['name']}' is outside pyro.plate('data'): a global latent "
+                f"observed site '{site['name']}' is outside pyro.plate('data'); put the data "
+                f"in the plate so each datapoint gets its own estimate"
+            )
+        if frame is None:
+            raise ModelGuideError(
+                f"latent site '{site['name']}' is outside pyro.plate('data'): a global latent "
                 f"makes log p(x) not factorize per datapoint"
             )
+        scale = site["scale"]
+        if not (isinstance(scale, int | float) and scale == 1.0):
+            raise ModelGuideError(
+                f"site '{site['name']}' is scaled (a subsampled plate or poutine.scale); pass "
+                f"the datapoints to evaluate as the whole plate, unscaled"
+            )
+        if site["infer"].get("is_auxiliary"):
+            raise ModelGuideError(f"guide site '{site['name']}' is auxiliary; not supported")
         if site["infer"].get("enumerate"):
             raise ModelGuideError(
                 f"site '{site['name']}' is enumerated; importance sampling needs every latent "
@@ -98,7 +111,7 @@ def inspect_pair(
             )
     if proposal == "guide":
         latents = {s["name"] for s in model_sites if not s["is_observed"]}
-        guided = {s["name"] for s in guide_sites if not s["infer"].get("is_auxiliary")}
+        guided = {s["name"] for s in guide_sites}
         if latents - guided:
             raise ModelGuideError(f"model latents without a guide site: {sorted(latents - guided)}")
         if guided - latents:

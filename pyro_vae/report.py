@@ -69,7 +69,8 @@ def write_training_report(run_dir: Path, vae, dataset, config, history: list[dic
     previous = run_dir / "report.json"
     if previous.exists():  # keep an evaluation made before a resumed run ended
         evaluation = json.loads(previous.read_text(encoding="utf-8")).get("evaluation")
-        if evaluation:
+        # An evaluation of an earlier checkpoint no longer describes this model.
+        if evaluation and evaluation.get("checkpoint_epoch") == report["epochs_done"]:
             report["evaluation"] = evaluation
     render_report(run_dir, report)
     return report
@@ -82,6 +83,8 @@ def render_report(run_dir: Path, report: dict) -> None:
 
 
 def _markdown(r: dict) -> str:
+    if "config" not in r:  # a run stopped before its training report: evaluation only
+        return "\n".join(["# Report", "", *_evaluation_markdown(r["evaluation"])]) + "\n"
     c = r["config"]
     fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
     lines = [
@@ -115,9 +118,11 @@ def _markdown(r: dict) -> str:
 
 def _evaluation_markdown(e: dict) -> list[str]:
     def row(label, stats):
-        spread = stats["datapoint_stderr"]
-        spread = "–" if spread is None else f"{spread:.3f}"
-        return f"| {label} | {stats['mean']:.3f} | {stats['mc_stderr']:.3f} | {spread} |"
+        mc, spread = (
+            "–" if stats[k] is None else f"{stats[k]:.3f}"
+            for k in ("mc_stderr", "datapoint_stderr")
+        )
+        return f"| {label} | {stats['mean']:.3f} | {mc} | {spread} |"
 
     lines = [
         f"## Evaluation on the {e['split']} set ({e['num_data']} datapoints)",
@@ -134,7 +139,8 @@ def _evaluation_markdown(e: dict) -> list[str]:
         "",
         f"Median effective sample size {e['ess_median']:.1f} of {e['num_samples']}; median "
         f"Pareto k̂ {e['khat_median'] if e['khat_median'] is None else round(e['khat_median'], 3)}"
-        f"; {e['khat_above_0.7']} datapoints with k̂ > 0.7 (estimate unreliable there). "
+        f"; {e['khat_above_0.7']} datapoints with k̂ > 0.7 (estimate unreliable there), "
+        f"{e.get('khat_undefined', 0)} where k̂ is undefined (too few distinct weights). "
         f"{e['seconds']:.1f} s, peak memory {e['peak_rss_mb']:.0f} MB.",
         "",
         "| K | log p̂(x) | Monte Carlo stderr |",

@@ -196,6 +196,11 @@ class _RunDir:
         return [r for r in records if up_to_epoch is None or r["epoch"] <= up_to_epoch]
 
 
+def checkpoint_epoch(run_dir: str | Path) -> int:
+    """The epoch the run's checkpoint was written after."""
+    return int(Checkpoint(Path(run_dir) / CHECKPOINT).info.get("epoch", 0))
+
+
 def run_metadata(run_dir: str | Path) -> dict:
     """``config.json`` of a run: settings, data shape, image shape, spec origins."""
     return _RunDir(run_dir).read_config()[1]
@@ -279,6 +284,7 @@ def resume(
     # The checkpoint, not metrics.jsonl, says where training stopped.
     done = int(checkpoint.info.get("epoch", 0))
     history = run.read_metrics(up_to_epoch=done)
+    run.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in history))
     _fit(vae, dataset, config, optimizer, batches, history, run, progress, start=done)
     return TrainResult(vae, config, dataset, history, run.path)
 

@@ -104,3 +104,58 @@ def test_iwae_objectives_train_and_refuse_what_they_cannot_do():
         make_objective("iwae", pv.load("mixture_1d", data_shape=(1,)))
     with pytest.raises(pv.SpecError, match="'iwae_dreg' supports guides conditioned on x only"):
         make_objective("iwae_dreg", pv.load("hierarchical_vae", data_shape=(64,)))
+
+
+def test_evaluate_edge_cases(trained_run, tmp_path, capsys):
+    assert (
+        main(
+            ["evaluate", str(trained_run), "--num-samples", "1", "--max-data", "5", "--no-progress"]
+        )
+        == 0
+    )
+    e = json.loads((trained_run / "report.json").read_text())["evaluation"]
+    assert e["log_px_by_num_samples"] == [
+        {"num_samples": 1, "log_px": pytest.approx(e["log_px"]["mean"]), "mc_stderr": None}
+    ]
+    for flag in ("--batch-size", "--max-data", "--elbo-samples"):
+        assert main(["evaluate", str(trained_run), flag, "0"]) == 2
+        assert f"{flag} must be >= 1, got 0" in capsys.readouterr().err
+    # A run stopped before its report still evaluates, and its report shows the evaluation.
+    (trained_run / "report.json").unlink()
+    assert (
+        main(
+            [
+                "evaluate",
+                str(trained_run),
+                "--num-samples",
+                "20",
+                "--max-data",
+                "5",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "## Evaluation" in (trained_run / "report.md").read_text()
+
+
+def test_discrete_latents_count_undefined_khat():
+    vae = pv.load("mixture_1d", data_shape=(1,), seed=0)
+    ll = pv.log_likelihood(vae.model, vae.guide, torch.linspace(-4, 4, 9)[:, None], num_samples=200)
+    summary = ll.summary()
+    assert summary["khat_undefined"] + int(torch.isfinite(ll.khat).sum()) == 9
+    assert summary["khat_above_0.7"] <= int(torch.isfinite(ll.khat).sum())
+
+
+def test_subsampled_plate_is_refused():
+    def model(x):
+        with pyro.plate("data", len(x), subsample_size=2) as idx:
+            z = pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
+            pyro.sample("x", pyro.distributions.Normal(z, 1.0), obs=x[idx])
+
+    def guide(x):
+        with pyro.plate("data", len(x), subsample_size=2):
+            pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
+
+    with pytest.raises(pv.ModelGuideError, match="is scaled \\(a subsampled plate"):
+        pv.log_likelihood(model, guide, torch.zeros(6), num_samples=5)

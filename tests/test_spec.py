@@ -299,3 +299,12 @@ def test_default_guide_path_is_relative_to_the_model_file(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     assert main(["check", "specs/m.toml"]) == 0
     assert pv.load("specs/m.toml", data_shape=(3,)).guide_spec.path.endswith("specs/g.toml")
+
+
+def test_cli_check_without_guide_builds_the_model_nets(tmp_path, capsys):
+    bad = tmp_path / "m.toml"
+    bad.write_text(
+        GOOD_MODEL.replace('kind = "mlp", hidden = [8], activation = "tanh"', 'kind = "table"')
+    )
+    assert main(["check", str(bad)]) == 2
+    assert "a 'table' net needs exactly one categorical parent" in capsys.readouterr().err

@@ -226,3 +226,10 @@ def test_default_objective_suits_the_model():
     assert pv.train(small_vae(), "digits", epochs=1, progress=False).config.objective == (
         "trace_mean_field"
     )
+
+
+def test_resume_refuses_data_options(tmp_path, capsys):
+    run = tmp_path / "run"
+    pv.train(small_vae(), "digits", out=run, **{**SMALL, "epochs": 1})
+    assert main(["train", "--resume", str(run), "--data", "mnist"]) == 2
+    assert "not --data" in capsys.readouterr().err
