@@ -69,12 +69,15 @@ def inspect_pair(
     kwargs = kwargs or {}
     if proposal not in PROPOSALS:
         raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
+    # Pyro's argument and support checks run here, once (the passes that follow skip them);
     # fork_rng: inspecting must not shift the caller's random stream.
-    with poutine.block(), torch.no_grad(), torch.random.fork_rng():
+    with poutine.block(), torch.no_grad(), torch.random.fork_rng(), pyro.validation_enabled():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
+        guide_trace.compute_log_prob()
+        model_trace.compute_log_prob()
     model_sites, guide_sites = _sample_sites(model_trace), _sample_sites(guide_trace)
 
     frames = [f for s in model_sites + guide_sites for f in s["cond_indep_stack"]]

@@ -122,3 +122,16 @@ def test_three_layer_model_written_as_toml_trains(tmp_path):
     first, last = result.history[0]["test_elbo"], result.history[-1]["test_elbo"]
     # An untrained Bernoulli model scores about 64·log(2) ≈ 44 nats; training must beat that.
     assert last > first and last > -40
+
+
+def test_fused_bernoulli_matches_torch():
+    from pyro_vae.families import IndependentBernoulli
+
+    logits = torch.randn(3, 5, 64)
+    x = torch.rand(5, 64).round()
+    reference = torch.distributions.Bernoulli(logits=logits).log_prob(x).sum(-1)
+    fused = IndependentBernoulli(logits)
+    assert torch.allclose(fused.log_prob(x), reference, atol=1e-4)
+    assert fused.expand(torch.Size([2, 3, 5])).log_prob(x).shape == (2, 3, 5)
+    with pytest.raises(ValueError):
+        IndependentBernoulli(logits, validate_args=True).log_prob(torch.full((5, 64), 0.5))

@@ -183,3 +183,9 @@ def test_hierarchical_latents_and_bound_ordering():
     assert torch.isfinite(ll.log_px).all() and (ll.ess <= 500 + 1e-6).all()
     # log p̂ with K = 500 exceeds the ELBO (the gap is a KL ≥ 0) beyond Monte Carlo noise.
     assert (gap.gap > -4 * gap.stderr).all() and gap.mean > 4 * gap.mean_stderr
+
+
+def test_support_is_checked_once_even_though_chunks_skip_validation():
+    vae = pv.load("bernoulli_vae", data_shape=(64,), seed=0)
+    with pytest.raises(ValueError, match="support"):
+        log_likelihood(vae.model, vae.guide, torch.full((3, 64), 0.5), num_samples=10)
