@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyro
@@ -36,15 +36,26 @@ def _mean_stderr(stderr: torch.Tensor) -> float:
 
 @dataclass
 class LogLikelihood:
-    """Per-datapoint estimates (float64 tensors of shape (N,))."""
+    """Per-datapoint estimates (float64 tensors of shape (N,)).
+
+    ``khat`` is computed on first access (it needs arviz) from the largest weights kept.
+    """
 
     log_px: torch.Tensor
     stderr: torch.Tensor
     ess: torch.Tensor
-    khat: torch.Tensor
     num_samples: int
     # K → (log p̂ with the first K samples, its stderr), when ``record_at`` asked for it
     by_num_samples: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+    largest_log_weights: torch.Tensor | None = field(default=None, repr=False)
+    _khat: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def khat(self) -> torch.Tensor:
+        """Pareto k̂ of each datapoint's weights (PSIS; > 0.7: the estimate is unreliable)."""
+        if self._khat is None:
+            self._khat = pareto_khat(self.largest_log_weights, self.num_samples)
+        return self._khat
 
     @property
     def mean(self) -> float:
@@ -128,22 +139,28 @@ class _StreamingWeights:
     def result(self) -> LogLikelihood:
         log_px, stderr = self.estimate()
         ess = self.sum**2 / self.sum_sq
-        return LogLikelihood(log_px, stderr, ess, self._khat(), self.num_samples)
+        return LogLikelihood(log_px, stderr, ess, self.num_samples, largest_log_weights=self.top)
 
-    def _khat(self) -> torch.Tensor:
-        if self.num_samples < 5:
-            return torch.full_like(self.max, math.nan)
-        with warnings.catch_warnings():  # arviz announces its refactor on import
-            warnings.simplefilter("ignore", FutureWarning)
-            import arviz
-        top = self.top.T.numpy()  # (N, tail), descending
-        khat = np.empty(len(top))
-        for start in range(0, len(top), 256):
-            rows = top[start : start + 256]
-            full = np.repeat(rows[:, -1:], self.num_samples, axis=1)
-            full[:, : rows.shape[1]] = rows
-            _, khat[start : start + 256] = arviz.psislw(full, reff=1.0)
-        return torch.from_numpy(khat)
+
+def pareto_khat(largest: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """k̂ per datapoint with ``arviz.psislw``, from the largest log weights (M+1, N) alone.
+
+    PSIS fits its tail to the weights above the (M+1)-th largest, M = ⌈min(K/5, 3√K)⌉; the
+    rest of each length-K row is filled with that cutoff value, which the fit ignores.
+    """
+    if num_samples < 5:
+        return torch.full((largest.shape[1],), math.nan, dtype=torch.float64)
+    with warnings.catch_warnings():  # arviz announces its refactor on import
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+    top = largest.T.numpy()  # (N, M + 1), descending
+    khat = np.empty(len(top))
+    for start in range(0, len(top), 256):
+        rows = top[start : start + 256]
+        full = np.repeat(rows[:, -1:], num_samples, axis=1)
+        full[:, : rows.shape[1]] = rows
+        _, khat[start : start + 256] = arviz.psislw(full, reff=1.0)
+    return torch.from_numpy(khat)
 
 
 def log_likelihood(
