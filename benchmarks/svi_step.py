@@ -1,0 +1,148 @@
+"""Time per training step: pyro_vae's step against a hand-written PyTorch VAE step.
+
+Both use the same nets (784-400-50, tanh; diagonal Gaussian encoder with softplus scales;
+Bernoulli decoder), the same batch (128 binarized MNIST images, or random binary images when
+the data set is not available), the same ``torch.optim.Adam``, and the same loss: the
+single-sample ELBO with the analytic KL (the reference for ``trace_mean_field``) or with the
+sampled log p(z) − log q(z|x) (the reference for ``trace``). The steps take turns, so a slow
+spell on a shared machine hits both alike; the ratio of medians is printed.
+
+    PYRO_VAE_DATA=../shared/data python benchmarks/svi_step.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import pyro
+import torch
+import torch.nn.functional as F
+
+import pyro_vae as pv
+from pyro_vae.families import MIN_SCALE
+from pyro_vae.objectives import make_objective
+from pyro_vae.spec.parse import parse_guide, parse_model
+
+MODEL = """
+[latent.z]
+family = "standard_normal"
+dim = 50
+[observed.x]
+family = "bernoulli"
+given = ["z"]
+net = { kind = "mlp", hidden = [400], activation = "tanh" }
+"""
+GUIDE = """
+[latent.z]
+family = "diagonal_normal"
+given = ["x"]
+net = { kind = "mlp", hidden = [400], activation = "tanh" }
+"""
+
+
+def build(seed: int) -> pv.LatentModel:
+    return pv.load(
+        parse_model(MODEL, "bench_model.toml"),
+        parse_guide(GUIDE, "bench_guide.toml"),
+        data_shape=(784,),
+        seed=seed,
+    )
+
+
+def batch_of_images(size: int) -> torch.Tensor:
+    try:
+        return pv.load_dataset("binarized-mnist", download=False).train[:size]
+    except pv.PyroVaeError:
+        print("(binarized-mnist not found: random binary images)")
+        return torch.bernoulli(
+            torch.full((size, 784), 0.2), generator=torch.Generator().manual_seed(0)
+        )
+
+
+def hand_written_step(vae: pv.LatentModel, optimizer, x: torch.Tensor, analytic_kl: bool):
+    """The same model written directly in PyTorch, reusing the built modules' weights."""
+    raw = vae.inference["z"].net([x])
+    loc, scale = raw[:, :50], F.softplus(raw[:, 50:]) + MIN_SCALE
+    eps = torch.randn_like(loc)
+    z = loc + scale * eps
+    logits = vae.likelihood.net([z])
+    log_px_z = (logits * x).sum(-1) - F.softplus(logits).sum(-1)
+    if analytic_kl:
+        kl = 0.5 * (loc**2 + scale**2 - 1).sum(-1) - scale.log().sum(-1)
+    else:  # log q(z|x) − log p(z); the 2π constants cancel
+        kl = (-0.5 * eps**2 - scale.log()).sum(-1) + 0.5 * (z**2).sum(-1)
+    loss = -(log_px_z - kl).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def pyro_vae_step(vae, optimizer, elbo, x: torch.Tensor):
+    """What pyro_vae.train does for one batch (training.py's inner loop, where Pyro's
+    validation is off after one checked batch)."""
+    with pyro.validation_enabled(False):
+        loss = elbo.differentiable_loss(vae.model, vae.guide, x) / len(x)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def measure(objective: str, x: torch.Tensor, steps: int, rounds: int) -> dict:
+    ours, theirs = build(0), build(0)
+    opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-3)
+    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+    elbo = make_objective(objective, ours)
+    analytic = objective == "trace_mean_field"
+    runs = {"pyro_vae": [], "hand_written": []}
+    for r in range(rounds + 1):  # round 0 warms up
+        for name in runs:
+            start = time.perf_counter()
+            for _ in range(steps):
+                if name == "pyro_vae":
+                    pyro_vae_step(ours, opt_ours, elbo, x)
+                else:
+                    hand_written_step(theirs, opt_theirs, x, analytic)
+            if r:
+                runs[name].append((time.perf_counter() - start) / steps)
+    medians = {name: statistics.median(v) for name, v in runs.items()}
+    return {
+        "objective": objective,
+        "ms_per_step": {k: 1000 * v for k, v in medians.items()},
+        "ratio": medians["pyro_vae"] / medians["hand_written"],
+        "all": runs,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=50, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    x = batch_of_images(args.batch_size)
+    print(
+        f"784-400-50 VAE, batch {len(x)}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    results = []
+    for objective in ("trace", "trace_mean_field"):
+        r = measure(objective, x, args.steps, args.rounds)
+        results.append(r)
+        ms = r["ms_per_step"]
+        print(
+            f"{objective:>17}: pyro_vae {ms['pyro_vae']:.2f} ms, hand-written "
+            f"{ms['hand_written']:.2f} ms per step, ratio {r['ratio']:.2f}x (target ≤ 1.05)"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
