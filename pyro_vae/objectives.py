@@ -15,8 +15,8 @@
     are summed out exactly (for a mixture, the ELBO is then log p(x) itself).
 
 Particles are vectorized as an outer plate (``vectorize_particles=True``), never a Python loop.
-Before training, :func:`check_objective` refuses combinations that would silently give wrong
-gradients (see its docstring).
+Before training, each objective's ``check`` (run by :func:`make_objective`) refuses
+combinations that would silently give wrong gradients (see the check functions' docstrings).
 """
 
 from __future__ import annotations
