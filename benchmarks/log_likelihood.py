@@ -46,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyro
 import torch
@@ -57,25 +58,10 @@ from pyro_vae.data.registry import DATA_ROOT_ENV
 from pyro_vae.errors import DataError
 from pyro_vae.evaluation import ROWS_PER_CHUNK, log_likelihood
 from pyro_vae.families import MIN_SCALE
-from pyro_vae.spec.parse import parse_guide, parse_model
 
-MODEL_TOML = """
-[latent.z]
-family = "standard_normal"
-dim = 50
-
-[observed.x]
-family = "bernoulli"
-given = ["z"]
-net = { kind = "mlp", hidden = [400], activation = "tanh" }
-"""
-
-GUIDE_TOML = """
-[latent.z]
-family = "diagonal_normal"
-given = ["x"]
-net = { kind = "mlp", hidden = [400], activation = "tanh" }
-"""
+# The model and guide specs live beside this script (shared with svi_step.py).
+SPECS = Path(__file__).resolve().parent / "specs"
+MODEL_SPEC, GUIDE_SPEC = SPECS / "vae_400.toml", SPECS / "encoder_400.toml"
 
 DATA_SHAPE = (784,)
 IMPORTANCE_PILOT_K = 200  # long enough to time the per-sample cost, short enough to always run
@@ -83,9 +69,7 @@ MEMORY_WARMUP_K = 8  # ≥ 5, so that the warm-up also computes k̂ and imports 
 
 
 def build_model(seed: int) -> pv.LatentModel:
-    model = parse_model(MODEL_TOML, "<benchmark model>")
-    guide = parse_guide(GUIDE_TOML, "<benchmark guide>")
-    return pv.load(model, guide, data_shape=DATA_SHAPE, seed=seed)
+    return pv.load(MODEL_SPEC, GUIDE_SPEC, data_shape=DATA_SHAPE, seed=seed)
 
 
 def load_batch(num_data: int, seed: int) -> tuple[torch.Tensor, str]:

@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import pyro
 import torch
@@ -24,29 +25,14 @@ import torch.nn.functional as F
 import pyro_vae as pv
 from pyro_vae.families import MIN_SCALE
 from pyro_vae.objectives import make_objective
-from pyro_vae.spec.parse import parse_guide, parse_model
 
-MODEL = """
-[latent.z]
-family = "standard_normal"
-dim = 50
-[observed.x]
-family = "bernoulli"
-given = ["z"]
-net = { kind = "mlp", hidden = [400], activation = "tanh" }
-"""
-GUIDE = """
-[latent.z]
-family = "diagonal_normal"
-given = ["x"]
-net = { kind = "mlp", hidden = [400], activation = "tanh" }
-"""
+SPECS = Path(__file__).resolve().parent / "specs"  # shared with log_likelihood.py
 
 
 def build(seed: int) -> pv.LatentModel:
     return pv.load(
-        parse_model(MODEL, "bench_model.toml"),
-        parse_guide(GUIDE, "bench_guide.toml"),
+        SPECS / "vae_400.toml",
+        SPECS / "encoder_400.toml",
         data_shape=(784,),
         seed=seed,
     )
