@@ -97,6 +97,8 @@ def _cmd_train(args) -> int:
             seed=args.seed if args.seed is not None else 0,
         )
         settings = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
+        if args.objective is not None:
+            settings.update(_objective_settings(args.objective, args.num_particles))
         result = train(
             vae,
             args.data,
@@ -125,6 +127,20 @@ RUN_SETTINGS = (
     "seed",
     "binarization",
 )
+
+
+def _objective_settings(text: str, num_particles: int | None) -> dict:
+    """``--objective iwae:k=50`` (see ObjectiveChoice) as TrainConfig fields."""
+    from .objectives import ObjectiveChoice
+
+    choice = ObjectiveChoice.parse(text)
+    if ":" in text and "k=" in text and num_particles is not None:
+        raise PyroVaeError(f"--objective {text!r} sets k; drop --num-particles")
+    return {
+        "objective": choice.name,
+        "num_particles": num_particles or choice.num_particles,
+        "objective_options": choice.options,
+    }
 
 
 def _data_options(args) -> dict:
@@ -218,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data set name (default: digits)")
     p.add_argument(
         "--objective",
-        help=f"one of {', '.join(OBJECTIVES.names())} (default: trace_mean_field where valid, "
-        "else trace; trace_enum for enumerated latents)",
+        help=f"one of {', '.join(OBJECTIVES.names())}, optionally with settings, e.g. "
+        "iwae:k=50 or renyi:k=5,alpha=0.5 (default: trace_mean_field where valid, else trace; "
+        "trace_enum for enumerated latents)",
     )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

@@ -6,10 +6,19 @@ bound
 .. math:: \\mathcal{L}_K = \\mathbb{E}\\Big[\\log \\frac{1}{K}\\sum_{k=1}^K w_k\\Big], \\qquad
           w_k = \\frac{p(x, z_k)}{q(z_k \\mid x)},
 
-which equals the ELBO at K = 1 and rises to log p(x) as K grows. Its reparameterized gradient for
-the guide degrades as K grows (Rainforth et al. 2018). ``IWAE_DReG`` uses the doubly
-reparameterized estimator of Tucker et al. (2019), "Doubly Reparameterized Gradient Estimators
-for Monte Carlo Objectives", eq. (5): the same model gradient
+which equals the ELBO at K = 1 and rises to log p(x) as K grows. ``RenyiBound`` (Li & Turner 2016,
+"Rényi Divergence Variational Inference") generalizes it with an order α ≠ 1:
+
+.. math:: \\mathcal{L}_{\\alpha,K} = \\mathbb{E}\\Big[\\frac{1}{1-\\alpha}
+          \\log \\frac{1}{K}\\sum_{k=1}^K w_k^{1-\\alpha}\\Big],
+
+which is IWAE's bound at α = 0 and tends to the ELBO as α → 1; for 0 < α < 1 it lies between
+the two. Unlike :class:`pyro.infer.RenyiELBO`, which weights the whole mini-batch jointly, both
+are computed per datapoint, so they bound each log p(x_n) and sum over the batch.
+
+IWAE's reparameterized gradient for the guide degrades as K grows (Rainforth et al. 2018).
+``IWAE_DReG`` uses the doubly reparameterized estimator of Tucker et al. (2019), "Doubly
+Reparameterized Gradient Estimators for Monte Carlo Objectives", eq. (5): the same model gradient
 :math:`\\sum_k \\tilde w_k \\nabla_\\theta \\log w_k`, and for the guide
 :math:`\\sum_k \\tilde w_k^2 \\, (\\partial \\log w_k / \\partial z_k)
 (\\partial z_k / \\partial \\phi)`
@@ -35,6 +44,7 @@ class IWAE_ELBO(ELBO):
     """
 
     detach_guide_params = False
+    alpha = 0.0  # the Rényi order; IWAE is α = 0
 
     def __init__(self, num_particles: int = 5, **kwargs):
         super().__init__(num_particles=num_particles, **kwargs)
@@ -59,7 +69,9 @@ class IWAE_ELBO(ELBO):
             detach_guide_params=self.detach_guide_params,
             path_grad_scale=holder,
         )
-        return torch.logsumexp(lw, 0) - math.log(self.num_particles), lw
+        scaled = (1.0 - self.alpha) * lw
+        bound = (torch.logsumexp(scaled, 0) - math.log(self.num_particles)) / (1.0 - self.alpha)
+        return bound, lw
 
     def _get_trace(self, model, guide, args, kwargs):
         raise NotImplementedError("IWAE_ELBO computes its weights with pyro_vae.importance")
@@ -97,3 +109,17 @@ class IWAE_DReG(IWAE_ELBO):
         surrogate = (normalized * lw).sum()
         # Value: the bound itself; gradient: that of the surrogate.
         return -(bound.sum().detach() + surrogate - surrogate.detach())
+
+
+class RenyiBound(IWAE_ELBO):
+    """The per-datapoint variational Rényi bound of order ``alpha`` (α ≠ 1) with K samples.
+
+    Its reparameterized gradient weights sample k by the normalized w_k^(1−α): α = 0 is IWAE,
+    α → 1 the ELBO's uniform weights.
+    """
+
+    def __init__(self, num_particles: int = 5, alpha: float = 0.5, **kwargs):
+        if alpha == 1:
+            raise ValueError("alpha = 1 is the ELBO; use objective 'trace'")
+        super().__init__(num_particles=num_particles, **kwargs)
+        self.alpha = float(alpha)

@@ -10,6 +10,13 @@
     :class:`~pyro_vae.iwae.IWAE_ELBO`: the K-sample importance-weighted bound, K = num_particles.
 ``iwae_dreg``
     :class:`~pyro_vae.iwae.IWAE_DReG`: the same bound with doubly reparameterized gradients.
+``renyi``
+    :class:`~pyro_vae.iwae.RenyiBound`: the variational Rényi bound of order ``alpha``
+    (default 0.5) with K = num_particles samples; IWAE at α = 0, the ELBO as α → 1.
+``trace_graph``
+    :class:`TraceGraph_ELBO`: the ELBO with Rao-Blackwellized score-function terms (each
+    non-reparameterized site is weighted by its downstream cost only); same value and, for
+    reparameterized guides, the same gradient as ``trace``.
 ``trace_enum``
     :class:`~pyro.infer.TraceEnum_ELBO`: discrete latents whose guide family is ``enumerate``
     are summed out exactly (for a mixture, the ELBO is then log p(x) itself).
@@ -22,23 +29,37 @@ combinations that would silently give wrong gradients (see the check functions' 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyro.infer
+import torch
+from pyro.infer.util import torch_item
 
-from .errors import SpecError
-from .iwae import IWAE_ELBO, IWAE_DReG
+from .errors import PyroVaeError, SpecError
+from .iwae import IWAE_ELBO, IWAE_DReG, RenyiBound
 from .latent_model import MAX_PLATE_NESTING, LatentModel
 from .registry import Registry
 
 
 @dataclass(frozen=True)
 class Objective:
-    """``build(num_particles)`` returns a Pyro ELBO; ``check(vae)`` raises if it cannot work."""
+    """``build(num_particles, **options)`` returns a Pyro ELBO; ``check(vae)`` raises if it
+    cannot work; ``options`` names the keyword options ``build`` takes, with their defaults."""
 
-    build: Callable[[int], pyro.infer.ELBO]
+    build: Callable[..., pyro.infer.ELBO]
     check: Callable[[LatentModel], None]
     doc: str = ""
+    options: dict = field(default_factory=dict)
+
+
+class TraceGraph_ELBO(pyro.infer.TraceGraph_ELBO):
+    """Pyro's TraceGraph_ELBO with a ``differentiable_loss``: its value is −ELBO, its gradient
+    that of Pyro's Rao-Blackwellized surrogate (Schulman et al. 2015, "Gradient Estimation Using
+    Stochastic Computation Graphs")."""
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        elbo, surrogate = self._loss_and_surrogate_loss(model, guide, args, kwargs)
+        return -torch_item(elbo) + (surrogate - surrogate.detach())
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
@@ -138,6 +159,21 @@ OBJECTIVES.register("iwae")(
 OBJECTIVES.register("iwae_dreg")(
     Objective(lambda k: IWAE_DReG(num_particles=k), check_dreg, "IWAE with DReG gradients")
 )
+OBJECTIVES.register("renyi")(
+    Objective(
+        lambda k, alpha: RenyiBound(num_particles=k, alpha=alpha),
+        lambda vae: check_reparameterized(vae, "renyi"),
+        "variational Rényi bound of order alpha, K = num_particles",
+        {"alpha": 0.5},
+    )
+)
+OBJECTIVES.register("trace_graph")(
+    Objective(
+        lambda k: TraceGraph_ELBO(**_particles(k)),
+        no_enumeration,
+        "Monte Carlo ELBO, Rao-Blackwellized score-function terms",
+    )
+)
 OBJECTIVES.register("trace_enum")(
     Objective(
         lambda k: pyro.infer.TraceEnum_ELBO(**_particles(k)),
@@ -154,10 +190,72 @@ OBJECTIVES.register("trace_mean_field")(
 )
 
 
-def make_objective(name: str, vae: LatentModel, num_particles: int = 1) -> pyro.infer.ELBO:
+def objective_options(name: str, options: dict | None) -> dict:
+    """``options`` completed with the objective's defaults; unknown or invalid ones refused."""
+    if name not in OBJECTIVES:
+        raise PyroVaeError(OBJECTIVES.unknown_message(name))
+    objective = OBJECTIVES.get(name)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(objective.options))
+    if unknown:
+        known = ", ".join(objective.options) or "none"
+        raise PyroVaeError(f"objective '{name}' has no option {unknown[0]!r} (options: {known})")
+    merged = {**objective.options, **options}
+    for key, value in merged.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PyroVaeError(f"objective '{name}': option {key} must be a number, got {value!r}")
+    if name == "renyi" and merged["alpha"] == 1:
+        raise PyroVaeError("objective 'renyi': alpha = 1 is the ELBO; use objective 'trace'")
+    return merged
+
+
+def make_objective(
+    name: str, vae: LatentModel, num_particles: int = 1, **options
+) -> pyro.infer.ELBO:
     """Look up ``name``, check it suits ``vae``, and build the estimator."""
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")
     objective = OBJECTIVES.get(name)
+    options = objective_options(name, options)
     objective.check(vae)
-    return objective.build(num_particles)
+    return objective.build(num_particles, **options)
+
+
+@dataclass(frozen=True)
+class ObjectiveChoice:
+    """An objective with its settings, written ``name[:k=K[,option=value...]]``, e.g.
+    ``iwae:k=50`` or ``renyi:k=5,alpha=0.5``; ``k`` is the number of particles."""
+
+    name: str
+    num_particles: int = 1
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> ObjectiveChoice:
+        name, _, rest = text.strip().partition(":")
+        if name not in OBJECTIVES:
+            raise PyroVaeError(OBJECTIVES.unknown_message(name))
+        settings: dict = {}
+        for pair in filter(None, (p.strip() for p in rest.split(","))):
+            key, sep, value = pair.partition("=")
+            try:
+                if not sep:
+                    raise ValueError
+                settings[key.strip()] = float(value) if key.strip() != "k" else int(value)
+            except ValueError:
+                raise PyroVaeError(
+                    f"objective {text!r}: expected name:k=K,option=value, got {pair!r}"
+                ) from None
+        k = settings.pop("k", 1)
+        if k < 1:
+            raise PyroVaeError(f"objective {text!r}: k must be >= 1, got {k}")
+        return cls(name, k, objective_options(name, settings))
+
+    @property
+    def label(self) -> str:
+        extra = [f"K={self.num_particles}"] if self.num_particles > 1 else []
+        extra += [f"{k}={v:g}" for k, v in self.options.items()]
+        return f"{self.name}({', '.join(extra)})" if extra else self.name
+
+    def build(self, vae: LatentModel) -> pyro.infer.ELBO:
+        return make_objective(self.name, vae, self.num_particles, **self.options)

@@ -26,7 +26,7 @@ from .checkpoint import Checkpoint, save_checkpoint
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, DataError, PyroVaeError, TrainingDiverged
 from .latent_model import LatentModel
-from .objectives import OBJECTIVES, check_mean_field, make_objective
+from .objectives import OBJECTIVES, check_mean_field, make_objective, objective_options
 from .spec.parse import parse_guide, parse_model
 
 CONFIG, CHECKPOINT, METRICS = "config.json", "checkpoint.safetensors", "metrics.jsonl"
@@ -44,6 +44,7 @@ class TrainConfig:
     eps: float = 1e-8
     lr_decay: float = 1.0  # per-epoch factor: epoch e trains with lr · lr_decay^(e-1)
     num_particles: int = 1
+    objective_options: dict = field(default_factory=dict)  # e.g. {"alpha": 0.5} for renyi
     seed: int = 0
     binarization: str | None = None  # None: "dynamic" for binary likelihoods on grey data
     data_options: dict = field(default_factory=dict)
@@ -55,8 +56,10 @@ class TrainConfig:
         for name in ("lr", "eps", "lr_decay"):
             if not getattr(self, name) > 0:
                 raise PyroVaeError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.objective is not None and self.objective not in OBJECTIVES:
-            raise PyroVaeError(OBJECTIVES.unknown_message(self.objective))
+        if self.objective is not None:
+            if self.objective not in OBJECTIVES:
+                raise PyroVaeError(OBJECTIVES.unknown_message(self.objective))
+            self.objective_options = objective_options(self.objective, self.objective_options)
 
 
 @dataclass
@@ -107,6 +110,10 @@ def default_objective(vae: LatentModel) -> str:
     except PyroVaeError:
         return "trace"
     return "trace_mean_field"
+
+
+def training_objective(vae: LatentModel, config: TrainConfig) -> pyro.infer.ELBO:
+    return make_objective(config.objective, vae, config.num_particles, **config.objective_options)
 
 
 def eval_objective(vae: LatentModel) -> pyro.infer.ELBO:
@@ -235,7 +242,7 @@ def train(
     config.validate()
     if config.objective is None:
         config.objective = default_objective(vae)
-    make_objective(config.objective, vae, config.num_particles)  # refuse before any work
+    training_objective(vae, config)  # refuse before any work
     dataset = prepare_data(vae, config)
     run = _RunDir(out) if out is not None else None
     if run:
@@ -304,7 +311,7 @@ def _check_once(vae: LatentModel, elbo, dataset: Dataset, batch_size: int) -> No
 
 
 def _fit(vae, dataset, config, optimizer, batches, history, run, progress, start=0) -> None:
-    elbo = make_objective(config.objective, vae, config.num_particles)
+    elbo = training_objective(vae, config)
     evaluator = eval_objective(vae)
     try:
         _check_once(vae, elbo, dataset, config.batch_size)

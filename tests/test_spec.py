@@ -288,7 +288,7 @@ def test_cli_check_builds_the_nets_and_lists_objectives(tmp_path, capsys):
         capsys.readouterr().err
     )
     assert main(["check", "mixture_1d"]) == 0
-    assert "objectives: trace, trace_enum\n" in capsys.readouterr().out
+    assert "objectives: trace, trace_enum, trace_graph\n" in capsys.readouterr().out
 
 
 def test_default_guide_path_is_relative_to_the_model_file(tmp_path, monkeypatch, capsys):
