@@ -5,8 +5,11 @@
 >>> run = pv.train(vae, "digits", objective="trace_mean_field", epochs=10)
 >>> ll = pv.log_likelihood(vae.model, vae.guide, x, num_samples=5000)  # any model/guide pair
 >>> gap = pv.elbo_gap(vae.model, vae.guide, x, num_samples=5000)
+>>> table = pv.compare_estimators(vae.model, vae.guide, x, estimators=["trace", "iwae:k=50"])
 """
 
+from .compare import Comparison, compare_estimators
+from .compare_run import compare_run, compare_training
 from .data import load_dataset
 from .errors import CheckpointError, DataError, PyroVaeError, SpecError, TrainingDiverged
 from .evaluate_run import evaluate_run
@@ -18,6 +21,10 @@ from .training import TrainConfig, TrainResult, estimate_elbo, load_run, resume,
 
 __version__ = "0.1.0"
 __all__ = [
+    "Comparison",
+    "compare_estimators",
+    "compare_run",
+    "compare_training",
     "ElboEstimate",
     "ElboGap",
     "LogLikelihood",

@@ -1,4 +1,4 @@
-"""The ``pyro-vae`` command line: ``check``, ``train``, ``evaluate``, ``sample``.
+"""The ``pyro-vae`` command line: ``check``, ``train``, ``evaluate``, ``compare``, ``sample``.
 
 User mistakes (a malformed spec, a missing data file, a damaged checkpoint) print one line
 ``error: <file>: <key>: <what>`` and exit 2, without a traceback.
@@ -215,6 +215,80 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from .compare import DEFAULT_ESTIMATORS
+    from .compare_run import compare_run, compare_training
+    from .objectives import ObjectiveChoice
+
+    for text in args.estimators or []:  # refuse a misspelt estimator before any work
+        ObjectiveChoice.parse(text)
+    for flag in ("repeats", "num_data", "reference_samples", "num_samples", "max_data"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise PyroVaeError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.train:
+        if args.model is None or args.out is None or args.run is not None:
+            raise PyroVaeError("compare --train needs --model and --out (and no run directory)")
+        settings = {
+            k: getattr(args, k)
+            for k in ("epochs", "batch_size", "lr", "seed", "binarization")
+            if getattr(args, k) is not None
+        }
+        s = compare_training(
+            args.model,
+            out=args.out,
+            guide=args.guide,
+            data=args.data or "digits",
+            objectives=args.estimators,
+            num_samples=args.num_samples or 1000,
+            max_data=args.max_data,
+            progress=args.progress,
+            data_options=_data_options(args),
+            **settings,
+        )
+        print(f"{'objective':<24} {'train s':>8} {'test ELBO':>10} {'log p̂(x)':>10} {'gap':>7}")
+        for label, r in s["runs"].items():
+            e = r["evaluation"]
+            print(
+                f"{label:<24} {r['train_seconds']:8.0f} {e['elbo']['mean']:10.2f} "
+                f"{e['log_px']['mean']:10.2f} {e['gap']['mean']:7.2f}"
+            )
+    else:
+        if (args.run is None) == (args.model is None):
+            raise PyroVaeError("compare needs a run directory or --model (not both)")
+        s = compare_run(
+            args.run or args.model,
+            guide=args.guide,
+            data=args.data,
+            out=args.out,
+            estimators=args.estimators or DEFAULT_ESTIMATORS,
+            repeats=args.repeats or 100,
+            num_data=args.num_data or 100,
+            reference_samples=args.reference_samples or 5000,
+            seed=args.seed or 0,
+            progress=args.progress,
+            data_options=_data_options(args),
+        )
+        print(f"reference: {s['reference']:.3f} ({s['reference_kind']})")
+        print(
+            f"{'estimator':<24} {'value':>9} {'std':>7} {'bias':>8} "
+            f"{'guide SNR':>9} {'model SNR':>9} {'ms/step':>8}"
+        )
+        for r in s["estimators"]:
+            if r.get("skipped"):
+                print(f"{r['estimator']:<24} skipped: {r['skipped']}")
+                continue
+            g, m = r["gradients"].get("guide", {}), r["gradients"].get("model", {})
+            bias = float("nan") if r["bias"] is None else r["bias"]
+            nan = float("nan")
+            print(
+                f"{r['estimator']:<24} {r['value']:9.3f} {r['value_std']:7.3f} {bias:8.3f} "
+                f"{g.get('snr') or nan:9.2f} {m.get('snr') or nan:9.2f} {r['ms_per_step']:8.1f}"
+            )
+    print(f"report: {Path(s['out']) / 'comparison.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyro-vae", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -272,6 +346,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare ELBO estimators on a run or spec (value, bias, gradient SNR, time), or "
+        "with --train, train with each objective and compare the results",
+    )
+    p.add_argument("run", nargs="?", help="run directory (or give --model)")
+    p.add_argument("--model", help="model spec file or bundled name")
+    p.add_argument("--guide", help="guide spec file or bundled name (default: the model's)")
+    p.add_argument("--data", help="data set name (default: the run's, else digits)")
+    p.add_argument(
+        "--estimators",
+        nargs="+",
+        metavar="NAME[:k=K,...]",
+        help="estimators, e.g. trace trace_mean_field iwae:k=50 renyi:k=5,alpha=0.5 "
+        "(with --train: the training objectives)",
+    )
+    p.add_argument("--repeats", type=int, help="repetitions per estimator (100)")
+    p.add_argument("--num-data", type=int, help="test datapoints the estimators see (100)")
+    p.add_argument("--reference-samples", type=int, help="K for the reference log p̂(x) (5000)")
+    p.add_argument("--train", action="store_true", help="train once per objective, then compare")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--binarization", choices=["none", "static", "dynamic"])
+    p.add_argument("--num-samples", type=int, help="--train: K for each run's log p̂(x) (1000)")
+    p.add_argument("--max-data", type=int, help="--train: evaluate the first N test datapoints")
+    p.add_argument("--download", action="store_true", help="download missing data files")
+    p.add_argument("--data-option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="output directory (default for a run: RUN/compare)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(handler=_cmd_compare)
 
     p = sub.add_parser("sample", help="draw samples of a trained run as an image grid")
     p.add_argument("run", help="run directory")

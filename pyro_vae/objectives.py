@@ -251,6 +251,10 @@ class ObjectiveChoice:
             raise PyroVaeError(f"objective {text!r}: k must be >= 1, got {k}")
         return cls(name, k, objective_options(name, settings))
 
+    @classmethod
+    def of(cls, choice: str | ObjectiveChoice) -> ObjectiveChoice:
+        return choice if isinstance(choice, ObjectiveChoice) else cls.parse(choice)
+
     @property
     def label(self) -> str:
         extra = [f"K={self.num_particles}"] if self.num_particles > 1 else []

@@ -108,3 +108,61 @@ def histogram(values: np.ndarray, path: Path, xlabel: str, lines: tuple = ()) ->
     dropped = len(values) - len(finite)
     ax.set_title(f"{len(finite)} datapoints" + (f" ({dropped} not finite)" if dropped else ""))
     return _save(fig, path)
+
+
+def snr_vs_k(rows: list[dict], path: Path) -> Path:
+    """Gradient SNR of the guide's and the model's parameters against K, one line per
+    estimator family (estimators with a single K are points)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
+    families: dict[str, list[dict]] = {}
+    for row in rows:
+        families.setdefault(row["estimator"].split("(")[0], []).append(row)
+    titles = {"guide": "guide (encoder)", "model": "model (decoder)"}
+    for ax, (group, title) in zip(axes, titles.items(), strict=True):
+        for name, members in families.items():
+            members = sorted(members, key=lambda r: r["num_particles"])
+            k = [r["num_particles"] for r in members]
+            snr = [r["gradients"].get(group, {}).get("snr", np.nan) for r in members]
+            ax.plot(k, snr, marker="o", label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("K (samples per datapoint)")
+        ax.set_ylabel("mean per-coordinate gradient SNR")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def estimator_values(rows: list[dict], reference: float | None, path: Path, label: str) -> Path:
+    """Each estimator's mean value per datapoint ± one standard deviation over repetitions."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+    y = np.arange(len(rows))
+    ax.errorbar(
+        [r["value"] for r in rows], y, xerr=[r["value_std"] for r in rows], fmt="o", capsize=3
+    )
+    if reference is not None:
+        ax.axvline(reference, color="black", linestyle="--", label=label)
+        ax.legend(fontsize=8)
+    ax.set_yticks(y, [r["estimator"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("estimate per datapoint (nats), ± 1 std over repetitions")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def learning_curves(histories: dict[str, list[dict]], path: Path) -> Path:
+    """Test ELBO against epoch and against training time, one line per objective."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for label, history in histories.items():
+        epochs = [r["epoch"] for r in history]
+        seconds = np.cumsum([r["seconds"] for r in history])
+        elbo = [r["test_elbo"] for r in history]
+        axes[0].plot(epochs, elbo, marker=".", label=label)
+        axes[1].plot(seconds, elbo, marker=".", label=label)
+    axes[0].set_xlabel("epoch")
+    axes[1].set_xlabel("training time (s)")
+    axes[0].set_ylabel("test ELBO per datapoint (nats)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,296 @@
+"""Compare ELBO estimators at fixed parameters: value, bias, variance, gradient signal, time.
+
+For each estimator :math:`\\hat{\\mathcal{L}}` (an objective with its settings, see
+:class:`~pyro_vae.objectives.ObjectiveChoice`) and the same data x of N datapoints,
+:func:`compare_estimators` draws R independent estimates and their gradients
+:math:`g_r = \\nabla \\hat{\\mathcal{L}}_r / N` and reports
+
+- the mean value per datapoint and its standard deviation over the R repetitions;
+- its bias against a reference log p(x): exact when given, else ``log_likelihood`` with many
+  samples (an IWAE bound with large K is itself slightly low, so this "bias" is an upper bound
+  on the true one for lower bounds);
+- separately for the guide's (encoder's) and the model's (decoder's) parameters, the mean
+  per-coordinate gradient variance, and the signal-to-noise ratio
+  :math:`\\mathrm{SNR}_i = |\\mathbb{E}[g_i]| / \\sigma[g_i]` averaged over coordinates
+  (Rainforth et al. 2018, "Tighter Variational Bounds are Not Necessarily Better"), with the
+  whole-vector ratio :math:`\\lVert\\mathbb{E} g\\rVert / \\sqrt{\\mathbb{E}\\lVert g -
+  \\mathbb{E} g\\rVert^2}` beside it;
+- the wall time of one gradient (loss plus backward).
+
+With R repetitions an SNR below about :math:`1/\\sqrt{R}` cannot be told from zero.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from tqdm.auto import tqdm
+
+from .errors import PyroVaeError
+from .evaluation import log_likelihood
+from .latent_model import LatentModel
+from .objectives import OBJECTIVES, ObjectiveChoice
+
+DEFAULT_ESTIMATORS = (
+    "trace",
+    "trace_mean_field",
+    "trace_graph",
+    "iwae:k=5",
+    "iwae:k=10",
+    "iwae:k=50",
+    "iwae_dreg:k=5",
+    "iwae_dreg:k=10",
+    "iwae_dreg:k=50",
+    "renyi:k=10,alpha=0.5",
+)
+
+
+class _Moments:
+    """Streaming mean and variance (Welford) of a vector, in float64."""
+
+    def __init__(self, size: int):
+        self.count = 0
+        self.mean = torch.zeros(size, dtype=torch.float64)
+        self.m2 = torch.zeros(size, dtype=torch.float64)
+
+    def add(self, value: torch.Tensor) -> None:
+        self.count += 1
+        delta = value - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (value - self.mean)
+
+    @property
+    def var(self) -> torch.Tensor:
+        return self.m2 / max(self.count - 1, 1)
+
+
+@dataclass
+class GradientStats:
+    """Gradients of one parameter group over R repetitions (per-datapoint objective)."""
+
+    names: list[str]
+    mean: torch.Tensor  # per coordinate, all parameters of the group flattened in order
+    var: torch.Tensor
+    repeats: int
+
+    @property
+    def stderr(self) -> torch.Tensor:
+        return (self.var / self.repeats).sqrt()
+
+    @property
+    def variance(self) -> float:
+        """Mean per-coordinate variance."""
+        return self.var.mean().item()
+
+    @property
+    def snr(self) -> float:
+        """Mean over coordinates of |E g_i| / σ(g_i) (coordinates with σ = 0 left out)."""
+        std = self.var.sqrt()
+        moving = std > 0
+        return (self.mean[moving].abs() / std[moving]).mean().item() if moving.any() else math.nan
+
+    @property
+    def snr_norm(self) -> float:
+        """‖E g‖ / sqrt(E‖g − E g‖²): the signal-to-noise ratio of the whole vector."""
+        noise = self.var.sum().sqrt()
+        return (self.mean.norm() / noise).item() if noise > 0 else math.nan
+
+    def summary(self) -> dict:
+        return {"variance": self.variance, "snr": self.snr, "snr_norm": self.snr_norm}
+
+
+@dataclass
+class EstimatorResult:
+    label: str
+    value: float = math.nan  # mean over repetitions, per datapoint
+    value_std: float = math.nan  # standard deviation over repetitions
+    bias: float | None = None  # value − reference
+    bias_stderr: float | None = None
+    seconds_per_step: float = math.nan
+    gradients: dict[str, GradientStats] = field(default_factory=dict)
+    skipped: str | None = None  # why the estimator does not apply to this pair
+    num_particles: int = 1
+
+    def summary(self) -> dict:
+        out = {
+            "estimator": self.label,
+            "num_particles": self.num_particles,
+            "value": self.value,
+            "value_std": self.value_std,
+            "bias": self.bias,
+            "bias_stderr": self.bias_stderr,
+            "ms_per_step": 1000 * self.seconds_per_step,
+            "gradients": {k: g.summary() for k, g in self.gradients.items()},
+        }
+        return {"estimator": self.label, "skipped": self.skipped} if self.skipped else out
+
+
+@dataclass
+class Comparison:
+    results: list[EstimatorResult]
+    num_data: int
+    repeats: int
+    reference: float | None
+    reference_stderr: float | None
+    reference_kind: str
+
+    def __getitem__(self, label: str) -> EstimatorResult:
+        return next(r for r in self.results if r.label == label)
+
+    def summary(self) -> dict:
+        return {
+            "num_data": self.num_data,
+            "repeats": self.repeats,
+            "reference": self.reference,
+            "reference_stderr": self.reference_stderr,
+            "reference_kind": self.reference_kind,
+            "estimators": [r.summary() for r in self.results],
+        }
+
+
+def parameter_groups(model, guide, *args, **kwargs) -> dict[str, list[tuple[str, torch.Tensor]]]:
+    """The leaf tensors each program optimizes: ``guide`` (encoder) and ``model`` (decoder).
+
+    A :class:`LatentModel`'s modules are used directly; for any other pair, the parameter sites
+    of one run of each program (unconstrained values, as the optimizer sees them).
+    """
+    vae = getattr(model, "__self__", None)
+    if isinstance(vae, LatentModel) and getattr(guide, "__self__", None) is vae:
+        return {
+            "guide": [(f"guide.{n}", p) for n, p in vae.inference.named_parameters()],
+            "model": [(f"model.{n}", p) for n, p in vae.generative.named_parameters()],
+        }
+    with torch.random.fork_rng(), poutine.block():
+        guide_trace = poutine.trace(guide, param_only=True).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(model, param_only=True).get_trace(*args, **kwargs)
+    groups = {"guide": [], "model": []}
+    for group, trace in (("guide", guide_trace), ("model", model_trace)):
+        for name, site in trace.nodes.items():
+            seen = any(name == n for g in groups.values() for n, _ in g)
+            if site["type"] == "param" and not seen:
+                groups[group].append((name, site["value"].unconstrained()))
+    return groups
+
+
+def _build(choice: ObjectiveChoice, model, guide):
+    """The estimator, or the reason it cannot serve this pair."""
+    vae = getattr(model, "__self__", None)
+    if isinstance(vae, LatentModel):
+        try:
+            return choice.build(vae), None
+        except PyroVaeError as e:
+            return None, str(e).split(": ")[-1]
+    return OBJECTIVES.get(choice.name).build(choice.num_particles, **choice.options), None
+
+
+def _reference(model, guide, args, kwargs, exact, num_samples):
+    if exact is not None:
+        exact = torch.as_tensor(exact, dtype=torch.float64)
+        return exact.mean().item(), 0.0, "exact"
+    if not num_samples:
+        return None, None, "none"
+    with torch.random.fork_rng():
+        ll = log_likelihood(model, guide, *args, num_samples=num_samples, **kwargs)
+    n = ll.log_px.numel()
+    stderr = (ll.stderr.double() ** 2).sum().sqrt().item() / n
+    return ll.log_px.double().mean().item(), stderr, f"log_likelihood K={num_samples}"
+
+
+def compare_estimators(
+    model,
+    guide,
+    *args,
+    estimators: Sequence[str | ObjectiveChoice] = DEFAULT_ESTIMATORS,
+    repeats: int = 100,
+    exact: torch.Tensor | None = None,
+    reference_samples: int | None = 5000,
+    seed: int = 0,
+    progress: bool | None = None,
+    **kwargs,
+) -> Comparison:
+    """Draw ``repeats`` estimates and gradients of each estimator at the current parameters.
+
+    :param estimators: objective names with settings, e.g. ``"iwae:k=50"`` or
+        ``"renyi:k=5,alpha=0.5"``; those that do not suit the pair are reported as skipped.
+    :param exact: exact per-datapoint log p(x), when the model has one; otherwise the reference
+        is ``log_likelihood`` with ``reference_samples`` samples (None or 0: no bias column).
+    :param seed: every estimator starts from this seed, so results do not depend on the order.
+    """
+    if repeats < 2:
+        raise PyroVaeError(f"repeats must be >= 2 to estimate a spread, got {repeats}")
+    choices = [
+        e if isinstance(e, ObjectiveChoice) else ObjectiveChoice.parse(e) for e in estimators
+    ]
+    groups = parameter_groups(model, guide, *args, **kwargs)
+    num_data = _num_data(args)
+    reference, reference_stderr, kind = _reference(
+        model, guide, args, kwargs, exact, reference_samples
+    )
+    results = []
+    bar = tqdm(total=repeats * len(choices), disable=None if progress is None else not progress)
+    with bar:
+        for choice in choices:
+            result = EstimatorResult(choice.label, num_particles=choice.num_particles)
+            elbo, result.skipped = _build(choice, model, guide)
+            if elbo is not None:
+                _repeat(elbo, model, guide, args, kwargs, groups, repeats, seed, result, bar)
+                result.value /= num_data
+                result.value_std /= num_data
+                if reference is not None:
+                    result.bias = result.value - reference
+                    mc = result.value_std / math.sqrt(repeats)
+                    result.bias_stderr = math.hypot(mc, reference_stderr)
+            else:
+                bar.update(repeats)
+            results.append(result)
+    return Comparison(results, num_data, repeats, reference, reference_stderr, kind)
+
+
+def _num_data(args) -> int:
+    data = next((a for a in args if torch.is_tensor(a)), None)
+    return 1 if data is None or data.dim() == 0 else data.shape[0]
+
+
+def _repeat(elbo, model, guide, args, kwargs, groups, repeats, seed, result, bar):
+    num_data = _num_data(args)
+    params = [p for members in groups.values() for _, p in members]
+    sizes = {g: sum(p.numel() for _, p in ps) for g, ps in groups.items()}
+    moments = {g: _Moments(n) for g, n in sizes.items()}
+    values, seconds = [], []
+    with torch.random.fork_rng():
+        pyro.set_rng_seed(seed)
+        # One checked, untimed call: Pyro's validation and any lazy set-up happen here.
+        with pyro.validation_enabled(True):
+            elbo.differentiable_loss(model, guide, *args, **kwargs)
+        with pyro.validation_enabled(False):
+            for _ in range(repeats):
+                start = time.perf_counter()
+                loss = elbo.differentiable_loss(model, guide, *args, **kwargs)
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                seconds.append(time.perf_counter() - start)
+                values.append(-loss.item())
+                flat = iter(
+                    torch.zeros(p.numel()) if g is None else g.reshape(-1)
+                    for p, g in zip(params, grads, strict=True)
+                )
+                for group, members in groups.items():
+                    vector = [next(flat) for _ in members]
+                    # The gradient of the per-datapoint objective (−loss / N).
+                    vec = -torch.cat(vector).double() / num_data if vector else torch.zeros(0)
+                    moments[group].add(vec)
+                bar.update()
+    result.value = statistics.fmean(values)
+    result.value_std = statistics.stdev(values)
+    result.seconds_per_step = statistics.median(seconds)
+    result.gradients = {
+        g: GradientStats([n for n, _ in groups[g]], m.mean, m.var, repeats)
+        for g, m in moments.items()
+        if sizes[g]
+    }
