@@ -167,6 +167,9 @@ class IndependentBernoulli(dist.Independent):
     .. math:: \\log p(x) = \\sum_d x_d \\ell_d - \\operatorname{softplus}(\\ell_d),
 
     about twice as fast as per-pixel binary cross-entropy on (K, N, D) logits, same value.
+    When the logits need a gradient (training), the dot product is a product and a sum
+    instead: einsum's backward is one tiny matrix product per datapoint, which made a
+    784-pixel training step about 1 ms slower on a CPU.
     """
 
     def __init__(self, logits: torch.Tensor, validate_args=None):
@@ -181,7 +184,11 @@ class IndependentBernoulli(dist.Independent):
         if self._validate_args:
             self.base_dist._validate_sample(value)
         logits = self.base_dist.logits
-        return torch.einsum("...d,...d->...", logits, value) - F.softplus(logits).sum(-1)
+        if logits.requires_grad and torch.is_grad_enabled():
+            dot = (logits * value).sum(-1)
+        else:
+            dot = torch.einsum("...d,...d->...", logits, value)
+        return dot - F.softplus(logits).sum(-1)
 
 
 @FAMILIES.register("bernoulli")

@@ -132,6 +132,9 @@ def test_fused_bernoulli_matches_torch():
     reference = torch.distributions.Bernoulli(logits=logits).log_prob(x).sum(-1)
     fused = IndependentBernoulli(logits)
     assert torch.allclose(fused.log_prob(x), reference, atol=1e-4)
+    trained = logits.clone().requires_grad_()  # training takes the product-and-sum path
+    IndependentBernoulli(trained).log_prob(x).sum().backward()
+    assert torch.allclose(trained.grad, x - torch.sigmoid(logits), atol=1e-6)
     assert fused.expand(torch.Size([2, 3, 5])).log_prob(x).shape == (2, 3, 5)
     with pytest.raises(ValueError):
         IndependentBernoulli(logits, validate_args=True).log_prob(torch.full((5, 64), 0.5))
