@@ -126,6 +126,7 @@ RUN_SETTINGS = (
     "num_particles",
     "seed",
     "binarization",
+    "fused",
 )
 
 
@@ -320,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-particles", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--binarization", choices=["none", "static", "dynamic"])
+    p.add_argument(
+        "--fused",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fused single-particle step for trace/trace_mean_field, checked against Pyro's "
+        "(default on; --no-fused always steps with Pyro's estimator)",
+    )
     p.add_argument("--download", action="store_true", help="download missing data files")
     p.add_argument(
         "--data-option",

@@ -94,7 +94,9 @@ def _markdown(r: dict) -> str:
         "",
         "| setting | value |",
         "|---|---|",
-        f"| objective | `{c['objective']}` ({c['num_particles']} particle(s)) |",
+        f"| objective | `{c['objective']}` ({c['num_particles']} particle(s)"
+        + "".join(f", {k} = {v:g}" for k, v in c.get("objective_options", {}).items())
+        + ") |",
         f"| epochs | {r['epochs_done']} |",
         f"| batch size, lr, eps | {c['batch_size']}, {c['lr']:g}, {c['eps']:g} |",
         f"| data | {r['data']} ({r['num_train']} train / {r['num_test']} test, "

@@ -117,6 +117,10 @@ def test_cli_train_and_refuse_to_overwrite(tmp_path, capsys):
         (["--data", "digitz"], "did you mean 'digits'"),
         (["--objective", "trace_meanfield"], "did you mean 'trace_mean_field'"),
         (["--data", "mixture-1d"], "binar"),
+        (["--objective", "renyi:beta=2"], "no option 'beta' (options: alpha)"),
+        (["--objective", "renyi:alpha=1"], "alpha = 1 is the ELBO"),
+        (["--objective", "iwae:k=0"], "k must be >= 1"),
+        (["--objective", "iwae:k"], "expected name:k=K,option=value"),
     ],
 )
 def test_cli_train_bad_input_exits_2(tmp_path, capsys, args, words):
@@ -233,3 +237,20 @@ def test_resume_refuses_data_options(tmp_path, capsys):
     pv.train(small_vae(), "digits", out=run, **{**SMALL, "epochs": 1})
     assert main(["train", "--resume", str(run), "--data", "mnist"]) == 2
     assert "not --data" in capsys.readouterr().err
+
+
+def test_cli_objective_settings_reach_the_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--model", "bernoulli_vae", "--data", "digits", "--epochs", "1"]
+    argv += ["--objective", "renyi:k=3,alpha=0.25", "--out", str(run), "--no-progress"]
+    assert main(argv) == 0
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert (config["objective"], config["num_particles"]) == ("renyi", 3)
+    assert config["objective_options"] == {"alpha": 0.25}
+    report = (run / "report.md").read_text()
+    assert "`renyi` (3 particle(s), alpha = 0.25)" in report
+    # --no-fused: the ELBO objectives step with Pyro's estimator.
+    argv = ["train", "--model", "bernoulli_vae", "--data", "digits", "--epochs", "1", "--no-fused"]
+    assert main([*argv, "--out", str(tmp_path / "pyro"), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "pyro" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["step"] == "pyro"
