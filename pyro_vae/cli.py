@@ -270,7 +270,10 @@ def _cmd_compare(args) -> int:
             progress=args.progress,
             data_options=_data_options(args),
         )
-        print(f"reference: {s['reference']:.3f} ({s['reference_kind']})")
+        if s["reference"] is not None:
+            unreliable = s.get("reference_khat_above_0.7")
+            caveat = f", k̂ > 0.7 for {unreliable} of {s['num_data']}" if unreliable else ""
+            print(f"reference: {s['reference']:.3f} ({s['reference_kind']}{caveat})")
         print(
             f"{'estimator':<24} {'value':>9} {'std':>7} {'bias':>8} "
             f"{'guide SNR':>9} {'model SNR':>9} {'ms/step':>8}"

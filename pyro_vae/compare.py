@@ -140,6 +140,7 @@ class Comparison:
     reference: float | None
     reference_stderr: float | None
     reference_kind: str
+    reference_khat_above_0_7: int | None = None  # datapoints where the reference is unreliable
 
     def __getitem__(self, label: str) -> EstimatorResult:
         return next(r for r in self.results if r.label == label)
@@ -151,6 +152,7 @@ class Comparison:
             "reference": self.reference,
             "reference_stderr": self.reference_stderr,
             "reference_kind": self.reference_kind,
+            "reference_khat_above_0.7": self.reference_khat_above_0_7,
             "estimators": [r.summary() for r in self.results],
         }
 
@@ -190,17 +192,21 @@ def _build(choice: ObjectiveChoice, model, guide):
     return OBJECTIVES.get(choice.name).build(choice.num_particles, **choice.options), None
 
 
-def _reference(model, guide, args, kwargs, exact, num_samples):
+def _reference(model, guide, args, kwargs, exact, num_samples, seed):
+    """Mean reference log p(x), its Monte Carlo stderr, a description, and how many datapoints
+    have Pareto k̂ > 0.7 (where the importance-sampled reference itself is unreliable)."""
     if exact is not None:
         exact = torch.as_tensor(exact, dtype=torch.float64)
-        return exact.mean().item(), 0.0, "exact"
+        return exact.mean().item(), 0.0, "exact", 0
     if not num_samples:
-        return None, None, "none"
+        return None, None, "none", None
     with torch.random.fork_rng():
+        pyro.set_rng_seed(seed)
         ll = log_likelihood(model, guide, *args, num_samples=num_samples, **kwargs)
     n = ll.log_px.numel()
     stderr = (ll.stderr.double() ** 2).sum().sqrt().item() / n
-    return ll.log_px.double().mean().item(), stderr, f"log_likelihood K={num_samples}"
+    unreliable = int((ll.khat[torch.isfinite(ll.khat)] > 0.7).sum())
+    return ll.log_px.double().mean().item(), stderr, f"log_likelihood K={num_samples}", unreliable
 
 
 def compare_estimators(
@@ -230,8 +236,8 @@ def compare_estimators(
     ]
     groups = parameter_groups(model, guide, *args, **kwargs)
     num_data = _num_data(args)
-    reference, reference_stderr, kind = _reference(
-        model, guide, args, kwargs, exact, reference_samples
+    reference, reference_stderr, kind, unreliable = _reference(
+        model, guide, args, kwargs, exact, reference_samples, seed
     )
     results = []
     bar = tqdm(total=repeats * len(choices), disable=None if progress is None else not progress)
@@ -250,7 +256,7 @@ def compare_estimators(
             else:
                 bar.update(repeats)
             results.append(result)
-    return Comparison(results, num_data, repeats, reference, reference_stderr, kind)
+    return Comparison(results, num_data, repeats, reference, reference_stderr, kind, unreliable)
 
 
 def _num_data(args) -> int:

@@ -118,12 +118,23 @@ def snr_vs_k(rows: list[dict], path: Path) -> Path:
     for row in rows:
         families.setdefault(row["estimator"].split("(")[0], []).append(row)
     titles = {"guide": "guide (encoder)", "model": "model (decoder)"}
+    markers = "osD^vP*X"
     for ax, (group, title) in zip(axes, titles.items(), strict=True):
-        for name, members in families.items():
+        for i, (name, members) in enumerate(families.items()):
             members = sorted(members, key=lambda r: r["num_particles"])
             k = [r["num_particles"] for r in members]
             snr = [r["gradients"].get(group, {}).get("snr", np.nan) for r in members]
-            ax.plot(k, snr, marker="o", label=name)
+            # Estimators that share samples can coincide (iwae and iwae_dreg for the model):
+            # shrinking markers and dashes keep every one visible.
+            ax.plot(
+                k,
+                snr,
+                marker=markers[i % len(markers)],
+                markersize=9 - 0.8 * (i % 6),
+                linestyle=("-", "--", ":", "-.")[i % 4],
+                alpha=0.85,
+                label=name,
+            )
         ax.set_xscale("log")
         ax.set_xlabel("K (samples per datapoint)")
         ax.set_ylabel("mean per-coordinate gradient SNR")
