@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from .errors import PyroVaeError
 from .evaluation import log_likelihood
+from .importance import ModelGuideError
 from .latent_model import LatentModel
 from .objectives import OBJECTIVES, ObjectiveChoice
 
@@ -200,9 +201,12 @@ def _reference(model, guide, args, kwargs, exact, num_samples, seed):
         return exact.mean().item(), 0.0, "exact", 0
     if not num_samples:
         return None, None, "none", None
-    with torch.random.fork_rng():
-        pyro.set_rng_seed(seed)
-        ll = log_likelihood(model, guide, *args, num_samples=num_samples, **kwargs)
+    try:
+        with torch.random.fork_rng():
+            pyro.set_rng_seed(seed)
+            ll = log_likelihood(model, guide, *args, num_samples=num_samples, **kwargs)
+    except ModelGuideError as e:  # e.g. an enumerated model: compare without a bias column
+        return None, None, f"none ({str(e).splitlines()[0]})", None
     n = ll.log_px.numel()
     stderr = (ll.stderr.double() ** 2).sum().sqrt().item() / n
     unreliable = int((ll.khat[torch.isfinite(ll.khat)] > 0.7).sum())

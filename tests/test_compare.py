@@ -214,3 +214,13 @@ def test_cli_compare_train_trains_each_objective_the_same_way(tmp_path, capsys):
 def test_cli_compare_bad_input_exits_2(argv, words, capsys):
     assert main(argv) == 2
     assert words in capsys.readouterr().err
+
+
+def test_enumerated_models_compare_without_a_reference():
+    vae = pv.load("mixture_1d", "mixture_1d_enumerate", data_shape=(1,), seed=0)
+    c = compare_estimators(
+        vae.model, vae.guide, torch.randn(30, 1), estimators=["trace_enum", "trace"], repeats=5
+    )
+    assert c.reference is None and c.reference_kind.startswith("none (")
+    assert c["trace_enum"].bias is None and c["trace_enum"].gradients["model"].variance >= 0
+    assert "enumerate" in c["trace"].skipped or "trace_enum" in c["trace"].skipped
