@@ -235,9 +235,7 @@ def compare_estimators(
     """
     if repeats < 2:
         raise PyroVaeError(f"repeats must be >= 2 to estimate a spread, got {repeats}")
-    choices = [
-        e if isinstance(e, ObjectiveChoice) else ObjectiveChoice.parse(e) for e in estimators
-    ]
+    choices = [ObjectiveChoice.of(e) for e in estimators]
     groups = parameter_groups(model, guide, *args, **kwargs)
     num_data = _num_data(args)
     reference, reference_stderr, kind, unreliable = _reference(
@@ -250,7 +248,9 @@ def compare_estimators(
             result = EstimatorResult(choice.label, num_particles=choice.num_particles)
             elbo, result.skipped = _build(choice, model, guide)
             if elbo is not None:
-                _repeat(elbo, model, guide, args, kwargs, groups, repeats, seed, result, bar)
+                _repeat(
+                    elbo, model, guide, args, kwargs, groups, num_data, repeats, seed, result, bar
+                )
                 result.value /= num_data
                 result.value_std /= num_data
                 if reference is not None:
@@ -268,7 +268,7 @@ def _num_data(args) -> int:
     return 1 if data is None or data.dim() == 0 else data.shape[0]
 
 
-def _repeat(elbo, model, guide, args, kwargs, groups, repeats, seed, result, bar):
+def _repeat(elbo, model, guide, args, kwargs, groups, num_data, repeats, seed, result, bar):
     num_data = _num_data(args)
     params = [p for members in groups.values() for _, p in members]
     sizes = {g: sum(p.numel() for _, p in ps) for g, ps in groups.items()}

@@ -184,9 +184,7 @@ def compare_training(
     vae = load(model, guide, data_shape=shape, seed=seed)
     if objectives is None:
         objectives = [default_objective(vae), "iwae:k=5", "iwae:k=50"]
-    choices = [
-        o if isinstance(o, ObjectiveChoice) else ObjectiveChoice.parse(o) for o in objectives
-    ]
+    choices = [ObjectiveChoice.of(o) for o in objectives]
     for choice in choices:  # refuse a mismatched objective before training anything
         choice.build(vae)
     names = [_run_name(c) for c in choices]

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from test_fused import BOTTOM_UP
 
 import pyro_vae as pv
 from pyro_vae.cli import main
@@ -138,19 +139,7 @@ def test_mean_field_objective_refuses_what_it_cannot_do():
     with pytest.raises(pv.SpecError, match="latent.c.family: objective 'trace_mean_field' needs"):
         make_objective("trace_mean_field", mixture)
     make_objective("trace", mixture)
-    bottom_up = parse_guide(
-        """
-        [latent.z1]
-        family = "diagonal_normal"
-        given = ["x"]
-        net = { kind = "mlp", hidden = [32] }
-        [latent.z2]
-        family = "diagonal_normal"
-        given = ["z1"]
-        net = { kind = "mlp", hidden = [32] }
-        """,
-        "bottom_up.toml",
-    )
+    bottom_up = parse_guide(BOTTOM_UP, "bottom_up.toml")
     vae = pv.load("hierarchical_vae", bottom_up, data_shape=(64,))
     with pytest.raises(pv.SpecError, match="bottom_up.toml: latent.z2.given: .*before 'z1'"):
         make_objective("trace_mean_field", vae)
