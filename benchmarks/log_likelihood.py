@@ -1,4 +1,4 @@
-"""Speed and memory of ``pyro_vae.evaluation.log_likelihood`` against two baselines.
+"""Speed and memory of ``pyro_vae.log_likelihood`` against two baselines.
 
 The model is a Bernoulli VAE with 784-400-50 nets (one hidden layer of 400 units, tanh) in the
 decoder and in the diagonal Gaussian encoder, with untrained weights (seed 0): the work an
@@ -6,7 +6,7 @@ importance-sampling estimate does does not depend on what the weights are. On N 
 test images (random binary images when no data is found) and for each K it measures:
 
 1. Throughput, in datapoint·samples per second (N·K / seconds), of
-   ``pyro_vae.evaluation.log_likelihood(model, guide, x, num_samples=K)`` and of the same
+   ``pyro_vae.log_likelihood(model, guide, x, num_samples=K)`` and of the same
    estimator written by hand in vectorized PyTorch with the *same* ``nn.Module`` weights: encode
    once, sample z in chunks of the size pyro_vae uses by default (and, when K is larger than a
    chunk, also all K at once; the faster of the two is the reference), log p(x | z) + log p(z)
@@ -56,8 +56,8 @@ from pyro.infer import Importance
 import pyro_vae as pv
 from pyro_vae.data.registry import DATA_ROOT_ENV
 from pyro_vae.errors import DataError
-from pyro_vae.evaluation import ROWS_PER_CHUNK, log_likelihood
-from pyro_vae.families import MIN_SCALE
+from pyro_vae.inference.log_likelihood import ROWS_PER_CHUNK, log_likelihood
+from pyro_vae.model.families import MIN_SCALE
 
 # The model and guide specs live beside this script (shared with svi_step.py).
 SPECS = Path(__file__).resolve().parent / "specs"

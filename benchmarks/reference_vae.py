@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pyro_vae as pv
-from pyro_vae.families import MIN_SCALE
+from pyro_vae.model.families import MIN_SCALE
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:

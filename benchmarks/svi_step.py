@@ -1,7 +1,8 @@
 """Time per training step: pyro_vae's steps against a hand-written PyTorch VAE step.
 
 Two pyro_vae steps are timed: the one training takes for these objectives, the fused step
-(:mod:`pyro_vae.fused`: the same loss computed from the modules without poutine traces), and
+(:mod:`pyro_vae.objectives.fused`: the same loss computed from the modules without poutine
+traces), and
 Pyro's own estimator, ``elbo.differentiable_loss(vae.model, vae.guide, x)``, which training
 falls back to. All use the same nets (784-400-50, tanh; diagonal Gaussian encoder with softplus
 scales; Bernoulli decoder), the same batch (128 binarized MNIST images, or random binary images
@@ -28,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 import pyro_vae as pv
-from pyro_vae.families import MIN_SCALE
-from pyro_vae.fused import fused_objective
-from pyro_vae.objectives import make_objective
+from pyro_vae.model.families import MIN_SCALE
+from pyro_vae.objectives.fused import fused_objective
+from pyro_vae.objectives.registry import make_objective
 
 SPECS = Path(__file__).resolve().parent / "specs"  # shared with log_likelihood.py
 

@@ -8,16 +8,25 @@
 >>> table = pv.compare_estimators(vae.model, vae.guide, x, estimators=["trace", "iwae:k=50"])
 """
 
-from .compare import Comparison, compare_estimators
-from .compare_run import compare_run, compare_training
 from .data import load_dataset
-from .errors import CheckpointError, DataError, PyroVaeError, SpecError, TrainingDiverged
-from .evaluate_run import evaluate_run
-from .evaluation import ElboEstimate, ElboGap, LogLikelihood, elbo, elbo_gap, log_likelihood
-from .importance import ModelGuideError
-from .latent_model import LatentModel, load
-from .objectives import OBJECTIVES
-from .training import TrainConfig, TrainResult, estimate_elbo, load_run, resume, train
+from .errors import (
+    CheckpointError,
+    DataError,
+    ModelGuideError,
+    PyroVaeError,
+    SpecError,
+    TrainingDiverged,
+)
+from .inference.elbo import ElboEstimate, ElboGap, elbo, elbo_gap
+from .inference.log_likelihood import LogLikelihood, log_likelihood
+from .model.latent_model import LatentModel, load
+from .objectives.comparison import Comparison, compare_estimators
+from .objectives.registry import OBJECTIVES
+from .runs.compare import compare_run, compare_training
+from .runs.config import TrainConfig
+from .runs.evaluate import evaluate_run
+from .runs.run_dir import load_run
+from .runs.training import TrainResult, estimate_elbo, resume, train
 
 __version__ = "0.1.0"
 __all__ = [

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 from .errors import PyroVaeError
-from .objectives import OBJECTIVES
+from .objectives.registry import OBJECTIVES
 
 
 def _cmd_check(args) -> int:
-    from .families import FAMILIES
-    from .latent_model import LatentModel
+    from .model.families import FAMILIES
+    from .model.latent_model import LatentModel
     from .spec.resolve import default_guide, read_guide, read_model
 
     model = read_model(args.model)
@@ -56,7 +56,7 @@ def _cmd_check(args) -> int:
 
 def _placeholder_guide(model):
     """A guide with one unconditioned site per latent, only to build the model's nets."""
-    from .families import FAMILIES
+    from .model.families import FAMILIES
     from .spec.parse import GuideSpec, NodeSpec
 
     family = {"real": "diagonal_normal", "categorical": "categorical"}
@@ -68,8 +68,8 @@ def _placeholder_guide(model):
 
 
 def _cmd_train(args) -> int:
-    from .latent_model import load
-    from .training import resume, train
+    from .model.latent_model import load
+    from .runs.training import resume, train
 
     if args.resume:
         fixed = [
@@ -132,7 +132,7 @@ RUN_SETTINGS = (
 
 def _objective_settings(text: str, num_particles: int | None) -> dict:
     """``--objective iwae:k=50`` (see ObjectiveChoice) as TrainConfig fields."""
-    from .objectives import ObjectiveChoice
+    from .objectives.registry import ObjectiveChoice
 
     choice = ObjectiveChoice.parse(text)
     if ":" in text and "k=" in text and num_particles is not None:
@@ -163,8 +163,8 @@ def _data_options(args) -> dict:
 def _cmd_sample(args) -> int:
     import torch
 
-    from .plots import image_grid
-    from .training import load_run, run_metadata
+    from .runs.plots import image_grid
+    from .runs.run_dir import load_run, run_metadata
 
     vae, config = load_run(args.run)
     meta = run_metadata(args.run)
@@ -184,7 +184,7 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluate_run import evaluate_run
+    from .runs.evaluate import evaluate_run
 
     for flag in ("num_samples", "elbo_samples", "max_data", "batch_size"):
         value = getattr(args, flag)
@@ -217,9 +217,9 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .compare import DEFAULT_ESTIMATORS
-    from .compare_run import compare_run, compare_training
-    from .objectives import ObjectiveChoice
+    from .objectives.comparison import DEFAULT_ESTIMATORS
+    from .objectives.registry import ObjectiveChoice
+    from .runs.compare import compare_run, compare_training
 
     for text in args.estimators or []:  # refuse a misspelt estimator before any work
         ObjectiveChoice.parse(text)

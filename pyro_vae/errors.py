@@ -40,6 +40,10 @@ class CheckpointError(PyroVaeError):
     """A run directory or checkpoint cannot be read."""
 
 
+class ModelGuideError(PyroVaeError):
+    """A model/guide pair that does not follow the conventions importance sampling needs."""
+
+
 class TrainingDiverged(PyroVaeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

@@ -12,8 +12,8 @@ from test_log_likelihood import ppca
 
 import pyro_vae as pv
 from pyro_vae.cli import main
-from pyro_vae.compare import compare_estimators, parameter_groups
-from pyro_vae.families import MIN_SCALE
+from pyro_vae.model.families import MIN_SCALE
+from pyro_vae.objectives.comparison import compare_estimators, parameter_groups
 
 D, LATENT = 5, 2
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import pyro_vae as pv
-from pyro_vae.families import MIN_SCALE
-from pyro_vae.objectives import make_objective
+from pyro_vae.model.families import MIN_SCALE
+from pyro_vae.objectives.registry import make_objective
 from pyro_vae.spec.parse import parse_guide
 
 

@@ -9,8 +9,9 @@ import torch
 
 import pyro_vae as pv
 from pyro_vae.cli import main
-from pyro_vae.iwae import IWAE_ELBO, IWAE_DReG
-from pyro_vae.objectives import make_objective
+from pyro_vae.objectives.dreg import IWAE_DReG
+from pyro_vae.objectives.iwae import IWAE_ELBO
+from pyro_vae.objectives.registry import make_objective
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
-"""The fused step (pyro_vae.fused): same loss and gradients as Pyro's estimators, same training,
-and a fallback to Pyro's estimator when the check on one batch finds a difference."""
+"""The fused step (pyro_vae.objectives.fused): same loss and gradients as Pyro's estimators, same
+training, and a fallback to Pyro's estimator when the check on one batch finds a difference."""
 
 import pytest
 import torch
 
 import pyro_vae as pv
-from pyro_vae.fused import FusedELBO, fused_objective
-from pyro_vae.objectives import make_objective
+from pyro_vae.objectives.fused import FusedELBO, fused_objective
+from pyro_vae.objectives.registry import make_objective
 from pyro_vae.spec.parse import parse_guide
 
 BOTTOM_UP = """
@@ -84,7 +84,7 @@ def test_fused_loss_and_gradients_equal_pyros(pair, objective):
 
 
 def test_mean_field_without_a_closed_form_kl_uses_the_sampled_term(monkeypatch):
-    from pyro_vae import fused as fused_module
+    from pyro_vae.objectives import fused as fused_module
 
     vae = pv.load("hierarchical_vae", data_shape=(64,), seed=0)
     x = torch.rand(16, 64, generator=torch.Generator().manual_seed(1)).round()

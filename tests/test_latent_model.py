@@ -125,7 +125,7 @@ def test_three_layer_model_written_as_toml_trains(tmp_path):
 
 
 def test_fused_bernoulli_matches_torch():
-    from pyro_vae.families import IndependentBernoulli
+    from pyro_vae.model.families import IndependentBernoulli
 
     logits = torch.randn(3, 5, 64)
     x = torch.rand(5, 64).round()

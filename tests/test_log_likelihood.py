@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 import pyro_vae as pv
-from pyro_vae.evaluation import _StreamingWeights, elbo, elbo_gap, log_likelihood
-from pyro_vae.families import MIN_SCALE
-from pyro_vae.importance import ModelGuideError
+from pyro_vae.errors import ModelGuideError
+from pyro_vae.inference.elbo import elbo, elbo_gap
+from pyro_vae.inference.log_likelihood import _StreamingWeights, log_likelihood
+from pyro_vae.model.families import MIN_SCALE
 
 D, LATENT, SIGMA = 5, 2, 0.5
 

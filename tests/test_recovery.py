@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import pyro_vae as pv
-from pyro_vae.families import MIN_SCALE
+from pyro_vae.model.families import MIN_SCALE
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from test_fused import BOTTOM_UP
 
 import pyro_vae as pv
 from pyro_vae.cli import main
-from pyro_vae.objectives import make_objective
+from pyro_vae.objectives.registry import make_objective
 from pyro_vae.spec.parse import parse_guide
 
 SMALL = dict(epochs=2, batch_size=100, lr=1e-3, progress=False)
@@ -64,7 +64,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     run = tmp_path / "run"
     pv.train(small_vae(), "digits", out=run, **{**SMALL, "epochs": 1})
     before = (run / "checkpoint.safetensors").read_bytes()
-    from pyro_vae import families
+    from pyro_vae.model import families
 
     original = families.Bernoulli.forward
     monkeypatch.setattr(

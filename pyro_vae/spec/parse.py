@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SpecError, did_you_mean
-from ..families import FAMILIES, OptionError
-from ..guide_families import GUIDE_FAMILIES
-from ..nets import NETS
+from ..model.families import FAMILIES, OptionError
+from ..model.guide_families import GUIDE_FAMILIES
+from ..model.nets import NETS
 from .options import list_of, string, validate_options
 
 DATA = "x"  # the observed site; guides may condition on it

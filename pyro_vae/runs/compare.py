@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import load_dataset
+from ..errors import PyroVaeError
+from ..model.latent_model import load
+from ..objectives.comparison import DEFAULT_ESTIMATORS, compare_estimators
+from ..objectives.registry import ObjectiveChoice, default_objective
 from . import plots
-from .compare import DEFAULT_ESTIMATORS, compare_estimators
-from .data import load_dataset
-from .errors import PyroVaeError
-from .evaluate_run import _json_safe, evaluate_run
-from .latent_model import load
-from .objectives import ObjectiveChoice
-from .training import CHECKPOINT, CONFIG, default_objective, load_run, resume, train
+from .evaluate import _json_safe, evaluate_run
+from .run_dir import CHECKPOINT, CONFIG, load_run
+from .training import resume, train
 
 
 def _write(path: Path, text: str) -> None:

@@ -21,14 +21,10 @@ from pyro.distributions.util import is_identically_zero
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions import kl_divergence
 
-from .errors import PyroVaeError
+from ..errors import ModelGuideError
 
 DATA_PLATE = "data"
 PROPOSALS = ("guide", "prior")
-
-
-class ModelGuideError(PyroVaeError):
-    """A model/guide pair that does not follow the conventions importance sampling needs."""
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,9 @@ One step is ``elbo.differentiable_loss(model, guide, batch)`` followed by a plai
 ``torch.optim.Adam`` step over the module's parameters: the ELBO is Pyro's, the optimizer is
 one torch optimizer over all parameters rather than one per parameter. Where it applies
 (``trace`` and ``trace_mean_field`` with one particle and reparameterized guide sites), the loss
-is computed by :mod:`pyro_vae.fused` instead, the same value without Pyro's tracing machinery,
-after a check on one batch that it agrees with Pyro's estimator.
-
-A run directory holds ``model.toml`` and ``guide.toml`` (the specs as given), ``config.json``,
-``checkpoint.safetensors`` (written at the end of every epoch), ``metrics.jsonl`` (one line per
-epoch), and, at the end, ``report.json``, ``report.md`` and ``plots/*.png``.
+is computed by :mod:`pyro_vae.objectives.fused` instead, the same value without Pyro's tracing
+machinery, after a check on one batch that it agrees with Pyro's estimator. The run directory's
+files are described in :mod:`pyro_vae.runs.run_dir`.
 """
 
 from __future__ import annotations
@@ -19,53 +16,21 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyro
 import torch
 from tqdm.auto import tqdm
 
+from ..data import Dataset
+from ..errors import CheckpointError, TrainingDiverged
+from ..model.latent_model import LatentModel
+from ..objectives.fused import FusedELBO, _disagreement, _loss_and_gradients, fused_objective
+from ..objectives.registry import default_objective, make_objective
 from .checkpoint import Checkpoint, save_checkpoint
-from .data import Dataset, load_dataset
-from .errors import CheckpointError, DataError, PyroVaeError, TrainingDiverged
-from .fused import FusedELBO, fused_objective
-from .latent_model import LatentModel
-from .objectives import OBJECTIVES, check_mean_field, make_objective, objective_options
-from .spec.parse import parse_guide, parse_model
-
-CONFIG, CHECKPOINT, METRICS = "config.json", "checkpoint.safetensors", "metrics.jsonl"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines a training run (saved as ``config.json``)."""
-
-    data: str = "digits"
-    objective: str | None = None  # None: the lowest-variance ELBO that suits the model
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 1e-3
-    eps: float = 1e-8
-    lr_decay: float = 1.0  # per-epoch factor: epoch e trains with lr · lr_decay^(e-1)
-    num_particles: int = 1
-    objective_options: dict = field(default_factory=dict)  # e.g. {"alpha": 0.5} for renyi
-    seed: int = 0
-    binarization: str | None = None  # None: "dynamic" for binary likelihoods on grey data
-    data_options: dict = field(default_factory=dict)
-    fused: bool = True  # use the fused step (pyro_vae.fused) where it applies
-
-    def validate(self) -> None:
-        for name in ("epochs", "batch_size", "num_particles"):
-            if getattr(self, name) < 1:
-                raise PyroVaeError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "eps", "lr_decay"):
-            if not getattr(self, name) > 0:
-                raise PyroVaeError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.objective is not None:
-            if self.objective not in OBJECTIVES:
-                raise PyroVaeError(OBJECTIVES.unknown_message(self.objective))
-            self.objective_options = objective_options(self.objective, self.objective_options)
+from .config import TrainConfig, prepare_data
+from .run_dir import CHECKPOINT, CONFIG, METRICS, RunDir
 
 
 @dataclass
@@ -79,43 +44,6 @@ class TrainResult:
     @property
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
-
-
-def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
-    """Load ``config.data``; binary likelihoods get binary data (dynamic binarization)."""
-    binary = vae.likelihood.family.support == "binary"
-    dataset = load_dataset(
-        config.data, binarization=config.binarization, seed=config.seed, **config.data_options
-    )
-    if binary and config.binarization is None and not dataset.is_binary:
-        config.binarization = "dynamic"
-        dataset = load_dataset(
-            config.data, binarization="dynamic", seed=config.seed, **config.data_options
-        )
-    config.binarization = dataset.binarization
-    if tuple(dataset.event_shape) != vae.data_shape:
-        raise DataError(
-            f"data set '{dataset.name}' has datapoints of shape {tuple(dataset.event_shape)}, "
-            f"the model was built for {vae.data_shape}"
-        )
-    if binary and not dataset.is_binary:
-        raise DataError(
-            f"{vae.model_spec.path}: observed.x.family: 'bernoulli' needs binary data, but "
-            f"'{dataset.name}' with binarization '{dataset.binarization}' is not binary"
-        )
-    return dataset
-
-
-def default_objective(vae: LatentModel) -> str:
-    """``trace_enum`` with enumerated latents, else ``trace_mean_field`` where it is valid
-    (analytic KL: lower variance), else ``trace``."""
-    if vae.enumerated:
-        return "trace_enum"
-    try:
-        check_mean_field(vae)
-    except PyroVaeError:
-        return "trace"
-    return "trace_mean_field"
 
 
 def training_objective(vae: LatentModel, config: TrainConfig) -> pyro.infer.ELBO:
@@ -136,95 +64,6 @@ def estimate_elbo(vae: LatentModel, data: torch.Tensor, elbo=None, batch_size: i
         for i in range(0, len(data), batch_size)
     )
     return -total / len(data)
-
-
-class _RunDir:
-    """Reads and writes the files of a run directory; writes are atomic."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def write_text(self, name: str, text: str) -> None:
-        target = self.path / name
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
-
-    def create(self, vae: LatentModel, config: TrainConfig, dataset: Dataset) -> None:
-        if self.path.exists() and any(self.path.iterdir()):
-            raise PyroVaeError(
-                f"{self.path}: run directory exists and is not empty; resume it with --resume "
-                f"or choose another --out"
-            )
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.write_text("model.toml", vae.model_spec.text)
-        self.write_text("guide.toml", vae.guide_spec.text)
-        meta = {
-            "config": dataclasses.asdict(config),
-            "data_shape": list(vae.data_shape),
-            "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
-            "model_spec": vae.model_spec.path,
-            "guide_spec": vae.guide_spec.path,
-        }
-        self.write_text(CONFIG, json.dumps(meta, indent=2) + "\n")
-
-    def read_config(self) -> tuple[TrainConfig, dict]:
-        path = self.path / CONFIG
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-            config = TrainConfig(**meta["config"])
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: missing; {self.path} is not a run directory") from None
-        except (ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{path}: unreadable run configuration ({e})") from None
-        return config, meta
-
-    def build(self) -> tuple[LatentModel, TrainConfig]:
-        """Rebuild the model from the run's own spec copies (not the files it came from)."""
-        config, meta = self.read_config()
-        model = parse_model(
-            (self.path / "model.toml").read_text(encoding="utf-8"), self.path / "model.toml"
-        )
-        guide = parse_guide(
-            (self.path / "guide.toml").read_text(encoding="utf-8"), self.path / "guide.toml"
-        )
-        return LatentModel(model, guide, meta["data_shape"]), config
-
-    def append_metrics(self, record: dict) -> None:
-        with open(self.path / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def read_metrics(self, up_to_epoch: int | None = None) -> list[dict]:
-        path = self.path / METRICS
-        if not path.exists():
-            return []
-        records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                raise CheckpointError(f"{path}: line {number} is not JSON") from None
-        return [r for r in records if up_to_epoch is None or r["epoch"] <= up_to_epoch]
-
-
-def checkpoint_epoch(run_dir: str | Path) -> int:
-    """The epoch the run's checkpoint was written after."""
-    return int(Checkpoint(Path(run_dir) / CHECKPOINT).info.get("epoch", 0))
-
-
-def run_metadata(run_dir: str | Path) -> dict:
-    """``config.json`` of a run: settings, data shape, image shape, spec origins."""
-    return _RunDir(run_dir).read_config()[1]
-
-
-def load_run(run_dir: str | Path) -> tuple[LatentModel, TrainConfig]:
-    """The trained model of a run directory, with its training configuration."""
-    run = _RunDir(run_dir)
-    vae, config = run.build()
-    Checkpoint(run.path / CHECKPOINT).load_into(vae)
-    return vae, config
 
 
 def train(
@@ -250,7 +89,7 @@ def train(
         config.objective = default_objective(vae)
     training_objective(vae, config)  # refuse before any work
     dataset = prepare_data(vae, config)
-    run = _RunDir(out) if out is not None else None
+    run = RunDir(out) if out is not None else None
     if run:
         run.create(vae, config, dataset)
     pyro.set_rng_seed(config.seed)
@@ -273,7 +112,7 @@ def resume(
     ``epochs`` changes the total number of epochs; ``lr`` the base learning rate from here on
     (after a divergence, say) — the run is then no longer identical to an uninterrupted one.
     """
-    run = _RunDir(run_dir)
+    run = RunDir(run_dir)
     vae, config = run.build()
     checkpoint = Checkpoint(run.path / CHECKPOINT)
     checkpoint.load_into(vae)
@@ -300,11 +139,6 @@ def resume(
     run.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in history))
     _fit(vae, dataset, config, optimizer, batches, history, run, progress, start=done)
     return TrainResult(vae, config, dataset, history, run.path)
-
-
-#: How closely the fused loss and each parameter's gradient must match Pyro's on the checked
-#: batch, relative to the loss and to the gradient's largest entry (they agree to ~1e-7).
-FUSED_RTOL = 1e-4
 
 
 def _check_once(vae: LatentModel, elbo, dataset: Dataset, batch_size: int, fused=None):
@@ -342,32 +176,6 @@ def _check_once(vae: LatentModel, elbo, dataset: Dataset, batch_size: int, fused
 def _finite(loss: float) -> None:
     if not math.isfinite(loss):
         raise ValueError(f"the loss is {loss} (invalid values)")
-
-
-def _loss_and_gradients(vae: LatentModel, elbo, batch) -> tuple[float, dict[str, torch.Tensor]]:
-    """The loss and the gradient of every parameter (zeros where it has none; no gradients for
-    a non-finite loss, where Pyro's NaN hooks would only warn); leaves ``.grad`` alone."""
-    loss = elbo.differentiable_loss(vae.model, vae.guide, batch)
-    if not torch.isfinite(loss):
-        return loss.item(), {}
-    params = dict(vae.named_parameters())
-    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-    return loss.item(), {
-        name: torch.zeros_like(p) if g is None else g
-        for (name, p), g in zip(params.items(), grads, strict=True)
-    }
-
-
-def _disagreement(expected, got) -> str | None:
-    """What differs beyond :data:`FUSED_RTOL` between two ``(loss, gradients)``, or None."""
-    (loss, grads), (fused_loss, fused_grads) = expected, got
-    if not math.isclose(fused_loss, loss, rel_tol=FUSED_RTOL):
-        return f"loss {fused_loss} instead of {loss}"
-    for name, g in grads.items():
-        error = (fused_grads[name] - g).abs().max().item()
-        if not error <= FUSED_RTOL * g.abs().max().item():  # also catches NaN
-            return f"gradient of {name} off by up to {error:.3g}"
-    return None
 
 
 def _fit(vae, dataset, config, optimizer, batches, history, run, progress, start=0) -> None:

@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 FORMAT = "pyro_vae.checkpoint/1"
 

@@ -1,6 +1,6 @@
 """Build a :class:`LatentModel` — plain Pyro ``model(x)`` / ``guide(x)`` callables — from specs.
 
-Conventions (shared with :mod:`pyro_vae.importance`): the batch lives under
+Conventions (shared with :mod:`pyro_vae.inference.importance`): the batch lives under
 ``pyro.plate("data", N)`` at dim -1, latent sites are named after their spec nodes, the observed
 site is ``x``, and each site's event holds one datapoint's value (``.to_event(1)``).
 """
@@ -16,12 +16,12 @@ import torch
 from pyro.infer import infer_discrete
 from torch import nn
 
-from .errors import SpecError
+from ..errors import SpecError
+from ..spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
+from ..spec.resolve import default_guide, read_guide, read_model
 from .families import FAMILIES, Family
 from .guide_families import GUIDE_FAMILIES
 from .nets import NETS, NetInput
-from .spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
-from .spec.resolve import default_guide, read_guide, read_model
 
 MAX_PLATE_NESTING = 1  # only the "data" plate; vectorized particles go to dim -2
 

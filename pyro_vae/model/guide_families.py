@@ -1,8 +1,9 @@
 """Variational families of guide nodes.
 
 A guide family names which model supports it can approximate and builds, for one model latent,
-the :class:`~pyro_vae.families.Family` that gives q(latent | inputs). The amortized families reuse
-the model families: a diagonal Gaussian guide is a ``normal`` whose mean and scale come from a net.
+the :class:`~pyro_vae.model.families.Family` that gives q(latent | inputs). The amortized
+families reuse the model families: a diagonal Gaussian guide is a ``normal`` whose mean and scale
+come from a net.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..registry import Registry
 from .families import Categorical, Family, Normal
-from .registry import Registry
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""log p(x) by importance sampling, the ELBO, and their gap — per datapoint, for any Pyro pair.
+"""log p(x) by importance sampling, per datapoint, for any Pyro pair.
 
 The estimator of Burda et al. (2016), eq. (8), with K samples z_k ~ q(z | x):
 
@@ -10,8 +10,6 @@ weights :math:`\\bar w_k` it reports, per datapoint, the delta-method standard e
 :math:`\\sqrt{(K \\sum_k \\bar w_k^2 - 1)/(K - 1)}`, the effective sample size
 :math:`1 / \\sum_k \\bar w_k^2`, and the Pareto k̂ of the largest weights (Vehtari et al. 2024,
 "Pareto smoothed importance sampling"; k̂ > 0.7 means the estimate cannot be trusted).
-
-Since log p(x) = ELBO + KL(q(z | x) ‖ p(z | x)), :func:`elbo_gap` estimates that KL.
 """
 
 from __future__ import annotations
@@ -202,124 +200,3 @@ def log_likelihood(
         curve[num_samples] = (result.log_px, result.stderr)
         result.by_num_samples = dict(sorted(curve.items()))
     return result
-
-
-@dataclass
-class ElboEstimate:
-    """Per-datapoint ELBO estimates with their Monte Carlo standard errors."""
-
-    elbo: torch.Tensor
-    stderr: torch.Tensor
-    num_samples: int
-
-    @property
-    def mean(self) -> float:
-        return self.elbo.mean().item()
-
-    @property
-    def mean_stderr(self) -> float:
-        return _mean_stderr(self.stderr)
-
-
-def elbo(
-    model,
-    guide,
-    *args,
-    num_samples: int = 100,
-    objective: str = "trace",
-    chunk_size: int | None = None,
-    **kwargs,
-) -> ElboEstimate:
-    """The ELBO E_q[log p(x, z) − log q(z | x)] per datapoint, averaged over ``num_samples``.
-
-    ``objective="trace_mean_field"`` uses the analytic KL where one exists (lower variance, same
-    expectation).
-    """
-    _check_num_samples(num_samples)
-    if objective not in ("trace", "trace_mean_field"):
-        raise ValueError(f"objective must be 'trace' or 'trace_mean_field', got {objective!r}")
-    layout = inspect_pair(model, guide, args, kwargs)
-    total = torch.zeros(layout.num_data, dtype=torch.float64)
-    total_sq = torch.zeros_like(total)
-    with torch.no_grad(), pyro.validation_enabled(False):
-        for k in _chunks(num_samples, chunk_size, layout.num_data):
-            values = log_weights(
-                model,
-                guide,
-                args,
-                kwargs,
-                num_samples=k,
-                layout=layout,
-                analytic_kl=objective == "trace_mean_field",
-            ).double()
-            total += values.sum(0)
-            total_sq += values.pow(2).sum(0)
-    mean = total / num_samples
-    if num_samples > 1:
-        var = ((total_sq - num_samples * mean**2) / (num_samples - 1)).clamp(min=0)
-        stderr = (var / num_samples).sqrt()
-    else:
-        stderr = torch.full_like(mean, math.nan)
-    return ElboEstimate(mean, stderr, num_samples)
-
-
-@dataclass
-class ElboGap:
-    """ELBO, log p̂(x) and gap = log p̂(x) − ELBO ≈ KL(q(z | x) ‖ p(z | x)), per datapoint."""
-
-    elbo: ElboEstimate
-    log_likelihood: LogLikelihood
-
-    @property
-    def gap(self) -> torch.Tensor:
-        return self.log_likelihood.log_px - self.elbo.elbo
-
-    @property
-    def stderr(self) -> torch.Tensor:
-        # The two estimates use independent samples, so their variances add.
-        return (self.elbo.stderr**2 + self.log_likelihood.stderr**2).sqrt()
-
-    @property
-    def mean(self) -> float:
-        return self.gap.mean().item()
-
-    @property
-    def mean_stderr(self) -> float:
-        return _mean_stderr(self.stderr)
-
-    def summary(self) -> dict:
-        return {
-            "elbo": self.elbo.mean,
-            "elbo_stderr": self.elbo.mean_stderr,
-            "log_px": self.log_likelihood.mean,
-            "log_px_stderr": self.log_likelihood.mean_stderr,
-            "gap": self.mean,
-            "gap_stderr": self.mean_stderr,
-        }
-
-
-def elbo_gap(
-    model,
-    guide,
-    *args,
-    num_samples: int = 1000,
-    elbo_samples: int | None = None,
-    objective: str = "trace",
-    chunk_size: int | None = None,
-    **kwargs,
-) -> ElboGap:
-    """ELBO and importance-sampled log p̂(x) side by side; ``elbo_samples`` defaults to K."""
-    return ElboGap(
-        elbo(
-            model,
-            guide,
-            *args,
-            num_samples=elbo_samples or num_samples,
-            objective=objective,
-            chunk_size=chunk_size,
-            **kwargs,
-        ),
-        log_likelihood(
-            model, guide, *args, num_samples=num_samples, chunk_size=chunk_size, **kwargs
-        ),
-    )

@@ -7,11 +7,13 @@
     :class:`~pyro.infer.TraceMeanField_ELBO`: the same ELBO with each KL(q(z_i | ·) ‖ p(z_i | ·))
     computed analytically where a closed form exists (sampled otherwise).
 ``iwae``
-    :class:`~pyro_vae.iwae.IWAE_ELBO`: the K-sample importance-weighted bound, K = num_particles.
+    :class:`~pyro_vae.objectives.iwae.IWAE_ELBO`: the K-sample importance-weighted bound,
+    K = num_particles.
 ``iwae_dreg``
-    :class:`~pyro_vae.iwae.IWAE_DReG`: the same bound with doubly reparameterized gradients.
+    :class:`~pyro_vae.objectives.dreg.IWAE_DReG`: the same bound with doubly reparameterized
+    gradients.
 ``renyi``
-    :class:`~pyro_vae.iwae.RenyiBound`: the variational Rényi bound of order ``alpha``
+    :class:`~pyro_vae.objectives.renyi.RenyiBound`: the variational Rényi bound of order ``alpha``
     (default 0.5) with K = num_particles samples; IWAE at α = 0, the ELBO as α → 1.
 ``trace_graph``
     :class:`TraceGraph_ELBO`: the ELBO with Rao-Blackwellized score-function terms (each
@@ -32,13 +34,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyro.infer
-import torch
-from pyro.infer.util import torch_item
 
-from .errors import PyroVaeError, SpecError
-from .iwae import IWAE_ELBO, IWAE_DReG, RenyiBound
-from .latent_model import MAX_PLATE_NESTING, LatentModel
-from .registry import Registry
+from ..errors import PyroVaeError
+from ..model.latent_model import MAX_PLATE_NESTING, LatentModel
+from ..registry import Registry
+from .checks import (
+    check_dreg,
+    check_enumeration,
+    check_mean_field,
+    check_reparameterized,
+    no_enumeration,
+)
+from .dreg import IWAE_DReG
+from .iwae import IWAE_ELBO
+from .renyi import RenyiBound
+from .trace_graph import TraceGraph_ELBO
 
 
 @dataclass(frozen=True)
@@ -52,16 +62,6 @@ class Objective:
     options: dict = field(default_factory=dict)
 
 
-class TraceGraph_ELBO(pyro.infer.TraceGraph_ELBO):
-    """Pyro's TraceGraph_ELBO with a ``differentiable_loss``: its value is −ELBO, its gradient
-    that of Pyro's Rao-Blackwellized surrogate (Schulman et al. 2015, "Gradient Estimation Using
-    Stochastic Computation Graphs")."""
-
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        elbo, surrogate = self._loss_and_surrogate_loss(model, guide, args, kwargs)
-        return -torch_item(elbo) + (surrogate - surrogate.detach())
-
-
 OBJECTIVES: Registry[Objective] = Registry("objective")
 
 
@@ -71,79 +71,6 @@ def _particles(num_particles: int) -> dict:
         vectorize_particles=num_particles > 1,
         max_plate_nesting=MAX_PLATE_NESTING,
     )
-
-
-def no_enumeration(vae: LatentModel) -> None:
-    """Trace_ELBO-style estimators need a guide site for every latent."""
-    if vae.enumerated:
-        name = sorted(vae.enumerated)[0]
-        raise SpecError(
-            vae.guide_spec.path,
-            f"latent.{name}.family",
-            "an enumerated latent is summed out exactly; train with objective 'trace_enum'",
-        )
-
-
-def check_enumeration(vae: LatentModel) -> None:
-    """TraceEnum_ELBO sums enumerated latents out; sampled guide sites must be reparameterized
-    or are handled by its score-function terms, so any guide works."""
-
-
-def check_reparameterized(vae: LatentModel, objective: str) -> None:
-    """Objectives without a score-function term need every guide site reparameterizable."""
-    no_enumeration(vae)
-    for name, node in vae.inference.items():
-        if not node.family.reparameterized:
-            raise SpecError(
-                vae.guide_spec.path,
-                f"latent.{name}.family",
-                f"objective '{objective}' needs reparameterizable guide sites, but "
-                f"'{name}' is {vae.guide_spec.latents[name].family}; use objective 'trace'",
-            )
-
-
-def check_dreg(vae: LatentModel) -> None:
-    """DReG holds log q's parameters fixed, which is exact only if guide sites see x alone."""
-    check_reparameterized(vae, "iwae_dreg")
-    for name, node in vae.guide_spec.latents.items():
-        latents = [p for p in node.given if p != "x"]
-        if latents:
-            raise SpecError(
-                vae.guide_spec.path,
-                f"latent.{name}.given",
-                f"objective 'iwae_dreg' supports guides conditioned on x only, but '{name}' "
-                f"also sees {latents}; use objective 'iwae'",
-            )
-
-
-def check_mean_field(vae: LatentModel) -> None:
-    """Refuse what makes TraceMeanField_ELBO's gradients wrong.
-
-    1. It has no score-function term, so every guide site must be reparameterizable
-       (a categorical guide would get biased gradients without any warning).
-    2. The analytic KL(q(z | ·) ‖ p(z | parents)) integrates z out while the model parents of z
-       stay at their sampled values. That is unbiased only if those parents are not sampled
-       *from* z in the guide, i.e. no model parent of z is a guide descendant of z.
-    """
-    check_reparameterized(vae, "trace_mean_field")
-    guide = vae.guide_spec
-    children = {n: [m for m, s in guide.latents.items() if n in s.given] for n in guide.latents}
-    for name in guide.latents:
-        descendants, stack = set(), list(children[name])
-        while stack:
-            d = stack.pop()
-            if d not in descendants:
-                descendants.add(d)
-                stack.extend(children[d])
-        for parent in vae.model_spec.latents[name].given:
-            if parent in descendants:
-                raise SpecError(
-                    guide.path,
-                    f"latent.{parent}.given",
-                    f"objective 'trace_mean_field' needs the guide to sample '{parent}' before "
-                    f"'{name}' (its model parent) without depending on it; order the guide like "
-                    f"the model, or use objective 'trace'",
-                )
 
 
 OBJECTIVES.register("trace")(
@@ -263,3 +190,15 @@ class ObjectiveChoice:
 
     def build(self, vae: LatentModel) -> pyro.infer.ELBO:
         return make_objective(self.name, vae, self.num_particles, **self.options)
+
+
+def default_objective(vae: LatentModel) -> str:
+    """``trace_enum`` with enumerated latents, else ``trace_mean_field`` where it is valid
+    (analytic KL: lower variance), else ``trace``."""
+    if vae.enumerated:
+        return "trace_enum"
+    try:
+        check_mean_field(vae)
+    except PyroVaeError:
+        return "trace"
+    return "trace_mean_field"

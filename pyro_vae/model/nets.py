@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Registry
-from .spec.options import Option, list_of, one_of, positive_int
+from ..registry import Registry
+from ..spec.options import Option, list_of, one_of, positive_int
 
 
 @dataclass(frozen=True)

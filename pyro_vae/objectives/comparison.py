@@ -1,7 +1,7 @@
 """Compare ELBO estimators at fixed parameters: value, bias, variance, gradient signal, time.
 
 For each estimator :math:`\\hat{\\mathcal{L}}` (an objective with its settings, see
-:class:`~pyro_vae.objectives.ObjectiveChoice`) and the same data x of N datapoints,
+:class:`~pyro_vae.objectives.registry.ObjectiveChoice`) and the same data x of N datapoints,
 :func:`compare_estimators` draws R independent estimates and their gradients
 :math:`g_r = \\nabla \\hat{\\mathcal{L}}_r / N` and reports
 
@@ -33,11 +33,10 @@ import pyro.poutine as poutine
 import torch
 from tqdm.auto import tqdm
 
-from .errors import PyroVaeError
-from .evaluation import log_likelihood
-from .importance import ModelGuideError
-from .latent_model import LatentModel
-from .objectives import OBJECTIVES, ObjectiveChoice
+from ..errors import ModelGuideError, PyroVaeError
+from ..inference.log_likelihood import log_likelihood
+from ..model.latent_model import LatentModel
+from .registry import OBJECTIVES, ObjectiveChoice
 
 DEFAULT_ESTIMATORS = (
     "trace",

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Registry
-from .spec.options import (
+from ..registry import Registry
+from ..spec.options import (
     Option,
     either,
     int_at_least,

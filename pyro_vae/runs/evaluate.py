@@ -17,11 +17,13 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from ..data import load_dataset
+from ..inference.elbo import elbo
+from ..inference.log_likelihood import log_likelihood
+from ..objectives.registry import default_objective
 from . import plots
-from .data import load_dataset
-from .evaluation import elbo, log_likelihood
 from .report import render_report
-from .training import checkpoint_epoch, default_objective, load_run
+from .run_dir import checkpoint_epoch, load_run
 
 
 def _json_safe(value):

@@ -29,7 +29,7 @@ order, the negative ELBO summed over the batch,
 and gradients equal ``differentiable_loss`` of those estimators at ``num_particles=1``, up to
 float rounding, and the random stream is consumed identically (same draws, same order), so a
 run can switch between the two. Training checks that agreement on one batch before using it
-(:func:`pyro_vae.training._check_once`).
+(:func:`pyro_vae.runs.training._check_once`).
 
 It applies only where that equality is simple to guarantee: one particle, no enumerated
 latents, and reparameterizable guide sites (no score-function terms); see
@@ -38,11 +38,13 @@ latents, and reparameterizable guide sites (no score-function terms); see
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.distributions import kl_divergence
 
-from .latent_model import LatentModel
-from .spec.parse import DATA
+from ..model.latent_model import LatentModel
+from ..spec.parse import DATA
 
 #: Objective name → whether the fused loss uses analytic KL terms.
 FUSABLE = {"trace": False, "trace_mean_field": True}
@@ -109,3 +111,34 @@ def fused_objective(
     if not all(node.family.reparameterized for node in vae.inference.values()):
         return None
     return FusedELBO(vae, analytic_kl=FUSABLE[name])
+
+
+#: How closely the fused loss and each parameter's gradient must match Pyro's on the checked
+#: batch, relative to the loss and to the gradient's largest entry (they agree to ~1e-7).
+FUSED_RTOL = 1e-4
+
+
+def _loss_and_gradients(vae: LatentModel, elbo, batch) -> tuple[float, dict[str, torch.Tensor]]:
+    """The loss and the gradient of every parameter (zeros where it has none; no gradients for
+    a non-finite loss, where Pyro's NaN hooks would only warn); leaves ``.grad`` alone."""
+    loss = elbo.differentiable_loss(vae.model, vae.guide, batch)
+    if not torch.isfinite(loss):
+        return loss.item(), {}
+    params = dict(vae.named_parameters())
+    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    return loss.item(), {
+        name: torch.zeros_like(p) if g is None else g
+        for (name, p), g in zip(params.items(), grads, strict=True)
+    }
+
+
+def _disagreement(expected, got) -> str | None:
+    """What differs beyond :data:`FUSED_RTOL` between two ``(loss, gradients)``, or None."""
+    (loss, grads), (fused_loss, fused_grads) = expected, got
+    if not math.isclose(fused_loss, loss, rel_tol=FUSED_RTOL):
+        return f"loss {fused_loss} instead of {loss}"
+    for name, g in grads.items():
+        error = (fused_grads[name] - g).abs().max().item()
+        if not error <= FUSED_RTOL * g.abs().max().item():  # also catches NaN
+            return f"gradient of {name} off by up to {error:.3g}"
+    return None
