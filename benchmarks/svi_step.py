@@ -30,8 +30,7 @@ import torch.nn.functional as F
 
 import pyro_vae as pv
 from pyro_vae.model.families import MIN_SCALE
-from pyro_vae.objectives.fused import fused_objective
-from pyro_vae.objectives.registry import make_objective
+from pyro_vae.objectives.registry import ObjectiveChoice
 
 SPECS = Path(__file__).resolve().parent / "specs"  # shared with log_likelihood.py
 
@@ -93,8 +92,8 @@ def measure(objective: str, x: torch.Tensor, steps: int, rounds: int) -> dict:
     vaes = {name: build(0) for name in STEPS}
     optimizers = {name: torch.optim.Adam(v.parameters(), lr=1e-3) for name, v in vaes.items()}
     elbos = {
-        "fused": fused_objective(objective, vaes["fused"]),
-        "pyro": make_objective(objective, vaes["pyro"]),
+        "fused": ObjectiveChoice(objective).fused_step(vaes["fused"]),
+        "pyro": ObjectiveChoice(objective).build(vaes["pyro"]),
     }
     analytic = objective == "trace_mean_field"
     runs = {name: [] for name in STEPS}

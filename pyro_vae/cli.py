@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from .errors import PyroVaeError
-from .objectives.registry import OBJECTIVES
+from .objectives.registry import OBJECTIVES, ObjectiveChoice
+from .tables import fmt
 
 
 def _cmd_check(args) -> int:
@@ -42,13 +43,7 @@ def _cmd_check(args) -> int:
                 f"  <- {', '.join(node.given)} via {node.net.describe()}" if node.given else ""
             )
             print(f"  {node.name:<6} {node.family}{parents}")
-        usable = []
-        for name in OBJECTIVES.names():
-            try:
-                OBJECTIVES.get(name).check(vae)
-                usable.append(name)
-            except PyroVaeError:
-                pass
+        usable = [n for n in OBJECTIVES.names() if ObjectiveChoice(n).usable_with(vae)]
         print(f"objectives: {', '.join(usable)}")
     print("ok")
     return 0
@@ -97,8 +92,6 @@ def _cmd_train(args) -> int:
             seed=args.seed if args.seed is not None else 0,
         )
         settings = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
-        if args.objective is not None:
-            settings.update(_objective_settings(args.objective, args.num_particles))
         result = train(
             vae,
             args.data,
@@ -130,20 +123,6 @@ RUN_SETTINGS = (
 )
 
 
-def _objective_settings(text: str, num_particles: int | None) -> dict:
-    """``--objective iwae:k=50`` (see ObjectiveChoice) as TrainConfig fields."""
-    from .objectives.registry import ObjectiveChoice
-
-    choice = ObjectiveChoice.parse(text)
-    if ":" in text and "k=" in text and num_particles is not None:
-        raise PyroVaeError(f"--objective {text!r} sets k; drop --num-particles")
-    return {
-        "objective": choice.name,
-        "num_particles": num_particles or choice.num_particles,
-        "objective_options": choice.options,
-    }
-
-
 def _data_options(args) -> dict:
     """``--data-option n_train=500`` pairs (values read as JSON when they parse) and --download."""
     options = {}
@@ -167,13 +146,7 @@ def _cmd_sample(args) -> int:
     from .runs.run_dir import load_run, run_metadata
 
     vae, config = load_run(args.run)
-    meta = run_metadata(args.run)
-    if "image_shape" in meta:
-        image_shape = meta["image_shape"]
-    else:  # runs written before config.json recorded it
-        from .data import load_dataset
-
-        image_shape = load_dataset(config.data, **config.data_options).image_shape
+    image_shape = run_metadata(args.run)["image_shape"]
     if not image_shape:
         raise PyroVaeError(f"data set '{config.data}' is not made of images; nothing to draw")
     torch.manual_seed(args.seed)
@@ -202,15 +175,15 @@ def _cmd_evaluate(args) -> int:
     for name in ("log_px", "elbo", "gap"):
         label = {"log_px": "log p(x)", "elbo": "ELBO", "gap": "gap"}[name]
         stats = e[name]
-        spread = "–" if stats["datapoint_stderr"] is None else f"{stats['datapoint_stderr']:.3f}"
-        mc = "–" if stats["mc_stderr"] is None else f"{stats['mc_stderr']:.3f}"
+        mc, spread = fmt(stats["mc_stderr"], ".3f"), fmt(stats["datapoint_stderr"], ".3f")
         print(
-            f"{label:>9}: {stats['mean']:10.3f} ± {mc} (Monte Carlo) ± {spread} (over datapoints)"
+            f"{label:>9}: {fmt(stats['mean'], '10.3f')} ± {mc} (Monte Carlo) ± {spread} "
+            "(over datapoints)"
         )
-    khat = "–" if e["khat_median"] is None else f"{e['khat_median']:.2f}"
     print(
         f"{e['num_data']} test datapoints, K = {e['num_samples']}, {e['seconds']:.1f} s; "
-        f"median k̂ {khat}, {e['khat_above_0.7']} above 0.7, {e['khat_undefined']} undefined"
+        f"median k̂ {fmt(e['khat_median'])}, {e['khat_above_0.7']} above 0.7, "
+        f"{e['khat_undefined']} undefined"
     )
     print(f"report: {Path(args.run) / 'report.md'}")
     return 0
@@ -218,7 +191,6 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_compare(args) -> int:
     from .objectives.comparison import DEFAULT_ESTIMATORS
-    from .objectives.registry import ObjectiveChoice
     from .runs.compare import compare_run, compare_training
 
     for text in args.estimators or []:  # refuse a misspelt estimator before any work
@@ -251,8 +223,8 @@ def _cmd_compare(args) -> int:
         for label, r in s["runs"].items():
             e = r["evaluation"]
             print(
-                f"{label:<24} {r['train_seconds']:8.0f} {e['elbo']['mean']:10.2f} "
-                f"{e['log_px']['mean']:10.2f} {e['gap']['mean']:7.2f}"
+                f"{label:<24} {r['train_seconds']:8.0f} {fmt(e['elbo']['mean'], '10.2f')} "
+                f"{fmt(e['log_px']['mean'], '10.2f')} {fmt(e['gap']['mean'], '7.2f')}"
             )
     else:
         if (args.run is None) == (args.model is None):
@@ -283,11 +255,10 @@ def _cmd_compare(args) -> int:
                 print(f"{r['estimator']:<24} skipped: {r['skipped']}")
                 continue
             g, m = r["gradients"].get("guide", {}), r["gradients"].get("model", {})
-            bias = float("nan") if r["bias"] is None else r["bias"]
-            nan = float("nan")
             print(
-                f"{r['estimator']:<24} {r['value']:9.3f} {r['value_std']:7.3f} {bias:8.3f} "
-                f"{g.get('snr') or nan:9.2f} {m.get('snr') or nan:9.2f} {r['ms_per_step']:8.1f}"
+                f"{r['estimator']:<24} {fmt(r['value'], '9.3f')} {fmt(r['value_std'], '7.3f')} "
+                f"{fmt(r['bias'], '8.3f')} {fmt(g.get('snr'), '9.2f')} "
+                f"{fmt(m.get('snr'), '9.2f')} {fmt(r['ms_per_step'], '8.1f')}"
             )
     print(f"report: {Path(s['out']) / 'comparison.md'}")
     return 0

@@ -1,8 +1,15 @@
+import math
 import os
 from pathlib import Path
 
 import pyro
+import pyro.distributions as dist
 import pytest
+import torch
+import torch.nn.functional as F
+
+import pyro_vae as pv
+from pyro_vae.model.families import MIN_SCALE
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -24,3 +31,81 @@ def shared_data(monkeypatch):
         pytest.skip("real data sets not available")
     monkeypatch.setenv("PYRO_VAE_DATA", str(root))
     return root
+
+
+@pytest.fixture
+def repo():
+    """The repository's root folder."""
+    return REPO
+
+
+# Probabilistic PCA with known parameters: log p(x), the posterior and the KL of any diagonal
+# Gaussian guide to it are known in closed form.
+D, LATENT, SIGMA = 5, 2, 0.5
+
+
+def softplus_inverse(y):
+    return y + torch.log(-torch.expm1(-y))
+
+
+def _ppca(exact_guide: bool):
+    """linear_gaussian with known W (orthogonal columns), b, σ; the guide exact or perturbed."""
+    vae = pv.load("linear_gaussian", data_shape=(D,), seed=0)
+    generator = torch.Generator().manual_seed(1)
+    q, _ = torch.linalg.qr(torch.randn(D, LATENT, generator=generator))
+    W = q * torch.tensor([2.0, 1.0])  # orthogonal columns: the exact posterior is diagonal
+    b = torch.randn(D, generator=generator)
+    decoder, family = vae.likelihood.net.layers[0], vae.likelihood.family
+    M = W.T @ W + SIGMA**2 * torch.eye(LATENT)
+    A = torch.linalg.solve(M, W.T)  # posterior mean = A (x − b), covariance = σ² M⁻¹
+    post_scale = (SIGMA**2 / M.diag()).sqrt()
+    encoder = vae.inference["z"].net.layers[0]
+    with torch.no_grad():
+        decoder.weight.copy_(W)
+        decoder.bias.copy_(b)
+        family.log_scale.fill_(math.log(SIGMA))
+        encoder.weight.zero_()
+        encoder.weight[:LATENT] = A
+        encoder.bias[:LATENT] = -A @ b
+        encoder.bias[LATENT:] = softplus_inverse(post_scale - MIN_SCALE)
+        if not exact_guide:
+            # Shift the mean a little and widen the scale: a proposal wider than the posterior
+            # keeps the weights' variance finite (k̂ < 0.5), where the standard error holds.
+            encoder.weight[:LATENT].add_(0.05 * torch.randn(LATENT, D, generator=generator))
+            encoder.bias[LATENT:] = softplus_inverse(1.5 * post_scale - MIN_SCALE)
+    x = dist.MultivariateNormal(b, W @ W.T + SIGMA**2 * torch.eye(D)).sample((20,))
+    exact = dist.MultivariateNormal(b, W @ W.T + SIGMA**2 * torch.eye(D)).log_prob(x)
+    # KL(q(z|x) ‖ p(z|x)) between the guide's diagonal Gaussian and the exact posterior.
+    with torch.no_grad():
+        h = vae.inference["z"].net([x])
+    q_dist = dist.MultivariateNormal(
+        h[:, :LATENT], scale_tril=torch.diag_embed(F.softplus(h[:, LATENT:]) + MIN_SCALE)
+    )
+    posterior = dist.MultivariateNormal((x - b) @ A.T, SIGMA**2 * torch.linalg.inv(M))
+    return vae, x, exact.double(), torch.distributions.kl_divergence(q_dist, posterior).double()
+
+
+@pytest.fixture
+def ppca_exact():
+    """``(vae, x, exact log p(x), KL(q ‖ posterior))`` with the guide at the exact posterior."""
+    return _ppca(exact_guide=True)
+
+
+@pytest.fixture
+def ppca_perturbed():
+    """The same with the guide's mean shifted and its scale widened (a real gap, k̂ < 0.5)."""
+    return _ppca(exact_guide=False)
+
+
+def _mixture_log_px(vae, x):
+    """Exact log p(x) of the bundled mixture_1d model: the sum over its components."""
+    rows = vae.likelihood.net.rows.detach()
+    components = torch.distributions.Normal(rows[:, 0], F.softplus(rows[:, 1]) + MIN_SCALE)
+    log_weights = vae.generative["c"].family.logits.detach().log_softmax(-1)
+    return torch.logsumexp(log_weights + components.log_prob(x), -1).double()
+
+
+@pytest.fixture
+def mixture_log_px():
+    """``f(vae, x)``: the exact per-datapoint log p(x) of a mixture_1d model."""
+    return _mixture_log_px

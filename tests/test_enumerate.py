@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import pyro_vae as pv
 from pyro_vae.model.families import MIN_SCALE
-from pyro_vae.objectives.registry import make_objective
+from pyro_vae.objectives.registry import ObjectiveChoice
 from pyro_vae.spec.parse import parse_guide
 
 
@@ -25,7 +25,7 @@ def exact_mixture_log_likelihood(vae, x):
 def test_enumerated_elbo_is_the_exact_log_likelihood():
     vae = pv.load("mixture_1d", "mixture_1d_enumerate", data_shape=(1,), seed=0)
     x = pv.load_dataset("mixture-1d").test[:200]
-    elbo = make_objective("trace_enum", vae)
+    elbo = ObjectiveChoice("trace_enum").build(vae)
     with pyro.validation_enabled(True), warnings.catch_warnings():
         warnings.simplefilter("error")
         value = -elbo.loss(vae.model, vae.guide, x)
@@ -39,9 +39,9 @@ def test_enumerated_latent_has_no_guide_site_and_reconstructs():
     assert poutine.trace(vae.model).get_trace(x).nodes["c"]["infer"]["enumerate"] == "parallel"
     assert vae.reconstruct(x).shape == (3, 1)
     with pytest.raises(pv.SpecError, match="train with objective 'trace_enum'"):
-        make_objective("trace", vae)
+        ObjectiveChoice("trace").build(vae)
     with pytest.raises(pv.SpecError, match="train with objective 'trace_enum'"):
-        make_objective("trace_mean_field", vae)
+        ObjectiveChoice("trace_mean_field").build(vae)
 
 
 def test_enumerate_takes_no_inputs_and_cannot_be_conditioned_on():

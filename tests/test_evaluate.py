@@ -1,17 +1,13 @@
-"""pyro-vae evaluate on a trained run, and the importance-weighted training objectives."""
+"""pyro-vae evaluate on a trained run."""
 
 import json
 
 import numpy as np
 import pyro
 import pytest
-import torch
 
 import pyro_vae as pv
 from pyro_vae.cli import main
-from pyro_vae.objectives.dreg import IWAE_DReG
-from pyro_vae.objectives.iwae import IWAE_ELBO
-from pyro_vae.objectives.registry import make_objective
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +37,22 @@ def test_evaluate_writes_report_and_plots(trained_run, capsys):
     report = json.loads((trained_run / "report.json").read_text())
     e = report["evaluation"]
     assert e["num_data"] == 40 and e["num_samples"] == 200
-    assert [c["num_samples"] for c in e["log_px_by_num_samples"]] == [1, 10, 100, 200]
-    # log p̂ ≥ ELBO on average (the gap is a KL), and the K-sample curve ends at log p̂.
-    assert e["log_px"]["mean"] > e["elbo"]["mean"]
-    assert e["gap"]["mean"] == pytest.approx(e["log_px"]["mean"] - e["elbo"]["mean"])
-    assert e["log_px_by_num_samples"][-1]["log_px"] == pytest.approx(e["log_px"]["mean"])
+    # The numbers are those of the trained weights on the run's own (statically binarized)
+    # test set: the same seed reproduces them with log_likelihood called directly.
+    vae, config = pv.load_run(trained_run)
+    x = pv.load_dataset("digits", binarization=config.binarization, seed=config.seed).test[:40]
+    pyro.set_rng_seed(0)
+    direct = pv.log_likelihood(vae.model, vae.guide, x, num_samples=200, record_at=[1, 10, 100])
     arrays = np.load(trained_run / "evaluation.npz")
-    assert arrays["log_px"].shape == (40,) and np.isfinite(arrays["gap"]).all()
+    assert np.allclose(arrays["log_px"], direct.log_px.numpy(), rtol=0, atol=1e-9)
+    # log p̂ lies above the ELBO by far more than its Monte Carlo error (the gap is a KL) ...
+    curve = {c["num_samples"]: c for c in e["log_px_by_num_samples"]}
+    assert list(curve) == [1, 10, 100, 200]
+    assert e["gap"]["mean"] > 4 * e["gap"]["mc_stderr"] > 0
+    # ... and with K = 1 it is one sample of the ELBO: the per-datapoint differences from the
+    # ELBO estimate average to zero within four standard errors.
+    difference = direct.by_num_samples[1][0].numpy() - arrays["elbo"]
+    assert abs(difference.mean()) < 4 * difference.std(ddof=1) / np.sqrt(len(difference))
     for name in ("log_px_vs_k", "gap_hist", "khat_hist"):
         assert (trained_run / "plots" / f"{name}.png").stat().st_size > 0
     markdown = (trained_run / "report.md").read_text()
@@ -60,51 +65,6 @@ def test_evaluate_bad_arguments_exit_2(trained_run, tmp_path, capsys):
     assert "--num-samples must be >= 1" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "is not a run directory" in capsys.readouterr().err
-
-
-def toy_batch():
-    return pv.load_dataset("digits", binarization="static").test[:32]
-
-
-def test_iwae_with_one_sample_is_the_elbo():
-    vae = pv.load("bernoulli_vae", data_shape=(64,), seed=0)
-    x = toy_batch()
-    pyro.set_rng_seed(1)
-    iwae = IWAE_ELBO(num_particles=1).loss(vae.model, vae.guide, x)
-    pyro.set_rng_seed(1)
-    trace = pyro.infer.Trace_ELBO().loss(vae.model, vae.guide, x)
-    assert iwae == pytest.approx(trace, rel=1e-5)
-
-
-def test_dreg_gives_iwae_model_gradients_and_value():
-    vae = pv.load("bernoulli_vae", data_shape=(64,), seed=0)
-    x = toy_batch()
-    grads = {}
-    for cls in (IWAE_ELBO, IWAE_DReG):
-        vae.zero_grad()
-        pyro.set_rng_seed(2)
-        loss = cls(num_particles=8).differentiable_loss(vae.model, vae.guide, x)
-        loss.backward()
-        grads[cls] = (
-            loss.item(),
-            [p.grad.clone() for p in vae.generative.parameters()],
-            [p.grad.clone() for p in vae.inference.parameters()],
-        )
-    (v1, model1, guide1), (v2, model2, guide2) = grads.values()
-    assert v1 == pytest.approx(v2, rel=1e-6)
-    for a, b in zip(model1, model2, strict=True):  # same samples: identical model gradients
-        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5 * a.abs().max().item())
-    assert any(not torch.allclose(a, b) for a, b in zip(guide1, guide2, strict=True))
-
-
-def test_iwae_objectives_train_and_refuse_what_they_cannot_do():
-    vae = pv.load("bernoulli_vae", data_shape=(64,), seed=0)
-    result = pv.train(vae, "digits", objective="iwae", num_particles=4, epochs=2, progress=False)
-    assert result.history[-1]["test_elbo"] > result.history[0]["test_elbo"] - 1
-    with pytest.raises(pv.SpecError, match="'iwae' needs reparameterizable guide sites"):
-        make_objective("iwae", pv.load("mixture_1d", data_shape=(1,)))
-    with pytest.raises(pv.SpecError, match="'iwae_dreg' supports guides conditioned on x only"):
-        make_objective("iwae_dreg", pv.load("hierarchical_vae", data_shape=(64,)))
 
 
 def test_evaluate_edge_cases(trained_run, tmp_path, capsys):
@@ -138,25 +98,3 @@ def test_evaluate_edge_cases(trained_run, tmp_path, capsys):
         == 0
     )
     assert "## Evaluation" in (trained_run / "report.md").read_text()
-
-
-def test_discrete_latents_count_undefined_khat():
-    vae = pv.load("mixture_1d", data_shape=(1,), seed=0)
-    ll = pv.log_likelihood(vae.model, vae.guide, torch.linspace(-4, 4, 9)[:, None], num_samples=200)
-    summary = ll.summary()
-    assert summary["khat_undefined"] + int(torch.isfinite(ll.khat).sum()) == 9
-    assert summary["khat_above_0.7"] <= int(torch.isfinite(ll.khat).sum())
-
-
-def test_subsampled_plate_is_refused():
-    def model(x):
-        with pyro.plate("data", len(x), subsample_size=2) as idx:
-            z = pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
-            pyro.sample("x", pyro.distributions.Normal(z, 1.0), obs=x[idx])
-
-    def guide(x):
-        with pyro.plate("data", len(x), subsample_size=2):
-            pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
-
-    with pytest.raises(pv.ModelGuideError, match="is scaled \\(a subsampled plate"):
-        pv.log_likelihood(model, guide, torch.zeros(6), num_samples=5)

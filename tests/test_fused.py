@@ -1,28 +1,16 @@
 """The fused step (pyro_vae.objectives.fused): same loss and gradients as Pyro's estimators, same
 training, and a fallback to Pyro's estimator when the check on one batch finds a difference."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 import pyro_vae as pv
-from pyro_vae.objectives.fused import FusedELBO, fused_objective
-from pyro_vae.objectives.registry import make_objective
-from pyro_vae.spec.parse import parse_guide
+from pyro_vae.objectives.fused import FusedELBO
+from pyro_vae.objectives.registry import ObjectiveChoice
 
-BOTTOM_UP = """
-[latent.z1]
-family = "diagonal_normal"
-given = ["x"]
-net = { kind = "mlp", hidden = [32] }
-[latent.z2]
-family = "diagonal_normal"
-given = ["z1"]
-net = { kind = "mlp", hidden = [32] }
-"""
-GLOBAL = """
-[latent.z]
-family = "diagonal_normal"
-"""
+SPECS = Path(__file__).parent / "specs"
 
 # (model, guide, data dimension, binary data, objectives that accept the pair)
 PAIRS = {
@@ -33,7 +21,7 @@ PAIRS = {
     # the guide samples z1 before z2, unlike the model: trace only
     "hierarchical_bottom_up": (
         "hierarchical_vae",
-        parse_guide(BOTTOM_UP, "bottom_up.toml"),
+        SPECS / "bottom_up.toml",
         64,
         True,
         ("trace",),
@@ -41,7 +29,7 @@ PAIRS = {
     # q(z) without parents: pyro.plate expands it over the batch, and so must the fused step
     "linear_gaussian_global": (
         "linear_gaussian",
-        parse_guide(GLOBAL, "global.toml"),
+        SPECS / "global_guide.toml",
         5,
         False,
         ("trace", "trace_mean_field"),
@@ -64,9 +52,10 @@ def test_fused_loss_and_gradients_equal_pyros(pair, objective):
     vae = pv.load(model, guide, data_shape=(dim,), seed=0)
     x = torch.rand(16, dim, generator=torch.Generator().manual_seed(1))
     x = x.round() if binary else x
-    fused = fused_objective(objective, vae)
+    choice = ObjectiveChoice(objective)
+    fused = choice.fused_step(vae)
     assert isinstance(fused, FusedELBO)
-    loss, grads = loss_and_gradients(vae, make_objective(objective, vae), x)
+    loss, grads = loss_and_gradients(vae, choice.build(vae), x)
     fused_loss, fused_grads = loss_and_gradients(vae, fused, x)
     assert fused_loss.item() == pytest.approx(loss.item(), rel=1e-5)
     for name, g in grads.items():
@@ -76,7 +65,7 @@ def test_fused_loss_and_gradients_equal_pyros(pair, objective):
             assert torch.allclose(f, g, rtol=1e-4, atol=1e-5 * g.abs().max().item()), name
     # the same draws of the latents: the random stream is left in the same place
     torch.manual_seed(3)
-    make_objective(objective, vae).differentiable_loss(vae.model, vae.guide, x)
+    choice.build(vae).differentiable_loss(vae.model, vae.guide, x)
     after_pyro = torch.rand(1)
     torch.manual_seed(3)
     fused.differentiable_loss(vae.model, vae.guide, x)
@@ -84,35 +73,35 @@ def test_fused_loss_and_gradients_equal_pyros(pair, objective):
 
 
 def test_mean_field_without_a_closed_form_kl_uses_the_sampled_term(monkeypatch):
-    from pyro_vae.objectives import fused as fused_module
+    from pyro_vae.inference import importance
 
     vae = pv.load("hierarchical_vae", data_shape=(64,), seed=0)
     x = torch.rand(16, 64, generator=torch.Generator().manual_seed(1)).round()
-    sampled, _ = loss_and_gradients(vae, fused_objective("trace", vae), x)
+    sampled, _ = loss_and_gradients(vae, ObjectiveChoice("trace").fused_step(vae), x)
 
     def no_closed_form(q, p):
         raise NotImplementedError
 
-    monkeypatch.setattr(fused_module, "kl_divergence", no_closed_form)
-    fallback, _ = loss_and_gradients(vae, fused_objective("trace_mean_field", vae), x)
+    monkeypatch.setattr(importance, "kl_divergence", no_closed_form)
+    fallback, _ = loss_and_gradients(vae, ObjectiveChoice("trace_mean_field").fused_step(vae), x)
     assert fallback.item() == pytest.approx(sampled.item(), rel=1e-6)
 
 
 def test_fused_step_applies_only_where_it_equals_pyros():
     vae = pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0)
-    assert fused_objective("trace", vae) is not None
-    assert fused_objective("trace", vae, num_particles=2) is None
-    assert fused_objective("trace_mean_field", vae, num_particles=5) is None
+    assert ObjectiveChoice("trace").fused_step(vae) is not None
+    assert ObjectiveChoice("trace", 2).fused_step(vae) is None
+    assert ObjectiveChoice("trace_mean_field", 5).fused_step(vae) is None
     for other in ("iwae", "iwae_dreg", "renyi", "trace_graph", "trace_enum"):
-        assert fused_objective(other, vae) is None, other
+        assert ObjectiveChoice(other).fused_step(vae) is None, other
     enumerated = pv.load("mixture_1d", "mixture_1d_enumerate", data_shape=(1,), seed=0)
     categorical_guide = pv.load("mixture_1d", data_shape=(1,), seed=0)
     for objective in ("trace", "trace_mean_field", "trace_enum"):
-        assert fused_objective(objective, enumerated) is None
-        assert fused_objective(objective, categorical_guide) is None
+        assert ObjectiveChoice(objective).fused_step(enumerated) is None
+        assert ObjectiveChoice(objective).fused_step(categorical_guide) is None
     other = pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0)
     with pytest.raises(ValueError, match="its own"):
-        fused_objective("trace", vae).differentiable_loss(other.model, other.guide, None)
+        ObjectiveChoice("trace").fused_step(vae).differentiable_loss(other.model, other.guide, None)
 
 
 def train(vae, **settings):

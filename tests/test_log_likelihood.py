@@ -7,60 +7,15 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-import torch.nn.functional as F
 
 import pyro_vae as pv
 from pyro_vae.errors import ModelGuideError
 from pyro_vae.inference.elbo import elbo, elbo_gap
 from pyro_vae.inference.log_likelihood import _StreamingWeights, log_likelihood
-from pyro_vae.model.families import MIN_SCALE
-
-D, LATENT, SIGMA = 5, 2, 0.5
 
 
-def softplus_inverse(y):
-    return y + torch.log(-torch.expm1(-y))
-
-
-def ppca(exact_guide: bool):
-    """linear_gaussian with known W (orthogonal columns), b, σ; the guide exact or perturbed."""
-    vae = pv.load("linear_gaussian", data_shape=(D,), seed=0)
-    generator = torch.Generator().manual_seed(1)
-    q, _ = torch.linalg.qr(torch.randn(D, LATENT, generator=generator))
-    W = q * torch.tensor([2.0, 1.0])  # orthogonal columns: the exact posterior is diagonal
-    b = torch.randn(D, generator=generator)
-    decoder, family = vae.likelihood.net.layers[0], vae.likelihood.family
-    M = W.T @ W + SIGMA**2 * torch.eye(LATENT)
-    A = torch.linalg.solve(M, W.T)  # posterior mean = A (x − b), covariance = σ² M⁻¹
-    post_scale = (SIGMA**2 / M.diag()).sqrt()
-    encoder = vae.inference["z"].net.layers[0]
-    with torch.no_grad():
-        decoder.weight.copy_(W)
-        decoder.bias.copy_(b)
-        family.log_scale.fill_(math.log(SIGMA))
-        encoder.weight.zero_()
-        encoder.weight[:LATENT] = A
-        encoder.bias[:LATENT] = -A @ b
-        encoder.bias[LATENT:] = softplus_inverse(post_scale - MIN_SCALE)
-        if not exact_guide:
-            # Shift the mean a little and widen the scale: a proposal wider than the posterior
-            # keeps the weights' variance finite (k̂ < 0.5), where the standard error holds.
-            encoder.weight[:LATENT].add_(0.05 * torch.randn(LATENT, D, generator=generator))
-            encoder.bias[LATENT:] = softplus_inverse(1.5 * post_scale - MIN_SCALE)
-    x = dist.MultivariateNormal(b, W @ W.T + SIGMA**2 * torch.eye(D)).sample((20,))
-    exact = dist.MultivariateNormal(b, W @ W.T + SIGMA**2 * torch.eye(D)).log_prob(x)
-    # KL(q(z|x) ‖ p(z|x)) between the guide's diagonal Gaussian and the exact posterior.
-    with torch.no_grad():
-        h = vae.inference["z"].net([x])
-    q_dist = dist.MultivariateNormal(
-        h[:, :LATENT], scale_tril=torch.diag_embed(F.softplus(h[:, LATENT:]) + MIN_SCALE)
-    )
-    posterior = dist.MultivariateNormal((x - b) @ A.T, SIGMA**2 * torch.linalg.inv(M))
-    return vae, x, exact.double(), torch.distributions.kl_divergence(q_dist, posterior).double()
-
-
-def test_exact_posterior_gives_exact_weights():
-    vae, x, exact, kl = ppca(exact_guide=True)
+def test_exact_posterior_gives_exact_weights(ppca_exact):
+    vae, x, exact, kl = ppca_exact
     assert kl.abs().max() < 1e-4
     ll = log_likelihood(vae.model, vae.guide, x, num_samples=200)
     assert torch.allclose(ll.log_px, exact, atol=1e-4)
@@ -68,8 +23,8 @@ def test_exact_posterior_gives_exact_weights():
     assert ll.stderr.max() < 1e-3
 
 
-def test_linear_gaussian_log_likelihood_and_gap_match_closed_form():
-    vae, x, exact, kl = ppca(exact_guide=False)
+def test_linear_gaussian_log_likelihood_and_gap_match_closed_form(ppca_perturbed):
+    vae, x, exact, kl = ppca_perturbed
     assert kl.min() > 0.05  # the perturbed guide leaves a real gap
     ll = log_likelihood(vae.model, vae.guide, x, num_samples=5000)
     assert ((ll.log_px - exact).abs() < 4 * ll.stderr).all()
@@ -80,13 +35,10 @@ def test_linear_gaussian_log_likelihood_and_gap_match_closed_form():
     assert ((gap.gap - kl).abs() < 4 * gap.stderr).all()
 
 
-def test_mixture_log_likelihood_matches_the_sum_over_components():
+def test_mixture_log_likelihood_matches_the_sum_over_components(mixture_log_px):
     vae = pv.load("mixture_1d", data_shape=(1,), seed=0)
     x = torch.linspace(-5, 5, 15).unsqueeze(-1)
-    rows = vae.likelihood.net.rows.detach()
-    components = torch.distributions.Normal(rows[:, 0], F.softplus(rows[:, 1]) + MIN_SCALE)
-    log_weights = vae.generative["c"].family.logits.detach().log_softmax(-1)
-    exact = torch.logsumexp(log_weights + components.log_prob(x), -1).double()
+    exact = mixture_log_px(vae, x)
     ll = log_likelihood(vae.model, vae.guide, x, num_samples=3000)
     assert ((ll.log_px - exact).abs() < 4 * ll.stderr).all()
     naive = log_likelihood(vae.model, vae.guide, x, num_samples=3000, proposal="prior")
@@ -190,3 +142,25 @@ def test_support_is_checked_once_even_though_chunks_skip_validation():
     vae = pv.load("bernoulli_vae", data_shape=(64,), seed=0)
     with pytest.raises(ValueError, match="support"):
         log_likelihood(vae.model, vae.guide, torch.full((3, 64), 0.5), num_samples=10)
+
+
+def test_discrete_latents_count_undefined_khat():
+    vae = pv.load("mixture_1d", data_shape=(1,), seed=0)
+    ll = pv.log_likelihood(vae.model, vae.guide, torch.linspace(-4, 4, 9)[:, None], num_samples=200)
+    summary = ll.summary()
+    assert summary["khat_undefined"] + int(torch.isfinite(ll.khat).sum()) == 9
+    assert summary["khat_above_0.7"] <= int(torch.isfinite(ll.khat).sum())
+
+
+def test_subsampled_plate_is_refused():
+    def model(x):
+        with pyro.plate("data", len(x), subsample_size=2) as idx:
+            z = pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
+            pyro.sample("x", pyro.distributions.Normal(z, 1.0), obs=x[idx])
+
+    def guide(x):
+        with pyro.plate("data", len(x), subsample_size=2):
+            pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
+
+    with pytest.raises(pv.ModelGuideError, match="is scaled \\(a subsampled plate"):
+        pv.log_likelihood(model, guide, torch.zeros(6), num_samples=5)

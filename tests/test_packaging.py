@@ -6,29 +6,28 @@ import sys
 import zipfile
 
 import pytest
-from conftest import REPO
 
 
-def test_setup_cfg_lists_every_subpackage():
+def test_setup_cfg_lists_every_subpackage(repo):
     config = configparser.ConfigParser()
-    config.read(REPO / "setup.cfg")
+    config.read(repo / "setup.cfg")
     listed = set(config["options"]["packages"].split())
     found = {
-        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "pyro_vae").rglob("__init__.py")
+        ".".join(p.parent.relative_to(repo).parts) for p in (repo / "pyro_vae").rglob("__init__.py")
     }
     assert found <= listed, f"add to setup.cfg [options] packages: {sorted(found - listed)}"
     assert {"pyro_vae.bundled.models", "pyro_vae.bundled.guides"} <= listed
 
 
 @pytest.mark.slow
-def test_wheel_resolves_bundled_specs_outside_the_checkout(tmp_path):
+def test_wheel_resolves_bundled_specs_outside_the_checkout(tmp_path, repo):
     subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
             "wheel",
-            str(REPO),
+            str(repo),
             "--no-deps",
             "--no-build-isolation",
             "-q",
@@ -41,7 +40,7 @@ def test_wheel_resolves_bundled_specs_outside_the_checkout(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for kind in ("models", "guides"):
-        for spec in (REPO / kind).glob("*.toml"):
+        for spec in (repo / kind).glob("*.toml"):
             assert f"pyro_vae/bundled/{kind}/{spec.name}" in names
     subprocess.run(
         [

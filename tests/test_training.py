@@ -1,16 +1,17 @@
 """Training runs: run directories, exact resume, divergence, damaged checkpoints, the CLI."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
-from test_fused import BOTTOM_UP
 
 import pyro_vae as pv
 from pyro_vae.cli import main
-from pyro_vae.objectives.registry import make_objective
-from pyro_vae.spec.parse import parse_guide
+from pyro_vae.objectives.registry import ObjectiveChoice
+
+SPECS = Path(__file__).parent / "specs"
 
 SMALL = dict(epochs=2, batch_size=100, lr=1e-3, progress=False)
 
@@ -137,12 +138,11 @@ def test_cli_train_bad_input_exits_2(tmp_path, capsys, args, words):
 def test_mean_field_objective_refuses_what_it_cannot_do():
     mixture = pv.load("mixture_1d", data_shape=(1,))
     with pytest.raises(pv.SpecError, match="latent.c.family: objective 'trace_mean_field' needs"):
-        make_objective("trace_mean_field", mixture)
-    make_objective("trace", mixture)
-    bottom_up = parse_guide(BOTTOM_UP, "bottom_up.toml")
-    vae = pv.load("hierarchical_vae", bottom_up, data_shape=(64,))
+        ObjectiveChoice("trace_mean_field").build(mixture)
+    ObjectiveChoice("trace").build(mixture)
+    vae = pv.load("hierarchical_vae", SPECS / "bottom_up.toml", data_shape=(64,))
     with pytest.raises(pv.SpecError, match="bottom_up.toml: latent.z2.given: .*before 'z1'"):
-        make_objective("trace_mean_field", vae)
+        ObjectiveChoice("trace_mean_field").build(vae)
 
 
 def test_trace_and_mean_field_agree_in_expectation():
@@ -211,14 +211,12 @@ def test_resume_only_changes_epochs_and_lr(tmp_path, capsys):
 def test_default_objective_suits_the_model():
     mixture = pv.load("mixture_1d", data_shape=(1,), seed=0)
     result = pv.train(mixture, "mixture-1d", epochs=1, progress=False)
-    assert result.config.objective == "trace"
+    assert result.config.objective == ObjectiveChoice("trace")
     enumerated = pv.load("mixture_1d", "mixture_1d_enumerate", data_shape=(1,), seed=0)
-    assert pv.train(enumerated, "mixture-1d", epochs=1, progress=False).config.objective == (
-        "trace_enum"
-    )
-    assert pv.train(small_vae(), "digits", epochs=1, progress=False).config.objective == (
-        "trace_mean_field"
-    )
+    trained = pv.train(enumerated, "mixture-1d", epochs=1, progress=False)
+    assert trained.config.objective.name == "trace_enum"
+    trained = pv.train(small_vae(), "digits", epochs=1, progress=False)
+    assert trained.config.objective.name == "trace_mean_field"
 
 
 def test_resume_refuses_data_options(tmp_path, capsys):
@@ -243,3 +241,32 @@ def test_cli_objective_settings_reach_the_run(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "pyro"), "--no-progress"]) == 0
     record = json.loads((tmp_path / "pyro" / "metrics.jsonl").read_text().splitlines()[0])
     assert record["step"] == "pyro"
+
+
+def test_config_json_keeps_its_format_and_older_runs_load(tmp_path):
+    run = tmp_path / "run"
+    pv.train(small_vae(), "digits", out=run, objective="iwae:k=2", **{**SMALL, "epochs": 1})
+    meta = json.loads((run / "config.json").read_text())
+    # config.json as written before TrainConfig held an ObjectiveChoice: flat fields.
+    assert meta["config"] == {
+        "data": "digits",
+        "objective": "iwae",
+        "num_particles": 2,
+        "objective_options": {},
+        "epochs": 1,
+        "batch_size": 100,
+        "lr": 1e-3,
+        "eps": 1e-8,
+        "lr_decay": 1.0,
+        "seed": 0,
+        "binarization": "dynamic",
+        "data_options": {},
+        "fused": True,
+    }
+    vae, config = pv.load_run(run)
+    assert config.objective == ObjectiveChoice("iwae", 2)
+    assert pv.TrainConfig.from_dict(config.to_dict()) == config
+    meta["config"]["objective"] = "iwea"
+    (run / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(pv.CheckpointError, match="config.json: unreadable .*did you mean 'iwae'"):
+        pv.load_run(run)

@@ -12,7 +12,8 @@ import pyro
 import torch
 
 from .importance import inspect_pair, log_weights
-from .log_likelihood import LogLikelihood, _check_num_samples, _chunks, _mean_stderr, log_likelihood
+from .log_likelihood import LogLikelihood, _check_num_samples, _chunks, log_likelihood
+from .stats import mean_stderr
 
 
 @dataclass
@@ -29,7 +30,7 @@ class ElboEstimate:
 
     @property
     def mean_stderr(self) -> float:
-        return _mean_stderr(self.stderr)
+        return mean_stderr(self.stderr)
 
 
 def elbo(
@@ -96,7 +97,7 @@ class ElboGap:
 
     @property
     def mean_stderr(self) -> float:
-        return _mean_stderr(self.stderr)
+        return mean_stderr(self.stderr)
 
     def summary(self) -> dict:
         return {

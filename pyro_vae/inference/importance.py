@@ -193,11 +193,8 @@ def log_weights(
             continue  # log p(z) − log q(z) = 0 when q is the prior
         if not site["is_observed"] and analytic_kl:
             guide_site = guide_trace.nodes[site["name"]]
-            try:
-                kl = kl_divergence(guide_site["fn"], site["fn"])
-            except NotImplementedError:
-                pass
-            else:
+            kl = closed_form_kl(guide_site["fn"], site["fn"])
+            if kl is not None:
                 total = total - _per_datapoint(kl, site, layout, shape)
                 guide_site["analytic"] = True
                 continue
@@ -211,6 +208,15 @@ def log_weights(
             fn = _detached(site["fn"]) if detach_guide_params else site["fn"]
             total = total - _per_datapoint(fn.log_prob(site["value"]), site, layout, shape)
     return total
+
+
+def closed_form_kl(q, p) -> torch.Tensor | None:
+    """KL(q ‖ p) in closed form where torch registers one, else None (estimate it by sampling,
+    as Pyro's TraceMeanField_ELBO does)."""
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        return None
 
 
 def _scale_value_grads(guide_trace, layout: PlateLayout, holder: list) -> None:

@@ -23,13 +23,9 @@ import pyro
 import torch
 
 from .importance import inspect_pair, log_weights
+from .stats import khat_counts, mean_stderr
 
 ROWS_PER_CHUNK = 16384  # samples × datapoints per pass: bounds memory whatever K is
-
-
-def _mean_stderr(stderr: torch.Tensor) -> float:
-    """Monte Carlo standard error of a mean of independent per-datapoint estimates."""
-    return (stderr.pow(2).sum().sqrt() / len(stderr)).item()
 
 
 @dataclass
@@ -62,17 +58,14 @@ class LogLikelihood:
     @property
     def mean_stderr(self) -> float:
         """Monte Carlo standard error of the mean over datapoints."""
-        return _mean_stderr(self.stderr)
+        return mean_stderr(self.stderr)
 
     def summary(self) -> dict:
-        finite = self.khat[torch.isfinite(self.khat)]
         return {
             "log_px": self.mean,
             "stderr": self.mean_stderr,
             "ess_median": self.ess.median().item(),
-            "khat_median": finite.median().item() if len(finite) else float("nan"),
-            "khat_above_0.7": int((finite > 0.7).sum()),
-            "khat_undefined": int(len(self.khat) - len(finite)),
+            **khat_counts(self.khat),
             "num_samples": self.num_samples,
             "num_data": len(self.log_px),
         }

@@ -44,7 +44,6 @@ class Family(nn.Module):
     :param conditional: whether a net supplies the parameters (the node has parents).
     """
 
-    name: ClassVar[str]
     support: ClassVar[str]  # "real", "binary" or "categorical": what a guide must match
     roles: ClassVar[frozenset[str]] = frozenset({"latent", "observed"})
     parents: ClassVar[str] = "optional"  # "required", "forbidden" or "optional"
@@ -91,7 +90,6 @@ FAMILIES: Registry[type[Family]] = Registry("family")
 class StandardNormal(Family):
     """N(0, I) prior of a root latent."""
 
-    name = "standard_normal"
     support = "real"
     roles = frozenset({"latent"})
     parents = "forbidden"
@@ -113,7 +111,6 @@ class Normal(Family):
     is a fixed number, ``learned`` (one σ shared by all dimensions, as in probabilistic PCA),
     ``learned_per_dim``, or ``net`` (heteroscedastic: the net outputs it too)."""
 
-    name = "normal"
     support = "real"
     options = {
         "scale": Option(
@@ -195,7 +192,6 @@ class IndependentBernoulli(dist.Independent):
 class Bernoulli(Family):
     """Independent Bernoulli pixels with logits from the net (binary data)."""
 
-    name = "bernoulli"
     support = "binary"
     roles = frozenset({"observed"})
 
@@ -213,7 +209,6 @@ class Categorical(Family):
     """A discrete latent with ``categories`` values. Without parents, ``weights`` is
     ``"uniform"``, ``"learned"`` or a fixed probability list; with parents the net gives logits."""
 
-    name = "categorical"
     support = "categorical"
     roles = frozenset({"latent"})
     reparameterized = False

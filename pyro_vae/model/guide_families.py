@@ -21,34 +21,31 @@ class GuideFamily:
 
     supports: frozenset[str]
     build: Callable[[Family, bool], Family | None]
-    doc: str = ""
     sampled: bool = True  # False: no guide site; the model sums the latent out exactly
 
 
 GUIDE_FAMILIES: Registry[GuideFamily] = Registry("guide family")
 
 
-def register_guide_family(name: str, supports: set[str], doc: str = "", sampled: bool = True):
+def register_guide_family(name: str, supports: set[str], sampled: bool = True):
     def decorator(build):
-        GUIDE_FAMILIES.register(name)(GuideFamily(frozenset(supports), build, doc, sampled))
+        GUIDE_FAMILIES.register(name)(GuideFamily(frozenset(supports), build, sampled))
         return build
 
     return decorator
 
 
-@register_guide_family("diagonal_normal", {"real"}, "amortized diagonal Gaussian")
+@register_guide_family("diagonal_normal", {"real"})
 def diagonal_normal(target: Family, conditional: bool) -> Family:
     return Normal(target.size, conditional, scale="net" if conditional else "learned_per_dim")
 
 
-@register_guide_family("categorical", {"categorical"}, "amortized categorical")
+@register_guide_family("categorical", {"categorical"})
 def categorical(target: Family, conditional: bool) -> Family:
     return Categorical(target.size, conditional, weights=None if conditional else "learned")
 
 
-@register_guide_family(
-    "enumerate", {"categorical"}, "exact sum over the latent's values", sampled=False
-)
+@register_guide_family("enumerate", {"categorical"}, sampled=False)
 def enumerate_(target: Family, conditional: bool) -> None:
     # The model marks the site for parallel enumeration; TraceEnum_ELBO sums it out.
     return None

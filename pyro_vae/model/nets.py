@@ -33,7 +33,6 @@ class NetKind:
 
     build: Callable[..., nn.Module]
     options: dict[str, Option]
-    doc: str = ""
 
 
 NETS: Registry[NetKind] = Registry("net")
@@ -48,9 +47,9 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def register_net(name: str, options: dict[str, Option] | None = None, doc: str = ""):
+def register_net(name: str, options: dict[str, Option] | None = None):
     def decorator(build):
-        NETS.register(name)(NetKind(build, options or {}, doc))
+        NETS.register(name)(NetKind(build, options or {}))
         return build
 
     return decorator
@@ -103,22 +102,19 @@ class Table(nn.Module):
         "hidden": Option(list_of(positive_int), doc="hidden layer sizes, e.g. [200, 200]"),
         "activation": Option(one_of(sorted(ACTIVATIONS)), "relu", doc="nonlinearity"),
     },
-    doc="multilayer perceptron",
 )
 def mlp(inputs, out_size, hidden, activation):
     return MLP(inputs, out_size, hidden, activation)
 
 
-@register_net("linear", doc="affine map of the concatenated inputs")
+@register_net("linear")
 def linear(inputs, out_size):
     return MLP(inputs, out_size, hidden=[], activation="relu")
 
 
+@register_net("table")
 def table(inputs, out_size):
     if len(inputs) != 1 or not inputs[0].categorical:
         names = ", ".join(i.name for i in inputs)
         raise ValueError(f"a 'table' net needs exactly one categorical parent, got [{names}]")
     return Table(inputs, out_size)
-
-
-register_net("table", doc="one row of parameters per category of a categorical parent")(table)

@@ -22,11 +22,6 @@ def no_enumeration(vae: LatentModel) -> None:
         )
 
 
-def check_enumeration(vae: LatentModel) -> None:
-    """TraceEnum_ELBO sums enumerated latents out; sampled guide sites must be reparameterized
-    or are handled by its score-function terms, so any guide works."""
-
-
 def check_reparameterized(vae: LatentModel, objective: str) -> None:
     """Objectives without a score-function term need every guide site reparameterizable."""
     no_enumeration(vae)
@@ -42,7 +37,7 @@ def check_reparameterized(vae: LatentModel, objective: str) -> None:
 
 def check_dreg(vae: LatentModel) -> None:
     """DReG holds log q's parameters fixed, which is exact only if guide sites see x alone."""
-    check_reparameterized(vae, "iwae_dreg")
+    check_reparameterized(vae, objective="iwae_dreg")
     for name, node in vae.guide_spec.latents.items():
         latents = [p for p in node.given if p != "x"]
         if latents:
@@ -63,7 +58,7 @@ def check_mean_field(vae: LatentModel) -> None:
        stay at their sampled values. That is unbiased only if those parents are not sampled
        *from* z in the guide, i.e. no model parent of z is a guide descendant of z.
     """
-    check_reparameterized(vae, "trace_mean_field")
+    check_reparameterized(vae, objective="trace_mean_field")
     guide = vae.guide_spec
     children = {n: [m for m, s in guide.latents.items() if n in s.given] for n in guide.latents}
     for name in guide.latents:

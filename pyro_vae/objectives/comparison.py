@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pyro
@@ -33,10 +33,11 @@ import pyro.poutine as poutine
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ModelGuideError, PyroVaeError
+from ..errors import ModelGuideError, PyroVaeError, SpecError
 from ..inference.log_likelihood import log_likelihood
+from ..inference.stats import khat_counts
 from ..model.latent_model import LatentModel
-from .registry import OBJECTIVES, ObjectiveChoice
+from .registry import ObjectiveChoice
 
 DEFAULT_ESTIMATORS = (
     "trace",
@@ -157,14 +158,22 @@ class Comparison:
         }
 
 
+def spec_built(model, guide) -> LatentModel | None:
+    """The :class:`LatentModel` whose ``.model`` and ``.guide`` these are, or None."""
+    vae = getattr(model, "__self__", None)
+    if isinstance(vae, LatentModel) and getattr(guide, "__self__", None) is vae:
+        return vae
+    return None
+
+
 def parameter_groups(model, guide, *args, **kwargs) -> dict[str, list[tuple[str, torch.Tensor]]]:
     """The leaf tensors each program optimizes: ``guide`` (encoder) and ``model`` (decoder).
 
     A :class:`LatentModel`'s modules are used directly; for any other pair, the parameter sites
     of one run of each program (unconstrained values, as the optimizer sees them).
     """
-    vae = getattr(model, "__self__", None)
-    if isinstance(vae, LatentModel) and getattr(guide, "__self__", None) is vae:
+    vae = spec_built(model, guide)
+    if vae is not None:
         return {
             "guide": [(f"guide.{n}", p) for n, p in vae.inference.named_parameters()],
             "model": [(f"model.{n}", p) for n, p in vae.generative.named_parameters()],
@@ -181,15 +190,27 @@ def parameter_groups(model, guide, *args, **kwargs) -> dict[str, list[tuple[str,
     return groups
 
 
-def _build(choice: ObjectiveChoice, model, guide):
-    """The estimator, or the reason it cannot serve this pair."""
-    vae = getattr(model, "__self__", None)
-    if isinstance(vae, LatentModel):
-        try:
-            return choice.build(vae), None
-        except PyroVaeError as e:
-            return None, str(e).split(": ")[-1]
-    return OBJECTIVES.get(choice.name).build(choice.num_particles, **choice.options), None
+@dataclass
+class _Pair:
+    """The model/guide pair being compared, its arguments, and its parameter groups."""
+
+    model: Callable
+    guide: Callable
+    args: tuple
+    kwargs: dict
+    groups: dict[str, list[tuple[str, torch.Tensor]]]
+    num_data: int
+
+    def loss(self, elbo) -> torch.Tensor:
+        return elbo.differentiable_loss(self.model, self.guide, *self.args, **self.kwargs)
+
+
+def _build(choice: ObjectiveChoice, pair: _Pair):
+    """The estimator, or the reason it cannot serve this pair (from the objective's check)."""
+    try:
+        return choice.build(spec_built(pair.model, pair.guide)), None
+    except SpecError as e:
+        return None, e.message
 
 
 def _reference(model, guide, args, kwargs, exact, num_samples, seed):
@@ -206,10 +227,8 @@ def _reference(model, guide, args, kwargs, exact, num_samples, seed):
             ll = log_likelihood(model, guide, *args, num_samples=num_samples, **kwargs)
     except ModelGuideError as e:  # e.g. an enumerated model: compare without a bias column
         return None, None, f"none ({str(e).splitlines()[0]})", None
-    n = ll.log_px.numel()
-    stderr = (ll.stderr.double() ** 2).sum().sqrt().item() / n
-    unreliable = int((ll.khat[torch.isfinite(ll.khat)] > 0.7).sum())
-    return ll.log_px.double().mean().item(), stderr, f"log_likelihood K={num_samples}", unreliable
+    unreliable = khat_counts(ll.khat)["khat_above_0.7"]
+    return ll.mean, ll.mean_stderr, f"log_likelihood K={num_samples}", unreliable
 
 
 def compare_estimators(
@@ -235,29 +254,28 @@ def compare_estimators(
     if repeats < 2:
         raise PyroVaeError(f"repeats must be >= 2 to estimate a spread, got {repeats}")
     choices = [ObjectiveChoice.of(e) for e in estimators]
-    groups = parameter_groups(model, guide, *args, **kwargs)
     num_data = _num_data(args)
     reference, reference_stderr, kind, unreliable = _reference(
         model, guide, args, kwargs, exact, reference_samples, seed
+    )
+    pair = _Pair(
+        model, guide, args, kwargs, parameter_groups(model, guide, *args, **kwargs), num_data
     )
     results = []
     bar = tqdm(total=repeats * len(choices), disable=None if progress is None else not progress)
     with bar:
         for choice in choices:
-            result = EstimatorResult(choice.label, num_particles=choice.num_particles)
-            elbo, result.skipped = _build(choice, model, guide)
-            if elbo is not None:
-                _repeat(
-                    elbo, model, guide, args, kwargs, groups, num_data, repeats, seed, result, bar
-                )
-                result.value /= num_data
-                result.value_std /= num_data
+            elbo, skipped = _build(choice, pair)
+            if elbo is None:
+                result = EstimatorResult(choice.label, skipped=skipped)
+                bar.update(repeats)
+            else:
+                result = _measure(choice, elbo, pair, repeats, seed, bar)
                 if reference is not None:
                     result.bias = result.value - reference
                     mc = result.value_std / math.sqrt(repeats)
                     result.bias_stderr = math.hypot(mc, reference_stderr)
-            else:
-                bar.update(repeats)
+            result.num_particles = choice.num_particles
             results.append(result)
     return Comparison(results, num_data, repeats, reference, reference_stderr, kind, unreliable)
 
@@ -267,39 +285,43 @@ def _num_data(args) -> int:
     return 1 if data is None or data.dim() == 0 else data.shape[0]
 
 
-def _repeat(elbo, model, guide, args, kwargs, groups, num_data, repeats, seed, result, bar):
-    num_data = _num_data(args)
-    params = [p for members in groups.values() for _, p in members]
-    sizes = {g: sum(p.numel() for _, p in ps) for g, ps in groups.items()}
+def _measure(choice: ObjectiveChoice, elbo, pair: _Pair, repeats: int, seed: int, bar):
+    """``repeats`` values and gradients of ``elbo``, from ``seed``: per-datapoint value, its
+    spread, per-group gradient moments and the median time of one gradient."""
+    params = [p for members in pair.groups.values() for _, p in members]
+    sizes = {g: sum(p.numel() for _, p in ps) for g, ps in pair.groups.items()}
     moments = {g: _Moments(n) for g, n in sizes.items()}
     values, seconds = [], []
     with torch.random.fork_rng():
         pyro.set_rng_seed(seed)
         # One checked, untimed call: Pyro's validation and any lazy set-up happen here.
         with pyro.validation_enabled(True):
-            elbo.differentiable_loss(model, guide, *args, **kwargs)
+            pair.loss(elbo)
         with pyro.validation_enabled(False):
             for _ in range(repeats):
                 start = time.perf_counter()
-                loss = elbo.differentiable_loss(model, guide, *args, **kwargs)
+                loss = pair.loss(elbo)
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
                 seconds.append(time.perf_counter() - start)
-                values.append(-loss.item())
+                values.append(-loss.item() / pair.num_data)
                 flat = iter(
                     torch.zeros(p.numel()) if g is None else g.reshape(-1)
                     for p, g in zip(params, grads, strict=True)
                 )
-                for group, members in groups.items():
+                for group, members in pair.groups.items():
                     vector = [next(flat) for _ in members]
                     # The gradient of the per-datapoint objective (−loss / N).
-                    vec = -torch.cat(vector).double() / num_data if vector else torch.zeros(0)
+                    vec = -torch.cat(vector).double() / pair.num_data if vector else torch.zeros(0)
                     moments[group].add(vec)
                 bar.update()
-    result.value = statistics.fmean(values)
-    result.value_std = statistics.stdev(values)
-    result.seconds_per_step = statistics.median(seconds)
-    result.gradients = {
-        g: GradientStats([n for n, _ in groups[g]], m.mean, m.var, repeats)
-        for g, m in moments.items()
-        if sizes[g]
-    }
+    return EstimatorResult(
+        choice.label,
+        value=statistics.fmean(values),
+        value_std=statistics.stdev(values),
+        seconds_per_step=statistics.median(seconds),
+        gradients={
+            g: GradientStats([n for n, _ in pair.groups[g]], m.mean, m.var, repeats)
+            for g, m in moments.items()
+            if sizes[g]
+        },
+    )

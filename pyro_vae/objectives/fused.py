@@ -29,25 +29,28 @@ order, the negative ELBO summed over the batch,
 and gradients equal ``differentiable_loss`` of those estimators at ``num_particles=1``, up to
 float rounding, and the random stream is consumed identically (same draws, same order), so a
 run can switch between the two. Training checks that agreement on one batch before using it
-(:func:`pyro_vae.runs.training._check_once`).
+(:func:`checked_step`).
 
 It applies only where that equality is simple to guarantee: one particle, no enumerated
-latents, and reparameterizable guide sites (no score-function terms); see
-:func:`fused_objective`.
+latents, and reparameterizable guide sites (no score-function terms); see :func:`fused_elbo`.
+Which objectives have a fused step is a field of their registry entry
+(:attr:`pyro_vae.objectives.registry.Objective.fused`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
-from torch.distributions import kl_divergence
 
+from ..inference.importance import closed_form_kl
 from ..model.latent_model import LatentModel
 from ..spec.parse import DATA
 
-#: Objective name → whether the fused loss uses analytic KL terms.
-FUSABLE = {"trace": False, "trace_mean_field": True}
+#: How closely the fused loss and each parameter's gradient must match Pyro's on the checked
+#: batch, relative to the loss and to the gradient's largest entry (they agree to ~1e-7).
+FUSED_RTOL = 1e-4
 
 
 class FusedELBO:
@@ -91,31 +94,42 @@ class FusedELBO:
         """Σ_n of this latent's part of the ELBO, less log q for the sampled estimator."""
         if self.analytic_kl:
             # As TraceMeanField_ELBO: −KL(q‖p) where a closed form is registered, else sampled.
-            try:
-                kl = kl_divergence(q, p)
-            except NotImplementedError:
+            kl = closed_form_kl(q, p)
+            if kl is None:
                 return p.log_prob(z).sum() - q.log_prob(z).sum()
             return -(kl.sum() if torch.is_tensor(kl) else kl * q.batch_shape.numel())
         return p.log_prob(z).sum()  # log q(z) is subtracted after the model's terms
 
 
-def fused_objective(
-    name: str, vae: LatentModel, num_particles: int = 1, options: dict | None = None
-) -> FusedELBO | None:
-    """The fused equivalent of objective ``name`` for ``vae``, or None where there is none:
-    objectives other than ``trace`` and ``trace_mean_field``, several particles, objective
-    options, enumerated latents, or a guide site without ``rsample`` (which would need Pyro's
+def fused_elbo(vae: LatentModel, analytic_kl: bool) -> FusedELBO | None:
+    """The fused single-particle ELBO of ``vae``, or None where it would not equal Pyro's:
+    enumerated latents, or a guide site without ``rsample`` (which would need Pyro's
     score-function terms)."""
-    if name not in FUSABLE or num_particles != 1 or options or vae.enumerated:
+    if vae.enumerated or not all(n.family.reparameterized for n in vae.inference.values()):
         return None
-    if not all(node.family.reparameterized for node in vae.inference.values()):
-        return None
-    return FusedELBO(vae, analytic_kl=FUSABLE[name])
+    return FusedELBO(vae, analytic_kl=analytic_kl)
 
 
-#: How closely the fused loss and each parameter's gradient must match Pyro's on the checked
-#: batch, relative to the loss and to the gradient's largest entry (they agree to ~1e-7).
-FUSED_RTOL = 1e-4
+def checked_step(vae: LatentModel, elbo, fused: FusedELBO, batch: torch.Tensor):
+    """``fused`` if its loss and gradients on ``batch`` equal ``elbo``'s, drawn from the same
+    random state (the same latents), else ``elbo``, with a warning that says what differed.
+
+    Runs inside a forked random state, so the check does not shift the caller's stream.
+    """
+    with torch.random.fork_rng():
+        state = torch.get_rng_state()
+        expected = _loss_and_gradients(vae, elbo, batch)
+        torch.set_rng_state(state)
+        got = _loss_and_gradients(vae, fused, batch)  # non-finite here: a disagreement
+    disagreement = _disagreement(expected, got)
+    if disagreement is None:
+        return fused
+    warnings.warn(
+        f"the fused training step disagrees with Pyro's {type(elbo).__name__} on one batch "
+        f"({disagreement}); training with Pyro's estimator",
+        stacklevel=3,
+    )
+    return elbo
 
 
 def _loss_and_gradients(vae: LatentModel, elbo, batch) -> tuple[float, dict[str, torch.Tensor]]:

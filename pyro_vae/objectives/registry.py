@@ -24,28 +24,27 @@
     are summed out exactly (for a mixture, the ELBO is then log p(x) itself).
 
 Particles are vectorized as an outer plate (``vectorize_particles=True``), never a Python loop.
-Before training, each objective's ``check`` (run by :func:`make_objective`) refuses
-combinations that would silently give wrong gradients (see the check functions' docstrings).
+An objective with its settings is one value, :class:`ObjectiveChoice`; building it for a
+spec-built model first runs the objective's ``check``, which refuses combinations that would
+silently give wrong gradients (see :mod:`pyro_vae.objectives.checks`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import pyro.infer
 
-from ..errors import PyroVaeError
+from ..errors import PyroVaeError, SpecError
 from ..model.latent_model import MAX_PLATE_NESTING, LatentModel
 from ..registry import Registry
-from .checks import (
-    check_dreg,
-    check_enumeration,
-    check_mean_field,
-    check_reparameterized,
-    no_enumeration,
-)
+from ..spec.options import Option
+from .checks import check_dreg, check_mean_field, check_reparameterized, no_enumeration
 from .dreg import IWAE_DReG
+from .fused import FusedELBO, fused_elbo
 from .iwae import IWAE_ELBO
 from .renyi import RenyiBound
 from .trace_graph import TraceGraph_ELBO
@@ -53,13 +52,21 @@ from .trace_graph import TraceGraph_ELBO
 
 @dataclass(frozen=True)
 class Objective:
-    """``build(num_particles, **options)`` returns a Pyro ELBO; ``check(vae)`` raises if it
-    cannot work; ``options`` names the keyword options ``build`` takes, with their defaults."""
+    """A registered objective.
+
+    :param build: ``build(num_particles, **options)`` returns the Pyro ELBO.
+    :param check: ``check(vae)`` raises :class:`~pyro_vae.errors.SpecError` for a spec-built pair
+        the estimator would train wrongly; None where every pair works.
+    :param options: the keyword options ``build`` takes, with their checks and defaults.
+    :param fused: ``fused(vae)`` builds the equivalent trace-free single-particle step
+        (:mod:`pyro_vae.objectives.fused`), or returns None where ``vae`` has none; None for
+        objectives without one.
+    """
 
     build: Callable[..., pyro.infer.ELBO]
-    check: Callable[[LatentModel], None]
-    doc: str = ""
-    options: dict = field(default_factory=dict)
+    check: Callable[[LatentModel], None] | None = None
+    options: dict[str, Option] = field(default_factory=dict)
+    fused: Callable[[LatentModel], FusedELBO | None] | None = None
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
@@ -73,95 +80,91 @@ def _particles(num_particles: int) -> dict:
     )
 
 
+def renyi_order(value) -> float:
+    """α of the Rényi bound: a finite number other than 1 (α = 1 is the ELBO itself)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    if value == 1:
+        raise ValueError("alpha = 1 is the ELBO; use objective 'trace'")
+    return float(value)
+
+
 OBJECTIVES.register("trace")(
-    Objective(lambda k: pyro.infer.Trace_ELBO(**_particles(k)), no_enumeration, "Monte Carlo ELBO")
-)
-OBJECTIVES.register("iwae")(
     Objective(
-        lambda k: IWAE_ELBO(num_particles=k),
-        lambda vae: check_reparameterized(vae, "iwae"),
-        "importance-weighted bound, K = num_particles",
-    )
-)
-OBJECTIVES.register("iwae_dreg")(
-    Objective(lambda k: IWAE_DReG(num_particles=k), check_dreg, "IWAE with DReG gradients")
-)
-OBJECTIVES.register("renyi")(
-    Objective(
-        lambda k, alpha: RenyiBound(num_particles=k, alpha=alpha),
-        lambda vae: check_reparameterized(vae, "renyi"),
-        "variational Rényi bound of order alpha, K = num_particles",
-        {"alpha": 0.5},
-    )
-)
-OBJECTIVES.register("trace_graph")(
-    Objective(
-        lambda k: TraceGraph_ELBO(**_particles(k)),
+        lambda k: pyro.infer.Trace_ELBO(**_particles(k)),
         no_enumeration,
-        "Monte Carlo ELBO, Rao-Blackwellized score-function terms",
-    )
-)
-OBJECTIVES.register("trace_enum")(
-    Objective(
-        lambda k: pyro.infer.TraceEnum_ELBO(**_particles(k)),
-        check_enumeration,
-        "ELBO with enumerated discrete latents summed out exactly",
+        fused=partial(fused_elbo, analytic_kl=False),
     )
 )
 OBJECTIVES.register("trace_mean_field")(
     Objective(
         lambda k: pyro.infer.TraceMeanField_ELBO(**_particles(k)),
         check_mean_field,
-        "ELBO with analytic KL terms",
+        fused=partial(fused_elbo, analytic_kl=True),
     )
 )
-
-
-def objective_options(name: str, options: dict | None) -> dict:
-    """``options`` completed with the objective's defaults; unknown or invalid ones refused."""
-    if name not in OBJECTIVES:
-        raise PyroVaeError(OBJECTIVES.unknown_message(name))
-    objective = OBJECTIVES.get(name)
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(objective.options))
-    if unknown:
-        known = ", ".join(objective.options) or "none"
-        raise PyroVaeError(f"objective '{name}' has no option {unknown[0]!r} (options: {known})")
-    merged = {**objective.options, **options}
-    for key, value in merged.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise PyroVaeError(f"objective '{name}': option {key} must be a number, got {value!r}")
-    if name == "renyi" and merged["alpha"] == 1:
-        raise PyroVaeError("objective 'renyi': alpha = 1 is the ELBO; use objective 'trace'")
-    return merged
-
-
-def make_objective(
-    name: str, vae: LatentModel, num_particles: int = 1, **options
-) -> pyro.infer.ELBO:
-    """Look up ``name``, check it suits ``vae``, and build the estimator."""
-    if num_particles < 1:
-        raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-    objective = OBJECTIVES.get(name)
-    options = objective_options(name, options)
-    objective.check(vae)
-    return objective.build(num_particles, **options)
+OBJECTIVES.register("trace_graph")(
+    Objective(lambda k: TraceGraph_ELBO(**_particles(k)), no_enumeration)
+)
+OBJECTIVES.register("trace_enum")(Objective(lambda k: pyro.infer.TraceEnum_ELBO(**_particles(k))))
+OBJECTIVES.register("iwae")(
+    Objective(
+        lambda k: IWAE_ELBO(num_particles=k), partial(check_reparameterized, objective="iwae")
+    )
+)
+OBJECTIVES.register("iwae_dreg")(Objective(lambda k: IWAE_DReG(num_particles=k), check_dreg))
+OBJECTIVES.register("renyi")(
+    Objective(
+        lambda k, alpha: RenyiBound(num_particles=k, alpha=alpha),
+        partial(check_reparameterized, objective="renyi"),
+        {"alpha": Option(renyi_order, 0.5, "the order α of the bound, a number other than 1")},
+    )
+)
 
 
 @dataclass(frozen=True)
 class ObjectiveChoice:
     """An objective with its settings, written ``name[:k=K[,option=value...]]``, e.g.
-    ``iwae:k=50`` or ``renyi:k=5,alpha=0.5``; ``k`` is the number of particles."""
+    ``iwae:k=50`` or ``renyi:k=5,alpha=0.5``; ``k`` is the number of particles.
+
+    Constructing one checks the settings and completes ``options`` with the defaults.
+    """
 
     name: str
     num_particles: int = 1
     options: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if self.name not in OBJECTIVES:
+            raise PyroVaeError(OBJECTIVES.unknown_message(self.name))
+        k = self.num_particles
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise PyroVaeError(f"objective '{self.name}': k must be >= 1, got {k!r}")
+        object.__setattr__(self, "options", self._complete(dict(self.options)))
+
+    def _complete(self, options: dict) -> dict:
+        known = OBJECTIVES.get(self.name).options
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            names = ", ".join(known) or "none"
+            raise PyroVaeError(
+                f"objective '{self.name}' has no option {unknown[0]!r} (options: {names})"
+            )
+        complete = {}
+        for key, option in known.items():
+            try:
+                complete[key] = option.check(options.get(key, option.default))
+            except ValueError as e:
+                raise PyroVaeError(f"objective '{self.name}': option {key}: {e}") from None
+        return complete
+
     @classmethod
-    def parse(cls, text: str) -> ObjectiveChoice:
+    def parse(
+        cls, text: str, *, num_particles: int | None = None, options: dict | None = None
+    ) -> ObjectiveChoice:
+        """Read ``name[:k=K,option=value,...]``. ``num_particles`` and ``options`` given apart
+        (pv.train's keywords, the CLI's --num-particles) join in, unless ``text`` sets them too."""
         name, _, rest = text.strip().partition(":")
-        if name not in OBJECTIVES:
-            raise PyroVaeError(OBJECTIVES.unknown_message(name))
         settings: dict = {}
         for pair in filter(None, (p.strip() for p in rest.split(","))):
             key, sep, value = pair.partition("=")
@@ -173,10 +176,14 @@ class ObjectiveChoice:
                 raise PyroVaeError(
                     f"objective {text!r}: expected name:k=K,option=value, got {pair!r}"
                 ) from None
-        k = settings.pop("k", 1)
-        if k < 1:
-            raise PyroVaeError(f"objective {text!r}: k must be >= 1, got {k}")
-        return cls(name, k, objective_options(name, settings))
+        if "k" in settings and num_particles is not None:
+            raise PyroVaeError(
+                f"objective {text!r} sets k; do not also give the number of particles"
+            )
+        if options and set(settings) - {"k"}:
+            raise PyroVaeError(f"objective {text!r} sets its options; do not also give them apart")
+        k = settings.pop("k", 1 if num_particles is None else num_particles)
+        return cls(name, k, {**settings, **(options or {})})
 
     @classmethod
     def of(cls, choice: str | ObjectiveChoice) -> ObjectiveChoice:
@@ -188,8 +195,29 @@ class ObjectiveChoice:
         extra += [f"{k}={v:g}" for k, v in self.options.items()]
         return f"{self.name}({', '.join(extra)})" if extra else self.name
 
-    def build(self, vae: LatentModel) -> pyro.infer.ELBO:
-        return make_objective(self.name, vae, self.num_particles, **self.options)
+    def build(self, vae: LatentModel | None = None) -> pyro.infer.ELBO:
+        """The estimator; for a spec-built ``vae``, after the objective's check of the pair
+        (other Pyro pairs are checked by the estimator itself as it runs)."""
+        objective = OBJECTIVES.get(self.name)
+        if vae is not None and objective.check is not None:
+            objective.check(vae)
+        return objective.build(self.num_particles, **self.options)
+
+    def fused_step(self, vae: LatentModel) -> FusedELBO | None:
+        """The trace-free step equal to this estimator on ``vae``, or None where there is none
+        (objectives without one, several particles, or a pair it does not cover)."""
+        fused = OBJECTIVES.get(self.name).fused
+        if fused is None or self.num_particles != 1:
+            return None
+        return fused(vae)
+
+    def usable_with(self, vae: LatentModel) -> bool:
+        """Whether the objective's check accepts ``vae``."""
+        try:
+            self.build(vae)
+        except SpecError:
+            return False
+        return True
 
 
 def default_objective(vae: LatentModel) -> str:
@@ -197,8 +225,4 @@ def default_objective(vae: LatentModel) -> str:
     (analytic KL: lower variance), else ``trace``."""
     if vae.enumerated:
         return "trace_enum"
-    try:
-        check_mean_field(vae)
-    except PyroVaeError:
-        return "trace"
-    return "trace_mean_field"
+    return "trace_mean_field" if ObjectiveChoice("trace_mean_field").usable_with(vae) else "trace"

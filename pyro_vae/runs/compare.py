@@ -16,28 +16,17 @@ import numpy as np
 
 from ..data import load_dataset
 from ..errors import PyroVaeError
+from ..inference.stats import sample_stderr
 from ..model.latent_model import load
 from ..objectives.comparison import DEFAULT_ESTIMATORS, compare_estimators
 from ..objectives.registry import ObjectiveChoice, default_objective
+from ..tables import fmt, markdown_table
 from . import plots
+from .config import TrainConfig, prepare_data
 from .evaluate import _json_safe, evaluate_run
-from .run_dir import CHECKPOINT, CONFIG, load_run
+from .files import write_text_atomic
+from .run_dir import CHECKPOINT, CONFIG, RunDir, load_run
 from .training import resume, train
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def _fmt(value, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _sci(value) -> str:
-    return "–" if value is None else f"{value:.2e}"
 
 
 def compare_run(
@@ -62,23 +51,19 @@ def compare_run(
     source = Path(source)
     if (source / CONFIG).exists():
         vae, config = load_run(source)
-        dataset = load_dataset(
-            config.data, binarization=config.binarization, seed=config.seed, **config.data_options
-        )
         origin = f"run {source}"
         out = Path(out) if out else source / "compare"
     else:
         if out is None:
             raise PyroVaeError(f"{source}: not a run directory; give --out to compare a spec")
-        options = data_options or {}
-        dataset = load_dataset(data or "digits", seed=seed, **options)
-        vae = load(source, guide, data_shape=tuple(dataset.event_shape), seed=seed)
-        if vae.likelihood.family.support == "binary" and dataset.binarization is None:
-            dataset = load_dataset(data or "digits", binarization="dynamic", seed=seed, **options)
+        config = TrainConfig(data=data or "digits", seed=seed, data_options=data_options or {})
+        shape = load_dataset(config.data, seed=seed, **config.data_options).event_shape
+        vae = load(source, guide, data_shape=tuple(shape), seed=seed)
         origin = f"spec {vae.model_spec.path} / {vae.guide_spec.path} at initialization"
         out = Path(out)
     if num_data < 1:
         raise PyroVaeError(f"num_data must be >= 1, got {num_data}")
+    dataset = prepare_data(vae, config)
     vae.eval()
     x = dataset.test[:num_data]
     comparison = compare_estimators(
@@ -106,8 +91,8 @@ def compare_run(
             ).relative_to(out)
         ),
     }
-    _write(out / "comparison.json", json.dumps(summary, indent=2) + "\n")
-    _write(out / "comparison.md", estimators_markdown(summary))
+    write_text_atomic(out / "comparison.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "comparison.md", estimators_markdown(summary))
     summary["out"] = str(out)
     return summary
 
@@ -136,22 +121,33 @@ def estimators_markdown(s: dict) -> str:
         "per-coordinate variance of the per-datapoint gradient; SNR is the mean over coordinates "
         f"of |mean| / std (below about {1 / s['repeats'] ** 0.5:.2f} it cannot be told from 0).",
         "",
-        "| estimator | value | std | bias | guide grad var | guide SNR | model grad var "
-        "| model SNR | ms / step |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    header = ["estimator", "value", "std", "bias", "guide grad var", "guide SNR"]
+    header += ["model grad var", "model SNR", "ms / step"]
+    rows = []
     for r in s["estimators"]:
         if r.get("skipped"):
-            lines.append(f"| {r['estimator']} | skipped: {r['skipped']} |||||||| ")
+            rows.append([r["estimator"], f"skipped: {r['skipped']}", *[""] * 7])
             continue
         g, m = r["gradients"].get("guide", {}), r["gradients"].get("model", {})
-        bias = "–" if r["bias"] is None else f"{r['bias']:.3f} ± {r['bias_stderr']:.3f}"
-        lines.append(
-            f"| {r['estimator']} | {r['value']:.3f} | {r['value_std']:.3f} | {bias} | "
-            f"{_sci(g.get('variance'))} | {_fmt(g.get('snr'))} | {_sci(m.get('variance'))} | "
-            f"{_fmt(m.get('snr'))} | {r['ms_per_step']:.1f} |"
+        bias = fmt(r["bias"], ".3f")
+        if r["bias"] is not None:
+            bias += f" ± {fmt(r['bias_stderr'], '.3f')}"
+        rows.append(
+            [
+                r["estimator"],
+                fmt(r["value"], ".3f"),
+                fmt(r["value_std"], ".3f"),
+                bias,
+                fmt(g.get("variance"), ".2e"),
+                fmt(g.get("snr")),
+                fmt(m.get("variance"), ".2e"),
+                fmt(m.get("snr")),
+                fmt(r["ms_per_step"], ".1f"),
+            ]
         )
-    lines += ["", *[f"![{name}]({path})" for name, path in s["plots"].items()]]
+    lines += [*markdown_table(header, rows), ""]
+    lines += [f"![{name}]({path})" for name, path in s["plots"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -194,14 +190,8 @@ def compare_training(
     runs = {}
     for choice, name in zip(choices, names, strict=True):
         run_dir = out / name
-        fields = {
-            "objective": choice.name,
-            "num_particles": choice.num_particles,
-            "objective_options": choice.options,
-        }
         if (run_dir / CHECKPOINT).exists():
-            existing = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))["config"]
-            if any(existing[k] != v for k, v in fields.items()):
+            if RunDir(run_dir).read_config()[0].objective != choice:
                 raise PyroVaeError(f"{run_dir}: holds a run of another objective; choose --out")
             result = resume(run_dir, epochs=settings.get("epochs"), progress=progress)
         else:
@@ -212,7 +202,7 @@ def compare_training(
                 out=run_dir,
                 progress=progress,
                 data_options=data_options or {},
-                **fields,
+                objective=choice,
                 **settings,
             )
         evaluation = evaluate_run(
@@ -245,8 +235,8 @@ def compare_training(
             plots.learning_curves(histories, out / "plots" / "learning_curves.png").relative_to(out)
         )
     }
-    _write(out / "comparison.json", json.dumps(summary, indent=2) + "\n")
-    _write(out / "comparison.md", training_markdown(summary))
+    write_text_atomic(out / "comparison.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "comparison.md", training_markdown(summary))
     summary["out"] = str(out)
     return summary
 
@@ -264,8 +254,7 @@ def _paired_differences(runs: dict) -> None:
         r["vs_first"] = {}
         for key in ("log_px", "elbo"):
             diff = arrays[label][key] - first[key]
-            stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
-            r["vs_first"][key] = {"mean": float(diff.mean()), "stderr": stderr}
+            r["vs_first"][key] = {"mean": float(diff.mean()), "stderr": sample_stderr(diff)}
 
 
 def training_markdown(s: dict) -> str:
@@ -277,22 +266,29 @@ def training_markdown(s: dict) -> str:
         f"{json.dumps(s['settings'])}; each run evaluated on {first['num_data']} test "
         f"datapoints with log p̂(x) from K = {s['num_samples']} importance samples and the ELBO.",
         "",
-        "| objective | train time (s) | ELBO | log p̂(x) | gap | Δ ELBO | Δ log p̂(x) | k̂ > 0.7 |",
-        "|---|---|---|---|---|---|---|---|",
     ]
     first = next(iter(s["runs"]))
+    rows = []
     for label, r in s["runs"].items():
         e, d = r["evaluation"], r["vs_first"]
         delta = {
-            k: "–" if label == first else f"{d[k]['mean']:+.2f} ± {_fmt(d[k]['stderr'])}"
+            k: fmt(None) if label == first else f"{d[k]['mean']:+.2f} ± {fmt(d[k]['stderr'])}"
             for k in ("elbo", "log_px")
         }
-        lines.append(
-            f"| {label} | {r['train_seconds']:.0f} | {e['elbo']['mean']:.2f} ± "
-            f"{_fmt(e['elbo']['mc_stderr'])} | {e['log_px']['mean']:.2f} ± "
-            f"{_fmt(e['log_px']['mc_stderr'])} | {e['gap']['mean']:.2f} | {delta['elbo']} | "
-            f"{delta['log_px']} | {e['khat_above_0.7']} of {e['num_data']} |"
+        rows.append(
+            [
+                label,
+                f"{r['train_seconds']:.0f}",
+                f"{fmt(e['elbo']['mean'])} ± {fmt(e['elbo']['mc_stderr'])}",
+                f"{fmt(e['log_px']['mean'])} ± {fmt(e['log_px']['mc_stderr'])}",
+                fmt(e["gap"]["mean"]),
+                delta["elbo"],
+                delta["log_px"],
+                f"{e['khat_above_0.7']} of {e['num_data']}",
+            ]
         )
+    header = ["objective", "train time (s)", "ELBO", "log p̂(x)", "gap", "Δ ELBO"]
+    lines += markdown_table([*header, "Δ log p̂(x)", "k̂ > 0.7"], rows)
     lines += [
         "",
         "ELBO and log p̂(x) ± their Monte Carlo standard error; Δ: the difference from the first "

@@ -1,55 +1,75 @@
 """What determines a training run (:class:`TrainConfig`, saved as ``config.json``) and the data set
-it trains on."""
+it trains and is evaluated on (:func:`prepare_data`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..data import Dataset, load_dataset
 from ..errors import DataError, PyroVaeError
 from ..model.latent_model import LatentModel
-from ..objectives.registry import OBJECTIVES, objective_options
+from ..objectives.registry import ObjectiveChoice
 
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a training run (saved as ``config.json``)."""
+    """Everything that determines a training run (saved as ``config.json``).
+
+    ``objective`` is one :class:`~pyro_vae.objectives.registry.ObjectiveChoice` (name, number of
+    particles, options); ``config.json`` spells it as the fields ``objective``, ``num_particles``
+    and ``objective_options``.
+    """
 
     data: str = "digits"
-    objective: str | None = None  # None: the lowest-variance ELBO that suits the model
+    objective: ObjectiveChoice | None = None  # None: the lowest-variance ELBO that suits the model
     epochs: int = 10
     batch_size: int = 100
     lr: float = 1e-3
     eps: float = 1e-8
     lr_decay: float = 1.0  # per-epoch factor: epoch e trains with lr · lr_decay^(e-1)
-    num_particles: int = 1
-    objective_options: dict = field(default_factory=dict)  # e.g. {"alpha": 0.5} for renyi
     seed: int = 0
     binarization: str | None = None  # None: "dynamic" for binary likelihoods on grey data
     data_options: dict = field(default_factory=dict)
-    fused: bool = True  # use the fused step (pyro_vae.fused) where it applies
+    fused: bool = True  # use the fused step (pyro_vae.objectives.fused) where it applies
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "num_particles"):
+        for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise PyroVaeError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "eps", "lr_decay"):
             if not getattr(self, name) > 0:
                 raise PyroVaeError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.objective is not None:
-            if self.objective not in OBJECTIVES:
-                raise PyroVaeError(OBJECTIVES.unknown_message(self.objective))
-            self.objective_options = objective_options(self.objective, self.objective_options)
+
+    def to_dict(self) -> dict:
+        """The JSON form of ``config.json`` (the objective as three flat fields)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        choice = out.pop("objective")
+        out["objective"] = choice.name if choice else None
+        out["num_particles"] = choice.num_particles if choice else 1
+        out["objective_options"] = dict(choice.options) if choice else {}
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Read :meth:`to_dict`'s form; raises ``TypeError``/``PyroVaeError`` for a bad one."""
+        values = dict(values)
+        name = values.pop("objective", None)
+        num_particles = values.pop("num_particles", 1)
+        options = values.pop("objective_options", {})
+        choice = None if name is None else ObjectiveChoice(name, num_particles, options)
+        return cls(objective=choice, **values)
 
 
 def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
-    """Load ``config.data``; binary likelihoods get binary data (dynamic binarization)."""
+    """Load ``config.data`` as ``vae`` sees it: with ``config.binarization`` (left unset, binary
+    likelihoods get dynamic binarization of grey data, and the choice is recorded in
+    ``config``), checked against the model's data shape and likelihood support."""
     binary = vae.likelihood.family.support == "binary"
     dataset = load_dataset(
         config.data, binarization=config.binarization, seed=config.seed, **config.data_options
     )
     if binary and config.binarization is None and not dataset.is_binary:
-        config.binarization = "dynamic"
         dataset = load_dataset(
             config.data, binarization="dynamic", seed=config.seed, **config.data_options
         )

@@ -17,11 +17,13 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ..data import load_dataset
 from ..inference.elbo import elbo
 from ..inference.log_likelihood import log_likelihood
+from ..inference.stats import khat_counts, mean_stderr, sample_stderr
 from ..objectives.registry import default_objective
 from . import plots
+from .config import prepare_data
+from .files import atomic_path
 from .report import render_report
 from .run_dir import checkpoint_epoch, load_run
 
@@ -61,9 +63,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     vae, config = load_run(run_dir)
     vae.eval()
-    dataset = load_dataset(
-        config.data, binarization=config.binarization, seed=config.seed, **config.data_options
-    )
+    dataset = prepare_data(vae, config)
     x = dataset.test if max_data is None else dataset.test[:max_data]
     estimator = "trace_mean_field" if default_objective(vae) == "trace_mean_field" else "trace"
     record_at = _curve_points(num_samples)
@@ -109,16 +109,15 @@ def evaluate_run(
     def mean_and_errors(values, mc_errors):
         return {
             "mean": float(values.mean()),
-            "mc_stderr": float(np.sqrt(np.sum(mc_errors**2)) / n),
-            "datapoint_stderr": float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
+            "mc_stderr": mean_stderr(mc_errors),
+            "datapoint_stderr": sample_stderr(values),
         }
 
     curve_summary = []
     for k, (values, errors) in curve.items():
-        v, e = torch.cat(values).numpy(), torch.cat(errors).numpy()
-        error = float(np.sqrt(np.sum(e**2)) / n) if k > 1 else None  # undefined for K = 1
-        curve_summary.append({"num_samples": k, "log_px": float(v.mean()), "mc_stderr": error})
-    finite_khat = arrays["khat"][np.isfinite(arrays["khat"])]
+        error = mean_stderr(torch.cat(errors)) if k > 1 else None  # undefined for K = 1
+        log_px = torch.cat(values).mean().item()
+        curve_summary.append({"num_samples": k, "log_px": log_px, "mc_stderr": error})
     summary = {
         "data": config.data,
         "split": "test",
@@ -130,11 +129,7 @@ def evaluate_run(
         "elbo": mean_and_errors(arrays["elbo"], arrays["elbo_stderr"]),
         "gap": mean_and_errors(arrays["gap"], arrays["gap_stderr"]),
         "ess_median": float(np.median(arrays["ess"])),
-        "khat_median": float(np.median(finite_khat)) if len(finite_khat) else None,
-        # k̂ is undefined (inf) when the weights take too few distinct values to fit a tail,
-        # as with a discrete latent: count those apart rather than as "unreliable".
-        "khat_above_0.7": int((finite_khat > 0.7).sum()),
-        "khat_undefined": int(len(arrays["khat"]) - len(finite_khat)),
+        **khat_counts(arrays["khat"]),
         "log_px_by_num_samples": curve_summary,
         "seconds": seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -143,7 +138,8 @@ def evaluate_run(
     }
     summary = _json_safe(summary)
 
-    np.savez(run_dir / "evaluation.npz", **arrays)
+    with atomic_path(run_dir / "evaluation.npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
     plot_dir = run_dir / "plots"
     summary["plots"] = {
         "log_px_vs_k": str(

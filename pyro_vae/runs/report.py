@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
+from ..tables import fmt, markdown_table
 from . import plots
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+from .files import write_text_atomic
 
 
 def write_training_report(run_dir: Path, vae, dataset, config, history: list[dict]) -> dict:
@@ -57,7 +52,7 @@ def write_training_report(run_dir: Path, vae, dataset, config, history: list[dic
         "data_shape": list(vae.data_shape),
         "num_train": len(dataset.train),
         "num_test": len(dataset.test),
-        "config": dataclasses.asdict(config),
+        "config": config.to_dict(),
         "num_parameters": sum(p.numel() for p in vae.parameters()),
         "epochs_done": final.get("epoch", 0),
         "final_train_elbo": final.get("train_elbo"),
@@ -78,38 +73,45 @@ def write_training_report(run_dir: Path, vae, dataset, config, history: list[dic
 
 def render_report(run_dir: Path, report: dict) -> None:
     """Write ``report.json`` and ``report.md`` (atomically) from the report dict."""
-    _write(Path(run_dir) / "report.json", json.dumps(report, indent=2) + "\n")
-    _write(Path(run_dir) / "report.md", _markdown(report))
+    write_text_atomic(Path(run_dir) / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(Path(run_dir) / "report.md", _markdown(report))
 
 
 def _markdown(r: dict) -> str:
     if "config" not in r:  # a run stopped before its training report: evaluation only
         return "\n".join(["# Report", "", *_evaluation_markdown(r["evaluation"])]) + "\n"
     c = r["config"]
-    fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    options = "".join(f", {k} = {v:g}" for k, v in c.get("objective_options", {}).items())
     lines = [
         f"# Training report: {Path(r['model']).stem} / {Path(r['guide']).stem} on {r['data']}",
         "",
         r["model_description"],
         "",
-        "| setting | value |",
-        "|---|---|",
-        f"| objective | `{c['objective']}` ({c['num_particles']} particle(s)"
-        + "".join(f", {k} = {v:g}" for k, v in c.get("objective_options", {}).items())
-        + ") |",
-        f"| epochs | {r['epochs_done']} |",
-        f"| batch size, lr, eps | {c['batch_size']}, {c['lr']:g}, {c['eps']:g} |",
-        f"| data | {r['data']} ({r['num_train']} train / {r['num_test']} test, "
-        f"binarization {c['binarization']}) |",
-        f"| parameters | {r['num_parameters']:,} |",
-        f"| seed | {c['seed']} |",
+        *markdown_table(
+            ["setting", "value"],
+            [
+                ["objective", f"`{c['objective']}` ({c['num_particles']} particle(s){options})"],
+                ["epochs", r["epochs_done"]],
+                ["batch size, lr, eps", f"{c['batch_size']}, {c['lr']:g}, {c['eps']:g}"],
+                [
+                    "data",
+                    f"{r['data']} ({r['num_train']} train / {r['num_test']} test, "
+                    f"binarization {c['binarization']})",
+                ],
+                ["parameters", f"{r['num_parameters']:,}"],
+                ["seed", c["seed"]],
+            ],
+        ),
         "",
-        "| result (nats per datapoint) | value |",
-        "|---|---|",
-        f"| final train ELBO | {fmt(r['final_train_elbo'])} |",
-        f"| final test ELBO | {fmt(r['final_test_elbo'])} |",
-        f"| best test ELBO | {fmt(r['best_test_elbo'])} |",
-        f"| training time | {r['train_seconds']:.1f} s |",
+        *markdown_table(
+            ["result (nats per datapoint)", "value"],
+            [
+                ["final train ELBO", fmt(r["final_train_elbo"])],
+                ["final test ELBO", fmt(r["final_test_elbo"])],
+                ["best test ELBO", fmt(r["best_test_elbo"])],
+                ["training time", f"{r['train_seconds']:.1f} s"],
+            ],
+        ),
         "",
     ]
     lines += [f"![{name}]({path})" for name, path in r["plots"].items()]
@@ -120,11 +122,7 @@ def _markdown(r: dict) -> str:
 
 def _evaluation_markdown(e: dict) -> list[str]:
     def row(label, stats):
-        mc, spread = (
-            "–" if stats[k] is None else f"{stats[k]:.3f}"
-            for k in ("mc_stderr", "datapoint_stderr")
-        )
-        return f"| {label} | {stats['mean']:.3f} | {mc} | {spread} |"
+        return [label, *(fmt(stats[k], ".3f") for k in ("mean", "mc_stderr", "datapoint_stderr"))]
 
     lines = [
         f"## Evaluation on the {e['split']} set ({e['num_data']} datapoints)",
@@ -133,26 +131,24 @@ def _evaluation_markdown(e: dict) -> list[str]:
         f"ELBO with {e['elbo_samples']} samples (`{e['elbo_estimator']}`). The gap "
         "log p̂(x) − ELBO estimates KL(q(z|x) ‖ p(z|x)).",
         "",
-        "| nats per datapoint | mean | Monte Carlo stderr | stderr over datapoints |",
-        "|---|---|---|---|",
-        row("log p̂(x)", e["log_px"]),
-        row("ELBO", e["elbo"]),
-        row("gap", e["gap"]),
+        *markdown_table(
+            ["nats per datapoint", "mean", "Monte Carlo stderr", "stderr over datapoints"],
+            [row("log p̂(x)", e["log_px"]), row("ELBO", e["elbo"]), row("gap", e["gap"])],
+        ),
         "",
         f"Median effective sample size {e['ess_median']:.1f} of {e['num_samples']}; median "
-        f"Pareto k̂ {e['khat_median'] if e['khat_median'] is None else round(e['khat_median'], 3)}"
+        f"Pareto k̂ {fmt(e['khat_median'], '.3f')}"
         f"; {e['khat_above_0.7']} datapoints with k̂ > 0.7 (estimate unreliable there), "
         f"{e.get('khat_undefined', 0)} where k̂ is undefined (too few distinct weights). "
         f"{e['seconds']:.1f} s, peak memory {e['peak_rss_mb']:.0f} MB.",
         "",
-        "| K | log p̂(x) | Monte Carlo stderr |",
-        "|---|---|---|",
-        *[
-            f"| {c['num_samples']} | {c['log_px']:.3f} | "
-            + ("–" if c["mc_stderr"] is None else f"{c['mc_stderr']:.3f}")
-            + " |"
-            for c in e["log_px_by_num_samples"]
-        ],
+        *markdown_table(
+            ["K", "log p̂(x)", "Monte Carlo stderr"],
+            [
+                [c["num_samples"], fmt(c["log_px"], ".3f"), fmt(c["mc_stderr"], ".3f")]
+                for c in e["log_px_by_num_samples"]
+            ],
+        ),
         "",
     ]
     return lines + [f"![{name}]({path})" for name, path in e["plots"].items()]

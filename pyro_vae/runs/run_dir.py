@@ -7,7 +7,6 @@ epoch), and, at the end, ``report.json``, ``report.md`` and ``plots/*.png``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ..model.latent_model import LatentModel
 from ..spec.parse import parse_guide, parse_model
 from .checkpoint import Checkpoint
 from .config import TrainConfig
+from .files import write_text_atomic
 
 CONFIG, CHECKPOINT, METRICS = "config.json", "checkpoint.safetensors", "metrics.jsonl"
 
@@ -28,10 +28,7 @@ class RunDir:
         self.path = Path(path)
 
     def write_text(self, name: str, text: str) -> None:
-        target = self.path / name
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+        write_text_atomic(self.path / name, text)
 
     def create(self, vae: LatentModel, config: TrainConfig, dataset: Dataset) -> None:
         if self.path.exists() and any(self.path.iterdir()):
@@ -43,7 +40,7 @@ class RunDir:
         self.write_text("model.toml", vae.model_spec.text)
         self.write_text("guide.toml", vae.guide_spec.text)
         meta = {
-            "config": dataclasses.asdict(config),
+            "config": config.to_dict(),
             "data_shape": list(vae.data_shape),
             "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
             "model_spec": vae.model_spec.path,
@@ -51,14 +48,20 @@ class RunDir:
         }
         self.write_text(CONFIG, json.dumps(meta, indent=2) + "\n")
 
+    def update_config(self, config: TrainConfig) -> None:
+        """Record changed settings (``resume`` with other epochs or lr) in ``config.json``."""
+        meta = self.read_config()[1]
+        meta["config"] = config.to_dict()
+        self.write_text(CONFIG, json.dumps(meta, indent=2) + "\n")
+
     def read_config(self) -> tuple[TrainConfig, dict]:
         path = self.path / CONFIG
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
-            config = TrainConfig(**meta["config"])
+            config = TrainConfig.from_dict(meta["config"])
         except FileNotFoundError:
             raise CheckpointError(f"{path}: missing; {self.path} is not a run directory") from None
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, PyroVaeError) as e:
             raise CheckpointError(f"{path}: unreadable run configuration ({e})") from None
         return config, meta
 

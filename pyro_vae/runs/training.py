@@ -24,13 +24,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import Dataset
-from ..errors import CheckpointError, TrainingDiverged
+from ..errors import CheckpointError, PyroVaeError, TrainingDiverged
 from ..model.latent_model import LatentModel
-from ..objectives.fused import FusedELBO, _disagreement, _loss_and_gradients, fused_objective
-from ..objectives.registry import default_objective, make_objective
+from ..objectives.fused import FusedELBO, checked_step
+from ..objectives.registry import ObjectiveChoice, default_objective
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig, prepare_data
-from .run_dir import CHECKPOINT, CONFIG, METRICS, RunDir
+from .run_dir import CHECKPOINT, METRICS, RunDir
 
 
 @dataclass
@@ -46,13 +46,9 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-def training_objective(vae: LatentModel, config: TrainConfig) -> pyro.infer.ELBO:
-    return make_objective(config.objective, vae, config.num_particles, **config.objective_options)
-
-
 def eval_objective(vae: LatentModel) -> pyro.infer.ELBO:
     """The ELBO estimator used for reported ELBOs (see :func:`default_objective`)."""
-    return make_objective(default_objective(vae), vae)
+    return ObjectiveChoice(default_objective(vae)).build(vae)
 
 
 @torch.no_grad()
@@ -72,32 +68,50 @@ def train(
     *,
     out: str | Path | None = None,
     progress: bool | None = None,
+    num_particles: int | None = None,
+    objective_options: dict | None = None,
     **settings,
 ) -> TrainResult:
     """Train ``vae`` with SVI on the data set ``data``.
 
     :param out: run directory to create (must not exist or be empty); None keeps nothing on disk.
     :param progress: show a progress bar (None: only on a terminal).
-    :param settings: fields of :class:`TrainConfig` (objective, epochs, batch_size, lr, ...).
+    :param settings: fields of :class:`TrainConfig` (epochs, batch_size, lr, ...). ``objective``
+        is an :class:`~pyro_vae.objectives.registry.ObjectiveChoice` or its text
+        (``"iwae:k=50"``); ``num_particles`` and ``objective_options`` may also be given apart.
+        Without an objective, the lowest-variance ELBO that suits the model.
     """
     unknown = set(settings) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise TypeError(f"unknown training settings: {sorted(unknown)}")
-    config = TrainConfig(data=data, **settings)
+    objective = settings.pop("objective", None) or default_objective(vae)
+    if not isinstance(objective, ObjectiveChoice):
+        objective = ObjectiveChoice.parse(
+            objective, num_particles=num_particles, options=objective_options
+        )
+    elif num_particles is not None or objective_options:
+        raise PyroVaeError(
+            "give the number of particles and the options inside the ObjectiveChoice"
+        )
+    config = TrainConfig(data=data, objective=objective, **settings)
     config.validate()
-    if config.objective is None:
-        config.objective = default_objective(vae)
-    training_objective(vae, config)  # refuse before any work
+    config.objective.build(vae)  # refuse a pair the objective cannot train, before any work
     dataset = prepare_data(vae, config)
     run = RunDir(out) if out is not None else None
     if run:
         run.create(vae, config, dataset)
     pyro.set_rng_seed(config.seed)
-    batches = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
-    history: list[dict] = []
-    _fit(vae, dataset, config, optimizer, batches, history, run, progress)
-    return TrainResult(vae, config, dataset, history, run.path if run else None)
+    loop = _Loop(
+        vae,
+        dataset,
+        config,
+        torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps),
+        torch.Generator().manual_seed(config.seed),
+        run,
+        progress,
+    )
+    loop.fit()
+    return TrainResult(vae, config, dataset, loop.history, run.path if run else None)
 
 
 def resume(
@@ -118,12 +132,9 @@ def resume(
     checkpoint.load_into(vae)
     changes = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
     if changes:
-        for key, value in changes.items():
-            setattr(config, key, value)
+        config = dataclasses.replace(config, **changes)
         config.validate()
-        meta = json.loads((run.path / CONFIG).read_text(encoding="utf-8"))
-        meta["config"].update(changes)
-        run.write_text(CONFIG, json.dumps(meta, indent=2) + "\n")
+        run.update_config(config)
     dataset = prepare_data(vae, config)
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
     try:
@@ -135,130 +146,118 @@ def resume(
         raise CheckpointError(f"{checkpoint.path}: incomplete training state ({e})") from None
     # The checkpoint, not metrics.jsonl, says where training stopped.
     done = int(checkpoint.info.get("epoch", 0))
-    history = run.read_metrics(up_to_epoch=done)
-    run.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in history))
-    _fit(vae, dataset, config, optimizer, batches, history, run, progress, start=done)
-    return TrainResult(vae, config, dataset, history, run.path)
+    loop = _Loop(vae, dataset, config, optimizer, batches, run, progress)
+    loop.history = run.read_metrics(up_to_epoch=done)
+    run.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in loop.history))
+    loop.fit(start=done)
+    return TrainResult(vae, config, dataset, loop.history, run.path)
 
 
-def _check_once(vae: LatentModel, elbo, dataset: Dataset, batch_size: int, fused=None):
-    """Run Pyro's argument, support and NaN checks on one batch, then train without them.
+@dataclass
+class _Loop:
+    """One training run as it goes from epoch to epoch; ``history`` gets a record per epoch."""
 
-    Left on, they cost about a third of a step (constraint checks on every distribution and
-    NaN hooks on every gradient); a diverging loss is still caught by the finiteness check.
-    With a ``fused`` step, its loss and gradients on that batch are compared with ``elbo``'s,
-    from the same random state (the same draws of the latents). Returns the estimator to train
-    with: ``fused`` if they agree, else (with a warning) ``elbo``.
-    fork_rng: the check must not shift the random stream, or resumed runs would differ.
-    """
-    batch = next(iter(dataset.test_batches(batch_size)))
-    with torch.random.fork_rng(), pyro.validation_enabled(True):
-        if fused is None:
-            with torch.no_grad():
-                _finite(elbo.loss(vae.model, vae.guide, batch))
-            return elbo
-        state = torch.get_rng_state()
-        expected = _loss_and_gradients(vae, elbo, batch)
-        _finite(expected[0])
-        torch.set_rng_state(state)
-        got = _loss_and_gradients(vae, fused, batch)  # non-finite here: a disagreement
-    disagreement = _disagreement(expected, got)
-    if disagreement is None:
-        return fused
-    warnings.warn(
-        f"the fused training step disagrees with Pyro's {type(elbo).__name__} on one batch "
-        f"({disagreement}); training with Pyro's estimator",
-        stacklevel=3,
-    )
-    return elbo
+    vae: LatentModel
+    dataset: Dataset
+    config: TrainConfig
+    optimizer: torch.optim.Optimizer
+    batches: torch.Generator  # the stream of batch orders (and dynamic binarizations)
+    run: RunDir | None
+    progress: bool | None
+    history: list[dict] = dataclasses.field(default_factory=list)
 
-
-def _finite(loss: float) -> None:
-    if not math.isfinite(loss):
-        raise ValueError(f"the loss is {loss} (invalid values)")
-
-
-def _fit(vae, dataset, config, optimizer, batches, history, run, progress, start=0) -> None:
-    elbo = training_objective(vae, config)
-    fused = None
-    if config.fused:
-        fused = fused_objective(
-            config.objective, vae, config.num_particles, config.objective_options
+    def fit(self, start: int = 0) -> None:
+        """Train epochs ``start + 1`` to ``config.epochs``, then write the report."""
+        elbo = self._step_estimator(start + 1)
+        evaluator = eval_objective(self.vae)
+        steps_per_epoch = math.ceil(len(self.dataset.train) / self.config.batch_size)
+        bar = tqdm(
+            total=(self.config.epochs - start) * steps_per_epoch,
+            disable=(None if self.progress is None else not self.progress),
+            desc="training",
+            unit="step",
+            leave=False,
         )
-    evaluator = eval_objective(vae)
-    try:
-        elbo = _check_once(vae, elbo, dataset, config.batch_size, fused)
-    except ValueError as e:
-        if "invalid values" not in str(e):
-            raise
-        raise _diverged(run, start + 1, str(e).splitlines()[0]) from None
-    with pyro.validation_enabled(False):
-        _epochs(
-            vae, dataset, config, optimizer, batches, history, run, progress, start, elbo, evaluator
+        with bar, pyro.validation_enabled(False):
+            for epoch in range(start + 1, self.config.epochs + 1):
+                record = self._epoch(epoch, elbo, evaluator, bar)
+                self.history.append(record)
+                bar.set_postfix(epoch=epoch, test_elbo=f"{record['test_elbo']:.2f}")
+                if self.run:
+                    self._save(record)
+        if self.run:
+            from .report import write_training_report
+
+            write_training_report(self.run.path, self.vae, self.dataset, self.config, self.history)
+
+    def _step_estimator(self, epoch: int):
+        """The estimator to step with, after checks on one batch, then trained without them.
+
+        First our own check: the loss must be finite (else the run has diverged, e.g. it resumed
+        from NaN weights). Then Pyro's argument, support and NaN checks, once: left on, they
+        cost about a third of a step, and a diverging loss is still caught by the finiteness
+        check of every step. Where the objective has a fused step, its loss and gradients on
+        that batch are compared with Pyro's (:func:`~pyro_vae.objectives.fused.checked_step`).
+        fork_rng: the checks must not shift the random stream, or resumed runs would differ.
+        """
+        vae, choice = self.vae, self.config.objective
+        elbo = choice.build(vae)
+        batch = next(iter(self.dataset.test_batches(self.config.batch_size)))
+        fused = choice.fused_step(vae) if self.config.fused else None
+        with torch.random.fork_rng():
+            with torch.no_grad(), pyro.validation_enabled(False), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Pyro's NaN warning: we say it ourselves below
+                loss = elbo.loss(vae.model, vae.guide, batch)
+            if not math.isfinite(loss):
+                raise self._diverged(epoch, f"the loss is {loss}")
+            if fused is None:
+                with torch.no_grad(), pyro.validation_enabled(True):
+                    elbo.loss(vae.model, vae.guide, batch)
+                return elbo
+        with pyro.validation_enabled(True):
+            return checked_step(vae, elbo, fused, batch)
+
+    def _epoch(self, epoch: int, elbo, evaluator, bar) -> dict:
+        vae, config, optimizer = self.vae, self.config, self.optimizer
+        began, total = time.perf_counter(), 0.0
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * config.lr_decay ** (epoch - 1)
+        vae.train()
+        for batch in self.dataset.train_batches(config.batch_size, self.batches):
+            loss = elbo.differentiable_loss(vae.model, vae.guide, batch) / len(batch)
+            if not torch.isfinite(loss):
+                raise self._diverged(epoch, f"the loss became {loss.item()}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+            bar.update()
+        vae.eval()
+        record = {
+            "epoch": epoch,
+            "train_elbo": -total / len(self.dataset.train),
+            "test_elbo": estimate_elbo(vae, self.dataset.test, evaluator),
+            "seconds": time.perf_counter() - began,
+            "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
+        }
+        if not math.isfinite(record["test_elbo"]):
+            raise self._diverged(epoch, "the test ELBO became non-finite")
+        return record
+
+    def _save(self, record: dict) -> None:
+        save_checkpoint(
+            self.run.path / CHECKPOINT,
+            self.vae,
+            self.optimizer,
+            rng={"torch": torch.get_rng_state(), "batches": self.batches.get_state()},
+            info={"epoch": record["epoch"]},
         )
-    if run:
-        from .report import write_training_report
+        self.run.append_metrics(record)
 
-        write_training_report(run.path, vae, dataset, config, history)
-
-
-def _epochs(
-    vae, dataset, config, optimizer, batches, history, run, progress, start, elbo, evaluator
-) -> None:
-    steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
-    bar = tqdm(
-        total=(config.epochs - start) * steps_per_epoch,
-        disable=(None if progress is None else not progress),
-        desc="training",
-        unit="step",
-        leave=False,
-    )
-    with bar:
-        for epoch in range(start + 1, config.epochs + 1):
-            began, total = time.perf_counter(), 0.0
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * config.lr_decay ** (epoch - 1)
-            vae.train()
-            for batch in dataset.train_batches(config.batch_size, batches):
-                try:
-                    loss = elbo.differentiable_loss(vae.model, vae.guide, batch) / len(batch)
-                except ValueError as e:
-                    # Distribution argument checks are where NaN weights usually surface.
-                    if "invalid values" not in str(e):
-                        raise
-                    raise _diverged(run, epoch, str(e).splitlines()[0]) from None
-                if not torch.isfinite(loss):
-                    raise _diverged(run, epoch, f"the loss became {loss.item()}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(batch)
-                bar.update()
-            vae.eval()
-            record = {
-                "epoch": epoch,
-                "train_elbo": -total / len(dataset.train),
-                "test_elbo": estimate_elbo(vae, dataset.test, evaluator),
-                "seconds": time.perf_counter() - began,
-                "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
-            }
-            if not math.isfinite(record["test_elbo"]):
-                raise _diverged(run, epoch, "the test ELBO became non-finite")
-            history.append(record)
-            bar.set_postfix(epoch=epoch, test_elbo=f"{record['test_elbo']:.2f}")
-            if run:
-                save_checkpoint(
-                    run.path / CHECKPOINT,
-                    vae,
-                    optimizer,
-                    rng={"torch": torch.get_rng_state(), "batches": batches.get_state()},
-                    info={"epoch": epoch},
-                )
-                run.append_metrics(record)
-
-
-def _diverged(run, epoch: int, what: str) -> TrainingDiverged:
-    kept = ""
-    if run and epoch > 1:
-        kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {run.path}"
-    return TrainingDiverged(f"training diverged in epoch {epoch}: {what}{kept}. Try a smaller --lr")
+    def _diverged(self, epoch: int, what: str) -> TrainingDiverged:
+        kept = ""
+        if self.run and epoch > 1:
+            kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {self.run.path}"
+        return TrainingDiverged(
+            f"training diverged in epoch {epoch}: {what}{kept}. Try a smaller --lr"
+        )
