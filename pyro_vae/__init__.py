@@ -6,6 +6,15 @@
 >>> ll = pv.log_likelihood(vae.model, vae.guide, x, num_samples=5000)  # any model/guide pair
 >>> gap = pv.elbo_gap(vae.model, vae.guide, x, num_samples=5000)
 >>> table = pv.compare_estimators(vae.model, vae.guide, x, estimators=["trace", "iwae:k=50"])
+
+The package, in pipeline order (docs/architecture.md has the whole map):
+
+- ``spec``: the TOML language, parsed and validated;
+- ``model``: families, guide families and nets, built into ``LatentModel`` (Pyro callables);
+- ``objectives``: ELBO estimators by name, their checks, the fused step, ``compare_estimators``;
+- ``inference``: importance weights, ``log_likelihood``, ``elbo``, ``elbo_gap`` for ANY Pyro pair;
+- ``runs``: training runs, checkpoints, evaluation and comparison of runs, reports, plots;
+- ``data``, ``cli``; the base: ``errors``, ``registry``, ``tables``, ``bundled``.
 """
 
 from .data import load_dataset
