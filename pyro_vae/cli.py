@@ -88,7 +88,7 @@ def _cmd_train(args) -> int:
         vae = load(
             args.model,
             args.guide,
-            data_shape=tuple(dataset.event_shape),
+            data_shape=dataset.image_shape or tuple(dataset.event_shape),
             seed=args.seed if args.seed is not None else 0,
         )
         settings = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}

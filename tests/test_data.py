@@ -136,7 +136,7 @@ def test_digits_shapes_range_and_split_fixed_across_seeds(digits):
     assert digits.train.shape == (1500, 64) and digits.test.shape == (297, 64)
     assert digits.train.dtype == digits.test.dtype == torch.float32
     assert digits.event_shape == torch.Size([64])
-    assert digits.image_shape == (8, 8) and digits.binarization == "none"
+    assert digits.image_shape == (1, 8, 8) and digits.binarization == "none"
     assert float(digits.train.min()) == 0.0 and float(digits.train.max()) == 1.0
     assert not digits.is_binary
     other_seed = load_dataset("digits", seed=7)
@@ -251,11 +251,13 @@ def test_linear_gaussian_covariance_matches_truth():
 def test_mnist_loads_from_explicit_root():
     data = load_dataset("mnist", root=SHARED_DATA)
     assert data.train.shape == (60000, 784) and data.test.shape == (10000, 784)
-    assert data.train.dtype == torch.float32 and data.image_shape == (28, 28)
+    assert data.train.dtype == torch.float32 and data.image_shape == (1, 28, 28)
     assert float(data.train.min()) == 0.0 and float(data.train.max()) == 1.0
     assert data.binarization == "none" and str(SHARED_DATA) in data.source
     # The first training image is a 5 whose pixels sum to 27525 / 255.
     assert abs(float(data.train[0].sum()) * 255 - 27525) < 0.1
+    assert data.train_labels[0].item() == 5 and data.test_labels[0].item() == 7
+    assert data.test_labels.bincount().tolist()[:2] == [980, 1135]  # MNIST's published counts
 
 
 @needs_binarized_mnist
@@ -263,7 +265,7 @@ def test_binarized_mnist_loads_from_environment_root(monkeypatch):
     monkeypatch.setenv("PYRO_VAE_DATA", str(SHARED_DATA))
     data = load_dataset("binarized-mnist")
     assert data.train.shape == (50000, 784) and data.test.shape == (10000, 784)
-    assert data.binarization == "static" and data.image_shape == (28, 28)
+    assert data.binarization == "static" and data.image_shape == (1, 28, 28)
     assert data.is_binary
     # Number of ones per split, as listed in the data set's README.
     assert int(data.train.sum()) == 5_118_041 and int(data.test.sum()) == 1_038_896
@@ -326,8 +328,12 @@ def test_malformed_idx_is_reported():
 
 
 def test_non_finite_values_are_reported(monkeypatch, tmp_path):
-    with pytest.raises(DataError, match="somewhere.bin: contains 2 NaN or infinite"):
+    with pytest.raises(
+        DataError, match="somewhere.bin: 1 NaN value at row 1, 1 infinite value at row 2"
+    ):
         check_finite(torch.tensor([0.0, float("nan"), float("inf")]), "somewhere.bin")
+    with pytest.raises(DataError, match="x: 2 NaN values, the first at row 1$"):
+        check_finite(torch.tensor([[0.0, 1.0], [float("nan"), 0.0], [0.0, float("nan")]]), "x")
     check_finite(np.arange(3, dtype=np.uint8), "integers can hold no NaN")
 
     arrays = {split: np.zeros((2, 784), dtype=np.float32) for split in ("train", "valid", "test")}
@@ -337,7 +343,7 @@ def test_non_finite_values_are_reported(monkeypatch, tmp_path):
     np.savez(path, **arrays)
     hashes = {split: sha256_of_array(array) for split, array in arrays.items()}
     monkeypatch.setattr(binarized_mnist_module, "BINARIZED_MNIST_SHA256", hashes)
-    with pytest.raises(DataError, match=r"binarized_mnist.npz \(array 'train'\): contains 1 NaN"):
+    with pytest.raises(DataError, match=r"binarized_mnist.npz \(array .train.\): 1 NaN value"):
         load_dataset("binarized-mnist", root=tmp_path)
 
 

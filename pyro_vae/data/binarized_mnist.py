@@ -149,7 +149,7 @@ def load_binarized_mnist(
         name="binarized-mnist",
         train=torch.from_numpy(train.astype(np.float32)),
         test=torch.from_numpy(arrays["test"].astype(np.float32)),
-        image_shape=(28, 28),
+        image_shape=(1, 28, 28),
         binarization="static",
         source=str(path),
     )

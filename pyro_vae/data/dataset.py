@@ -15,35 +15,50 @@ BINARIZATIONS = ("none", "static", "dynamic")
 class Dataset:
     """A train/test pair of flat float32 matrices, one row per example.
 
-    Images are flattened row-major, so ``image_shape`` is needed to draw them again.
+    Images are flattened row-major (channel, row, column), so ``image_shape`` is needed to draw
+    them again and for nets that see images (``conv``); every other net sees the flat rows.
 
     :param name: the registered name, e.g. ``"mnist"``.
     :param train: ``(N_train, D)`` rows the model is fit to. Under ``"static"`` binarization they
         are one fixed Bernoulli sample; under ``"dynamic"`` they are one such sample too (so shape
         and binariness checks see what the model sees), but :meth:`train_batches` draws fresh ones.
     :param test: ``(N_test, D)`` held-out rows; always fixed so that scores are comparable.
-    :param image_shape: ``(height, width)`` of image sets, ``None`` for vectors.
+    :param image_shape: ``(channels, height, width)`` of image sets, ``None`` for vectors.
     :param binarization: ``"none"``, ``"static"`` or ``"dynamic"``.
     :param truth: the true generating parameters of synthetic sets, keyed by name.
     :param source: where the data came from (file paths, ``"sklearn"``, ``"synthetic"``), for
         messages and reports.
     :param train_intensities: grayscale ``[0, 1]`` train values that dynamic binarization samples
         from; ``None`` unless ``binarization == "dynamic"``.
+    :param train_labels: integer class of each train row where the set has labels, else None.
+    :param test_labels: the same for the test rows.
+    :param options: options the loader settled on that a run must repeat to see the same data
+        (a file's checksum, how an unsplit array was split); recorded with the run.
     """
 
     name: str
     train: torch.Tensor
     test: torch.Tensor
-    image_shape: tuple[int, int] | None
+    image_shape: tuple[int, int, int] | None
     binarization: str
     truth: dict = field(default_factory=dict)
     source: str = ""
     train_intensities: torch.Tensor | None = None
+    train_labels: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+    options: dict = field(default_factory=dict)
 
     @property
     def event_shape(self) -> torch.Size:
         """Shape of one example, ``(D,)``."""
         return self.train.shape[1:]
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The smallest and largest value in the train and test rows."""
+        low = min(float(self.train.min()), float(self.test.min()))
+        high = max(float(self.train.max()), float(self.test.max()))
+        return low, high
 
     @property
     def is_binary(self) -> bool:

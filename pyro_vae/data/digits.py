@@ -22,7 +22,9 @@ def load_digits_set(location: DataLocation, *, seed: int) -> Dataset:
     """
     from sklearn.datasets import load_digits  # sklearn is slow to import; only this set needs it
 
-    images = torch.as_tensor(load_digits().data, dtype=torch.float32) / 16.0
+    digits = load_digits()
+    images = torch.as_tensor(digits.data, dtype=torch.float32) / 16.0
+    labels = torch.as_tensor(digits.target, dtype=torch.int64)
     check_finite(images, "sklearn.datasets.load_digits()")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     n_train = len(images) - DIGITS_N_TEST
@@ -30,7 +32,9 @@ def load_digits_set(location: DataLocation, *, seed: int) -> Dataset:
         name="digits",
         train=images[order[:n_train]],
         test=images[order[n_train:]],
-        image_shape=(8, 8),
+        image_shape=(1, 8, 8),
         binarization="none",
         source="sklearn",
+        train_labels=labels[order[:n_train]],
+        test_labels=labels[order[n_train:]],
     )

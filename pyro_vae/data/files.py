@@ -101,14 +101,25 @@ def check_sha256(
 
 
 def check_finite(values: torch.Tensor | np.ndarray, source: str | Path) -> None:
-    """Raise :class:`DataError` naming ``source`` if ``values`` holds a NaN or an infinity.
+    """Raise :class:`DataError` naming ``source`` if ``values`` holds a NaN or an infinity, with
+    how many and the first row (datapoint) that has one: ``mine.npz: train: 1 NaN value at row 3``.
 
     A single NaN pixel silently turns every ELBO into NaN many steps later, so it is caught here.
     """
     tensor = torch.as_tensor(values)
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        count = int((~torch.isfinite(tensor)).sum())
-        raise DataError(f"{source}: contains {count} NaN or infinite value(s)")
+    if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+        return
+    rows = tensor.reshape(len(tensor), -1) if tensor.dim() > 1 else tensor.reshape(-1, 1)
+    parts = []
+    for what, bad in (("NaN", torch.isnan(rows)), ("infinite", torch.isinf(rows))):
+        count = int(bad.sum())
+        if count:
+            first = int(bad.any(1).nonzero()[0])
+            where = f"at row {first}" if count == 1 else f"values, the first at row {first}"
+            parts.append(
+                f"{count} {what} value {where}" if count == 1 else f"{count} {what} {where}"
+            )
+    raise DataError(f"{source}: " + ", ".join(parts))
 
 
 def download_to(url: str, destination: Path) -> None:

@@ -37,7 +37,7 @@ MNIST_SHA256 = {
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
 
-MNIST_IMAGE_SHAPE = (28, 28)
+MNIST_IMAGE_SHAPE = (1, 28, 28)
 
 
 def parse_idx(data: bytes, path: Path, magic: int) -> np.ndarray:
@@ -82,14 +82,16 @@ def _read_checked(location: DataLocation, file_name: str) -> tuple[Path, bytes]:
         raise DataError(f"{path}: not a valid gzip file ({error})") from None
 
 
-def _load_images(location: DataLocation, images_file: str, labels_file: str) -> torch.Tensor:
-    """``(N, 784)`` float32 intensities in [0, 1] from one images/labels pair of files."""
+def _load_images(
+    location: DataLocation, images_file: str, labels_file: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, 784)`` float32 intensities in [0, 1] and the ``(N,)`` labels from one pair of files."""
     images_path, images_data = _read_checked(location, images_file)
     images = parse_idx(images_data, images_path, IDX_IMAGES_MAGIC)
-    if images.shape[1:] != MNIST_IMAGE_SHAPE:
+    if images.shape[1:] != MNIST_IMAGE_SHAPE[1:]:
         raise DataError(f"{images_path}: images are {images.shape[1:]}, expected 28x28")
-    # The labels are not returned, but a labels file whose count disagrees means the pair was
-    # mixed up (e.g. train images next to test labels).
+    # A labels file whose count disagrees means the pair was mixed up (e.g. train images next
+    # to test labels).
     labels_path, labels_data = _read_checked(location, labels_file)
     labels = parse_idx(labels_data, labels_path, IDX_LABELS_MAGIC)
     if len(labels) != len(images):
@@ -97,7 +99,7 @@ def _load_images(location: DataLocation, images_file: str, labels_file: str) -> 
     # astype copies into a writable array, which torch.from_numpy needs.
     pixels = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32)).div_(255.0)
     check_finite(pixels, images_path)
-    return pixels
+    return pixels, torch.from_numpy(labels.astype(np.int64))
 
 
 @DATASETS.register("mnist")
@@ -108,11 +110,19 @@ def load_mnist(location: DataLocation, *, seed: int) -> Dataset:
     :data:`MNIST_SHA256` before use. ``seed`` is unused: the split is MNIST's own.
     """
     directory = location.root / "mnist"
+    train, train_labels = _load_images(
+        location, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
+    )
+    test, test_labels = _load_images(
+        location, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
+    )
     return Dataset(
         name="mnist",
-        train=_load_images(location, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-        test=_load_images(location, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+        train=train,
+        test=test,
         image_shape=MNIST_IMAGE_SHAPE,
         binarization="none",
         source=str(directory),
+        train_labels=train_labels,
+        test_labels=test_labels,
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import DataError, did_you_mean
 from ..registry import Registry
+from .arrays import FILE_FORMATS
 from .binarize import binarize, check_binarization
 from .dataset import Dataset
 from .files import DataLocation
@@ -56,6 +57,14 @@ def option_names(loader: Loader) -> list[str]:
     return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "seed"]
 
 
+def _check_options(name: str, loader: Loader, options: dict) -> None:
+    valid_options = option_names(loader)
+    for option in options:
+        if option not in valid_options:
+            suggestion = did_you_mean(option, valid_options) or " (it takes none)"
+            raise DataError(f"data set {name!r} has no option {option!r}{suggestion}")
+
+
 def load_dataset(
     name: str,
     *,
@@ -65,9 +74,10 @@ def load_dataset(
     seed: int = 0,
     **options,
 ) -> Dataset:
-    """Load a registered data set.
+    """Load a registered data set, or your own arrays from a file.
 
-    :param name: a name in :data:`DATASETS`, e.g. ``"mnist"``.
+    :param name: a name in :data:`DATASETS`, e.g. ``"mnist"``, or the path of an ``.npz`` or
+        ``.npy`` file (see :mod:`pyro_vae.data.arrays`).
     :param root: data root (see :func:`data_root`).
     :param binarization: ``"none"``, ``"static"`` or ``"dynamic"``; ``None`` keeps the set's
         natural form (grayscale, or binary for ``binarized-mnist``).
@@ -77,20 +87,28 @@ def load_dataset(
     :param options: set-specific options, e.g. ``n_train`` for synthetic sets.
     :raises DataError: unknown name, option or binarization; missing or corrupted files.
     """
-    if name not in DATASETS:
-        raise DataError(DATASETS.unknown_message(name))
-    loader = DATASETS.get(name)
-    valid_options = option_names(loader)
-    for option in options:
-        if option not in valid_options:
-            suggestion = did_you_mean(option, valid_options) or " (it takes none)"
-            raise DataError(f"data set {name!r} has no option {option!r}{suggestion}")
+    suffix = Path(str(name)).suffix
+    if suffix in FILE_FORMATS:
+        path = Path(name).expanduser().resolve()
+        loader = FILE_FORMATS.get(suffix)
+        _check_options(str(path), loader, options)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        where = path
+    elif name in DATASETS:
+        loader = DATASETS.get(name)
+        _check_options(name, loader, options)
+        if download is None:
+            download = not _root_is_explicit(root)
+        where = DataLocation(root=data_root(root), download=bool(download))
+    else:
+        message = DATASETS.unknown_message(name)
+        if suffix:
+            message += f" (files: {', '.join(FILE_FORMATS.names())})"
+        raise DataError(message)
     if binarization is not None:
         check_binarization(binarization)
-    if download is None:
-        download = not _root_is_explicit(root)
-    location = DataLocation(root=data_root(root), download=bool(download))
-    natural = loader(location, seed=seed, **options)
+    natural = loader(where, seed=seed, **options)
     if binarization is None:
         return natural
     return binarize(natural, binarization, seed)

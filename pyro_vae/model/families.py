@@ -44,7 +44,9 @@ class Family(nn.Module):
     :param conditional: whether a net supplies the parameters (the node has parents).
     """
 
-    support: ClassVar[str]  # "real", "binary" or "categorical": what a guide must match
+    #: What the values are: "real", "binary", "unit_interval" or "categorical". A guide family
+    #: must approximate a latent's support; data must lie in the observed node's.
+    support: ClassVar[str]
     roles: ClassVar[frozenset[str]] = frozenset({"latent", "observed"})
     parents: ClassVar[str] = "optional"  # "required", "forbidden" or "optional"
     reparameterized: ClassVar[bool] = True
@@ -202,6 +204,24 @@ class Bernoulli(Family):
 
     def forward(self, raw=None):
         return IndependentBernoulli(self.logits if raw is None else raw)
+
+
+@FAMILIES.register("continuous_bernoulli")
+class ContinuousBernoulli(Family):
+    """Independent continuous Bernoulli pixels with logits from the net, for grey levels in
+    [0, 1] (Loaiza-Ganem & Cunningham 2019, "The continuous Bernoulli: fixing a pervasive error
+    in variational autoencoders"): unlike a Bernoulli on grey data, a normalized density."""
+
+    support = "unit_interval"
+    roles = frozenset({"observed"})
+
+    def __init__(self, size, conditional, **options):
+        super().__init__(size, conditional)
+        if not conditional:
+            self.logits = nn.Parameter(torch.zeros(size))
+
+    def forward(self, raw=None):
+        return dist.ContinuousBernoulli(logits=self.logits if raw is None else raw).to_event(1)
 
 
 @FAMILIES.register("categorical")

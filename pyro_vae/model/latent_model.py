@@ -7,6 +7,7 @@ site is ``x``, and each site's event holds one datapoint's value (``.to_event(1)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,6 +65,19 @@ def _guide_order(guide: GuideSpec, model_order: list[str]) -> list[str]:
     return order
 
 
+def _shapes(data_shape: Sequence[int]) -> tuple[tuple[int], tuple[int, int, int] | None]:
+    """``(D,)`` and the image shape ``(C, H, W)`` (None for vectors) of a datapoint shape."""
+    shape = tuple(data_shape)
+    if not 1 <= len(shape) <= 3 or any(
+        isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape
+    ):
+        raise ValueError(
+            f"data_shape must be (D,) for vectors or (C, H, W) / (H, W) for images, got {shape}"
+        )
+    image = None if len(shape) == 1 else (1, *shape) if len(shape) == 2 else shape
+    return (math.prod(shape),), image
+
+
 def _input(name: str, family: Family) -> NetInput:
     return NetInput(name, family.value_size, categorical=family.support == "categorical")
 
@@ -73,16 +87,16 @@ class LatentModel(nn.Module):
 
     :param model_spec: parsed model spec.
     :param guide_spec: parsed guide spec covering the model's latents.
-    :param data_shape: shape of one datapoint, ``(D,)``.
+    :param data_shape: shape of one datapoint: ``(D,)`` for vectors, ``(C, H, W)`` or
+        ``(H, W)`` for images. The model and guide always take flat rows ``(N, D)``; the image
+        shape is kept as :attr:`image_shape` for the nets that see images (``conv``).
     """
 
     def __init__(self, model_spec: ModelSpec, guide_spec: GuideSpec, data_shape: Sequence[int]):
         super().__init__()
         check_pair(model_spec, guide_spec)
-        data_shape = tuple(data_shape)
-        if len(data_shape) != 1 or data_shape[0] < 1:
-            raise ValueError(f"data_shape must be (D,) for flat data, got {data_shape}")
-        self.model_spec, self.guide_spec, self.data_shape = model_spec, guide_spec, data_shape
+        self.data_shape, self.image_shape = _shapes(data_shape)
+        self.model_spec, self.guide_spec = model_spec, guide_spec
 
         inputs: dict[str, NetInput] = {}
         # generative: the model's nodes in sampling order, the observed x last; inference: the
@@ -96,10 +110,10 @@ class LatentModel(nn.Module):
             inputs[name] = _input(name, family)
         x = model_spec.observed
         self.generative[DATA] = Node(
-            x, self._family(x, data_shape[0]), [inputs[p] for p in x.given], model_spec.path
+            x, self._family(x, self.data_shape[0]), [inputs[p] for p in x.given], model_spec.path
         )
 
-        inputs[DATA] = NetInput(DATA, data_shape[0])
+        inputs[DATA] = NetInput(DATA, self.data_shape[0], image_shape=self.image_shape)
         self.inference = nn.ModuleDict()
         self.enumerated = frozenset(
             n for n, s in guide_spec.latents.items() if not GUIDE_FAMILIES.get(s.family).sampled
@@ -187,7 +201,8 @@ class LatentModel(nn.Module):
 
     def extra_repr(self) -> str:
         specs = f"model={self.model_spec.path}, guide={self.guide_spec.path}"
-        return f"{specs}, data_shape={self.data_shape}"
+        image = f", image_shape={self.image_shape}" if self.image_shape else ""
+        return f"{specs}, data_shape={self.data_shape}{image}"
 
 
 def load(

@@ -25,6 +25,7 @@ class NetInput:
     name: str
     size: int
     categorical: bool = False  # categorical values are integer codes, one-hot encoded for MLPs
+    image_shape: tuple[int, int, int] | None = None  # (C, H, W) of image data seen flat
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,9 @@ def compare_run(
         if out is None:
             raise PyroVaeError(f"{source}: not a run directory; give --out to compare a spec")
         config = TrainConfig(data=data or "digits", seed=seed, data_options=data_options or {})
-        shape = load_dataset(config.data, seed=seed, **config.data_options).event_shape
-        vae = load(source, guide, data_shape=tuple(shape), seed=seed)
+        natural = load_dataset(config.data, seed=seed, **config.data_options)
+        shape = natural.image_shape or tuple(natural.event_shape)
+        vae = load(source, guide, data_shape=shape, seed=seed)
         origin = f"spec {vae.model_spec.path} / {vae.guide_spec.path} at initialization"
         out = Path(out)
     if num_data < 1:
@@ -177,7 +178,7 @@ def compare_training(
     out = Path(out)
     seed = settings.get("seed", 0)
     dataset = load_dataset(data, **(data_options or {}))
-    shape = tuple(dataset.event_shape)
+    shape = dataset.image_shape or tuple(dataset.event_shape)
     vae = load(model, guide, data_shape=shape, seed=seed)
     if objectives is None:
         objectives = [default_objective(vae), "iwae:k=5", "iwae:k=50"]

@@ -63,25 +63,47 @@ class TrainConfig:
 
 def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
     """Load ``config.data`` as ``vae`` sees it: with ``config.binarization`` (left unset, binary
-    likelihoods get dynamic binarization of grey data, and the choice is recorded in
-    ``config``), checked against the model's data shape and likelihood support."""
-    binary = vae.likelihood.family.support == "binary"
+    likelihoods get dynamic binarization of grey data), checked against the model's data shape
+    and the support of its likelihood. What was settled here is recorded in ``config``: the
+    binarization, a data file's absolute path, and the options its loader fixed (checksum,
+    split), so that the run sees the same data whenever it is loaded again."""
+    support = vae.likelihood.family.support
     dataset = load_dataset(
         config.data, binarization=config.binarization, seed=config.seed, **config.data_options
     )
-    if binary and config.binarization is None and not dataset.is_binary:
+    if support == "binary" and config.binarization is None and not dataset.is_binary:
         dataset = load_dataset(
             config.data, binarization="dynamic", seed=config.seed, **config.data_options
         )
-    config.binarization = dataset.binarization
+    config.data, config.binarization = dataset.name, dataset.binarization
+    config.data_options = {**config.data_options, **dataset.options}
     if tuple(dataset.event_shape) != vae.data_shape:
         raise DataError(
             f"data set '{dataset.name}' has datapoints of shape {tuple(dataset.event_shape)}, "
             f"the model was built for {vae.data_shape}"
         )
-    if binary and not dataset.is_binary:
+    if vae.image_shape and dataset.image_shape and vae.image_shape != tuple(dataset.image_shape):
         raise DataError(
-            f"{vae.model_spec.path}: observed.x.family: 'bernoulli' needs binary data, but "
-            f"'{dataset.name}' with binarization '{dataset.binarization}' is not binary"
+            f"data set '{dataset.name}' has images of shape {tuple(dataset.image_shape)}, the "
+            f"model was built for {vae.image_shape}"
         )
+    _check_support(vae, dataset)
     return dataset
+
+
+def _check_support(vae: LatentModel, dataset: Dataset) -> None:
+    """Refuse data outside the support of the model's likelihood."""
+    support, family = vae.likelihood.family.support, vae.model_spec.observed.family
+    where = f"{vae.model_spec.path}: observed.x.family: '{family}'"
+    if support == "binary" and not dataset.is_binary:
+        raise DataError(
+            f"{where} needs binary data, but '{dataset.name}' with binarization "
+            f"'{dataset.binarization}' is not binary"
+        )
+    if support == "unit_interval":
+        low, high = dataset.value_range
+        if low < 0 or high > 1:
+            raise DataError(
+                f"{where} needs values in [0, 1], but '{dataset.name}' has values in "
+                f"[{low:g}, {high:g}]"
+            )

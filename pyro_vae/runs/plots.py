@@ -36,23 +36,27 @@ def elbo_curves(history: list[dict], path: Path, title: str = "") -> Path:
 
 def image_grid(
     images: torch.Tensor,
-    image_shape: tuple[int, int],
+    image_shape: tuple[int, ...],
     path: Path,
     title: str = "",
     columns: int | None = None,
 ) -> Path:
-    """A grid of flat images (N, H·W) with values in [0, 1]."""
-    images = images.detach().cpu().reshape(-1, *image_shape).numpy()
+    """A grid of flat images (N, C·H·W) with values in [0, 1]; ``image_shape`` is (C, H, W)
+    or (H, W). One channel is drawn in grey, three as colour; other counts show channel 0."""
+    shape = tuple(image_shape) if len(image_shape) == 3 else (1, *image_shape)
+    channels, h, w = shape
+    images = images.detach().cpu().reshape(-1, *shape).clamp(0, 1).numpy()
+    images = images.transpose(0, 2, 3, 1) if channels == 3 else images[:, 0]
     n = len(images)
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
-    h, w = image_shape
-    canvas = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1), 0.25)
+    canvas = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1, *images.shape[3:]), 0.25)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = image
     fig, ax = plt.subplots(figsize=(columns * 0.6 + 0.4, rows * 0.6 + 0.6))
-    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    grey = dict(cmap="gray_r", vmin=0, vmax=1) if channels != 3 else {}
+    ax.imshow(canvas, interpolation="nearest", **grey)
     ax.set_axis_off()
     ax.set_title(title)
     return _save(fig, path)

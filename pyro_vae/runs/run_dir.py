@@ -42,7 +42,7 @@ class RunDir:
         meta = {
             "config": config.to_dict(),
             "data_shape": list(vae.data_shape),
-            "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
+            "image_shape": list(dataset.image_shape or vae.image_shape or []) or None,
             "model_spec": vae.model_spec.path,
             "guide_spec": vae.guide_spec.path,
         }
@@ -74,7 +74,7 @@ class RunDir:
         guide = parse_guide(
             (self.path / "guide.toml").read_text(encoding="utf-8"), self.path / "guide.toml"
         )
-        return LatentModel(model, guide, meta["data_shape"]), config
+        return LatentModel(model, guide, meta["image_shape"] or meta["data_shape"]), config
 
     def append_metrics(self, record: dict) -> None:
         with open(self.path / METRICS, "a", encoding="utf-8") as f:

@@ -1,0 +1,183 @@
+"""Your own data as NumPy files: ``--data mine.npz`` or ``--data mine.npy``.
+
+``.npz``
+    arrays ``train`` and ``test`` (and optionally ``valid``, ``train_labels``, ``test_labels``,
+    ``valid_labels``), each of shape ``(N, D)``, ``(N, H, W)`` or ``(N, C, H, W)``.
+``.npy``
+    one array of datapoints, split into train and test rows with a fixed seed (``split_seed``,
+    default 0, not the training seed) and ``test_fraction`` (default 0.1).
+
+Images are flattened to rows and keep their shape as ``image_shape`` (``(1, H, W)`` for
+``(N, H, W)`` arrays). Every array is checked on load: numeric, finite, the same shape of
+datapoint in every split, one label per row; whether the values suit the likelihood (binary,
+in [0, 1], or any real) is checked when a model meets the data. The file's SHA-256 is recorded
+with a run, as is the split, so evaluating or resuming it later on a changed file is refused.
+Pickled object arrays are never loaded.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..registry import Registry
+from .dataset import Dataset
+from .files import check_finite, sha256_of_file
+
+#: File suffix → loader ``loader(path, *, seed, **options)``; options are keyword-only.
+FILE_FORMATS: Registry = Registry("data file format")
+
+SHAPES = "(N, D), (N, H, W) or (N, C, H, W)"
+
+
+def _rows(array: np.ndarray, source: str) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+    """Flat float32 rows of ``array`` and its image shape (None for vectors), checked."""
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{source}: values of type {array.dtype} are not numbers")
+    if array.ndim not in (2, 3, 4):
+        raise DataError(f"{source}: shape {array.shape}; expected {SHAPES}")
+    if len(array) == 0 or array[0].size == 0:
+        raise DataError(f"{source}: shape {array.shape} holds no datapoints")
+    check_finite(array, source)
+    image = (
+        None if array.ndim == 2 else (1, *array.shape[1:]) if array.ndim == 3 else array.shape[1:]
+    )
+    with np.errstate(over="ignore"):  # reported just below, by row
+        rows = np.asarray(array, dtype=np.float32).reshape(len(array), -1).copy()
+    rows = torch.from_numpy(rows)
+    check_finite(rows, f"{source} (as 32-bit floats)")  # 1e300 in a float64 file overflows
+    return rows, tuple(int(n) for n in image) if image else None
+
+
+def _labels(array: np.ndarray | None, rows: int, source: str) -> torch.Tensor | None:
+    if array is None:
+        return None
+    if array.dtype.kind not in "biu" or array.ndim != 1:
+        raise DataError(
+            f"{source}: expected one integer label per datapoint, got {array.dtype} "
+            f"of shape {array.shape}"
+        )
+    if len(array) != rows:
+        raise DataError(f"{source}: {len(array)} labels for {rows} datapoints")
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def _checksum(path: Path, sha256: str | None) -> str:
+    digest = sha256_of_file(path)
+    if sha256 is not None and digest != sha256:
+        raise DataError(
+            f"{path}: has sha256 {digest}, but the run was trained on a file with sha256 "
+            f"{sha256}; the data changed since"
+        )
+    return digest
+
+
+def _read(path: Path, kind: str):
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:  # object arrays need pickle, which is never allowed
+        raise DataError(f"{path}: cannot be read as an {kind} file without pickle ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: cannot be read as an {kind} file ({e})") from None
+
+
+@FILE_FORMATS.register(".npz")
+def load_npz(path: Path, *, seed: int, include_valid: bool = False, sha256: str | None = None):
+    """Train and test from an ``.npz``; ``include_valid`` appends ``valid`` to ``train``."""
+    digest = _checksum(path, sha256)
+    with _read(path, ".npz") as archive:
+        arrays = {}
+        for key in archive.files:
+            try:
+                arrays[key] = archive[key]
+            except ValueError as e:
+                raise DataError(f"{path}: {key}: cannot be read without pickle ({e})") from None
+    missing = [k for k in ("train", "test") if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: has no array {missing[0]!r}; found {sorted(arrays)}")
+    known = {"train", "test", "valid", "train_labels", "test_labels", "valid_labels"}
+    unknown = sorted(set(arrays) - known)
+    if unknown:
+        raise DataError(f"{path}: unknown array {unknown[0]!r}; expected {sorted(known)}")
+    if not isinstance(include_valid, bool):
+        raise DataError(f"{path}: option 'include_valid' must be true or false")
+    if include_valid and "valid" not in arrays:
+        raise DataError(f"{path}: include_valid is set, but there is no array 'valid'")
+    splits = {}
+    for split in ("train", "test", "valid"):
+        if split in arrays:
+            rows, image = _rows(arrays[split], f"{path.name}: {split}")
+            labels = _labels(
+                arrays.get(f"{split}_labels"), len(rows), f"{path.name}: {split}_labels"
+            )
+            splits[split] = (rows, image, labels)
+    shapes = {s: (r.shape[1:], image) for s, (r, image, _) in splits.items()}
+    if len(set(shapes.values())) > 1:
+        described = ", ".join(f"{s} {tuple(arrays[s].shape[1:])}" for s in shapes)
+        raise DataError(f"{path}: the splits hold datapoints of different shapes: {described}")
+    train, image, train_labels = splits["train"]
+    test, _, test_labels = splits["test"]
+    if include_valid:
+        valid, _, valid_labels = splits["valid"]
+        if (train_labels is None) != (valid_labels is None):
+            raise DataError(
+                f"{path}: include_valid needs labels for both train and valid, or neither"
+            )
+        train = torch.cat([train, valid])
+        if train_labels is not None:
+            train_labels = torch.cat([train_labels, valid_labels])
+    return Dataset(
+        name=str(path),
+        train=train,
+        test=test,
+        image_shape=image,
+        binarization="none",
+        source=str(path),
+        train_labels=train_labels,
+        test_labels=test_labels,
+        options={"sha256": digest},
+    )
+
+
+@FILE_FORMATS.register(".npy")
+def load_npy(
+    path: Path,
+    *,
+    seed: int,
+    test_fraction: float = 0.1,
+    split_seed: int = 0,
+    sha256: str | None = None,
+):
+    """One array, split into train and test rows by a permutation seeded with ``split_seed``."""
+    digest = _checksum(path, sha256)
+    if (
+        isinstance(test_fraction, bool)
+        or not isinstance(test_fraction, int | float)
+        or not (0 < test_fraction < 1)
+    ):
+        raise DataError(
+            f"{path}: option 'test_fraction' must be a number in (0, 1), got {test_fraction!r}"
+        )
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
+        raise DataError(f"{path}: option 'split_seed' must be an integer >= 0, got {split_seed!r}")
+    rows, image = _rows(_read(path, ".npy"), path.name)
+    n_test = round(len(rows) * test_fraction)
+    if not 0 < n_test < len(rows):
+        raise DataError(
+            f"{path}: {len(rows)} datapoints cannot be split into train and test with "
+            f"test_fraction {test_fraction}"
+        )
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(split_seed))
+    return Dataset(
+        name=str(path),
+        train=rows[order[n_test:]],
+        test=rows[order[:n_test]],
+        image_shape=image,
+        binarization="none",
+        source=str(path),
+        options={"sha256": digest, "test_fraction": test_fraction, "split_seed": split_seed},
+    )
