@@ -42,7 +42,8 @@ def _cmd_check(args) -> int:
             parents = (
                 f"  <- {', '.join(node.given)} via {node.net.describe()}" if node.given else ""
             )
-            print(f"  {node.name:<6} {node.family}{parents}")
+            options = ", ".join(f"{k}={v}" for k, v in node.options.items() if v is not None)
+            print(f"  {node.name:<6} {node.family}{f'({options})' if options else ''}{parents}")
         usable = [n for n in OBJECTIVES.names() if ObjectiveChoice(n).usable_with(vae)]
         print(f"objectives: {', '.join(usable)}")
     print("ok")

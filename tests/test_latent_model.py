@@ -17,6 +17,8 @@ BUNDLED = [  # (model, guide, data dim, binary data)
     ("linear_gaussian", "linear_gaussian", 5, False),
     ("mixture_1d", "mixture_1d", 1, False),
     ("hierarchical_vae", "hierarchical_vae", 64, True),
+    ("bernoulli_vae", "iaf", 64, True),
+    ("bernoulli_vae", "full_normal", 64, True),
 ]
 
 

@@ -12,6 +12,9 @@ site's log density is summed over all its other dimensions, leaving a ``(K, N)``
 
 from __future__ import annotations
 
+import copy
+import functools
+import types
 from dataclasses import dataclass
 
 import pyro
@@ -19,6 +22,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import is_identically_zero
 from pyro.poutine.subsample_messenger import _Subsample
+from torch import nn
 from torch.distributions import kl_divergence
 
 from ..errors import ModelGuideError
@@ -245,9 +249,20 @@ def _scale_value_grads(guide_trace, layout: PlateLayout, holder: list) -> None:
 
 
 def _detached(d):
-    """The same distribution with its parameter tensors detached (z keeps its gradient path)."""
+    """The same distribution with its learned parameters held fixed: every parameter tensor it
+    holds, and every network parameter and input its transforms read, is detached, while the
+    value given to ``log_prob`` keeps its gradient path (the doubly reparameterized log q).
+
+    Distributions are rebuilt from their ``arg_constraints``; transformed distributions (flows)
+    keep their structure with frozen copies of their transforms. A flow's frozen copy has no
+    cached inverse, so ``log_prob`` runs the flow backwards (one pass per dimension for an
+    autoregressive flow).
+    """
     if isinstance(d, torch.distributions.Independent):
         return type(d)(_detached(d.base_dist), d.reinterpreted_batch_ndims)
+    if isinstance(d, torch.distributions.TransformedDistribution):
+        frozen = [_frozen(t) for t in d.transforms]
+        return type(d)(_detached(d.base_dist), frozen, validate_args=False)
     params = {}
     for name in d.arg_constraints:
         if name in d.__dict__ and torch.is_tensor(d.__dict__[name]):
@@ -256,4 +271,51 @@ def _detached(d):
         present = [n for n in one_of if n in params]
         for extra in present[1:]:  # lazily cached twins: pass only the first
             del params[extra]
-    return type(d)(**params, validate_args=False)
+    try:
+        return type(d)(**params, validate_args=False)
+    except TypeError:
+        raise ModelGuideError(
+            f"cannot hold the parameters of a {type(d).__name__} guide distribution fixed, as "
+            f"objective 'iwae_dreg' needs; use objective 'iwae'"
+        ) from None
+
+
+def _frozen(obj):
+    """A copy of a transform, network or partial call whose parameters and tensors are
+    detached; buffers (masks, orderings) are shared, caches (a transform's cached inverse and
+    last input/output) are left behind, and methods bound to the original are bound to the copy
+    (Pyro stores the stable flows' ``_call``/``_inverse`` as bound methods)."""
+    if torch.is_tensor(obj):
+        return obj.detach()
+    if isinstance(obj, list | tuple):
+        return type(obj)(_frozen(o) for o in obj)
+    if isinstance(obj, functools.partial):  # e.g. a flow's network bound to its context
+        func = _frozen(obj.func)
+        frozen = functools.partial(
+            func, *_frozen(obj.args), **{k: _frozen(v) for k, v in obj.keywords.items()}
+        )
+        frozen.__dict__.update({k: _rebound(v, obj.func, func) for k, v in vars(obj).items()})
+        return frozen
+    if not isinstance(obj, nn.Module | torch.distributions.Transform):
+        return obj
+    frozen = copy.copy(obj)
+    for name, value in vars(obj).items():
+        if name in _CACHES:
+            frozen.__dict__[name] = _CACHES[name]
+        elif name not in ("_parameters", "_modules", "_buffers"):
+            frozen.__dict__[name] = _rebound(_frozen(value), obj, frozen)
+    if isinstance(obj, nn.Module):
+        frozen.__dict__["_parameters"] = {k: _frozen(v) for k, v in obj._parameters.items()}
+        frozen.__dict__["_modules"] = {k: _frozen(m) for k, m in obj._modules.items()}
+    return frozen
+
+
+#: torch Transform caches and what a fresh transform holds instead.
+_CACHES = {"_inv": None, "_cached_x_y": (None, None)}
+
+
+def _rebound(value, old, new):
+    """``value``, or, if it is a method bound to ``old``, the same method bound to ``new``."""
+    if isinstance(value, types.MethodType) and value.__self__ is old:
+        return types.MethodType(value.__func__, new)
+    return value

@@ -1,35 +1,63 @@
 """Variational families of guide nodes.
 
 A guide family names which model supports it can approximate and builds, for one model latent,
-the :class:`~pyro_vae.model.families.Family` that gives q(latent | inputs). The amortized
-families reuse the model families: a diagonal Gaussian guide is a ``normal`` whose mean and scale
-come from a net.
+the :class:`~pyro_vae.model.families.Family` that gives q(latent | inputs): from the raw output
+of the node's net when the guide node has parents (amortized), from its own learned parameters
+when it has none.
+
+``diagonal_normal``
+    :math:`\\mathcal N(\\mu, \\mathrm{diag}\\,\\sigma^2)`: the mean-field Gaussian.
+``full_normal``
+    :math:`\\mathcal N(\\mu, LL^\\top)` with a lower-triangular Cholesky factor L from the net
+    (positive diagonal): every correlation between the latent's dimensions.
+``low_rank_normal``
+    :math:`\\mathcal N(\\mu, FF^\\top + \\mathrm{diag}\\,d)` with F of shape (dim, ``rank``):
+    correlations of rank ``rank`` at a cost linear in dim.
+``iaf``
+    an inverse autoregressive flow (Kingma et al. 2016, "Improved Variational Inference with
+    Inverse Autoregressive Flow"): a diagonal Gaussian from the net pushed through ``flows``
+    affine autoregressive flows whose networks also see a context vector from the same net.
+``categorical`` / ``enumerate``
+    an amortized categorical, or no guide site at all: the model sums the latent out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..registry import Registry
-from .families import Categorical, Family, Normal
+from ..spec.options import Option, list_of, positive_int
+from .families import MIN_SCALE, Categorical, Family, Normal, OptionError
+from .flows import autoregressive_flows, conditional_autoregressive_flows
 
 
 @dataclass(frozen=True)
 class GuideFamily:
-    """``supports``: the model supports it approximates; ``build(target, conditional)``."""
+    """``supports``: the model supports it approximates; ``build(target, conditional,
+    **options)``; ``options``: the keys a guide entry of this family may set."""
 
     supports: frozenset[str]
-    build: Callable[[Family, bool], Family | None]
+    build: Callable[..., Family | None]
     sampled: bool = True  # False: no guide site; the model sums the latent out exactly
+    options: dict[str, Option] = field(default_factory=dict)
 
 
 GUIDE_FAMILIES: Registry[GuideFamily] = Registry("guide family")
 
 
-def register_guide_family(name: str, supports: set[str], sampled: bool = True):
+def register_guide_family(
+    name: str, supports: set[str], sampled: bool = True, options: dict | None = None
+):
     def decorator(build):
-        GUIDE_FAMILIES.register(name)(GuideFamily(frozenset(supports), build, sampled))
+        GUIDE_FAMILIES.register(name)(
+            GuideFamily(frozenset(supports), build, sampled, options or {})
+        )
         return build
 
     return decorator
@@ -38,6 +66,131 @@ def register_guide_family(name: str, supports: set[str], sampled: bool = True):
 @register_guide_family("diagonal_normal", {"real"})
 def diagonal_normal(target: Family, conditional: bool) -> Family:
     return Normal(target.size, conditional, scale="net" if conditional else "learned_per_dim")
+
+
+def _positive(raw: torch.Tensor) -> torch.Tensor:
+    return F.softplus(raw) + MIN_SCALE
+
+
+class FullNormal(Family):
+    """Full-covariance Gaussian: mean, then the Cholesky factor's diagonal (through softplus),
+    then its strictly lower entries, row by row."""
+
+    support = "real"
+
+    def __init__(self, size, conditional):
+        super().__init__(size, conditional)
+        self.register_buffer("lower", torch.tril_indices(size, size, -1), persistent=False)
+        if not conditional:
+            self.raw = nn.Parameter(torch.zeros(self.head_size))
+
+    @property
+    def head_size(self):
+        return 2 * self.size + self.size * (self.size - 1) // 2
+
+    def forward(self, raw=None):
+        raw = self.raw if raw is None else raw
+        d = self.size
+        loc, diag, off = raw[..., :d], raw[..., d : 2 * d], raw[..., 2 * d :]
+        strict = off.new_zeros(*off.shape[:-1], d, d)
+        strict[..., self.lower[0], self.lower[1]] = off
+        return dist.MultivariateNormal(loc, scale_tril=strict + torch.diag_embed(_positive(diag)))
+
+
+class LowRankNormal(Family):
+    """Gaussian with covariance F Fᵀ + diag(d): mean, then F (dim × rank, row by row), then the
+    standard deviations √d (through softplus)."""
+
+    support = "real"
+
+    def __init__(self, size, conditional, rank):
+        super().__init__(size, conditional)
+        self.rank = rank
+        if not conditional:
+            self.raw = nn.Parameter(torch.zeros(self.head_size))
+
+    @property
+    def head_size(self):
+        return self.size * (self.rank + 2)
+
+    def forward(self, raw=None):
+        raw = self.raw if raw is None else raw
+        d, r = self.size, self.rank
+        loc, factor, diag = raw[..., :d], raw[..., d : d + d * r], raw[..., d + d * r :]
+        factor = factor.reshape(*factor.shape[:-1], d, r)
+        return dist.LowRankMultivariateNormal(loc, factor, _positive(diag) ** 2)
+
+
+class InverseAutoregressiveFlow(Family):
+    """q(z | x): a diagonal Gaussian pushed through ``flows`` affine autoregressive flows.
+
+    With parents, the net gives the Gaussian's mean and scale and a ``context`` vector that
+    every flow's network also sees (Kingma et al. 2016, section 4); without, they are learned.
+    Samples and their log density cost one pass per flow; the density of any other point one
+    pass per flow and dimension (the flows run backwards).
+    """
+
+    support = "real"
+
+    def __init__(self, size, conditional, flows: int, hidden: list[int] | None, context: int):
+        super().__init__(size, conditional)
+        hidden = hidden or [4 * size]
+        if min(hidden) < size:  # a MADE layer needs a unit for every input it orders
+            raise OptionError(
+                "hidden", f"each hidden size must be at least dim = {size}, got {hidden}"
+            )
+        self.context_size = context if conditional else 0
+        if conditional:
+            self.flows = conditional_autoregressive_flows(size, context, hidden, flows)
+        else:
+            self.flows = autoregressive_flows(size, hidden, flows)
+            self.raw = nn.Parameter(torch.zeros(2 * size))
+
+    @property
+    def head_size(self):
+        return 2 * self.size + self.context_size
+
+    def forward(self, raw=None):
+        raw = self.raw if raw is None else raw
+        d = self.size
+        base = dist.Normal(raw[..., :d], _positive(raw[..., d : 2 * d])).to_event(1)
+        if self.conditional:
+            context = raw[..., 2 * d :]
+            transforms = [flow.condition(context) for flow in self.flows]
+        else:
+            transforms = list(self.flows)
+        return dist.TransformedDistribution(base, transforms)
+
+
+@register_guide_family("full_normal", {"real"})
+def full_normal(target: Family, conditional: bool) -> Family:
+    return FullNormal(target.size, conditional)
+
+
+@register_guide_family(
+    "low_rank_normal",
+    {"real"},
+    options={"rank": Option(positive_int, doc="rank = <positive integer>, the rank of F")},
+)
+def low_rank_normal(target: Family, conditional: bool, rank: int) -> Family:
+    return LowRankNormal(target.size, conditional, rank)
+
+
+@register_guide_family(
+    "iaf",
+    {"real"},
+    options={
+        "flows": Option(positive_int, 2, "number of autoregressive flows"),
+        "hidden": Option(
+            list_of(positive_int, allow_empty=False),
+            None,
+            "hidden sizes of each flow's network (default [4 × dim])",
+        ),
+        "context": Option(positive_int, 32, "size of the context vector the net gives the flows"),
+    },
+)
+def iaf(target: Family, conditional: bool, flows: int, hidden, context: int) -> Family:
+    return InverseAutoregressiveFlow(target.size, conditional, flows, hidden, context)
 
 
 @register_guide_family("categorical", {"categorical"})

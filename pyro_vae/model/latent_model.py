@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import SpecError
 from ..spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
 from ..spec.resolve import default_guide, read_guide, read_model
-from .families import FAMILIES, Family
+from .families import FAMILIES, Family, OptionError
 from .guide_families import GUIDE_FAMILIES
 from .nets import NETS, NetInput
 
@@ -122,9 +122,12 @@ class LatentModel(nn.Module):
             spec = guide_spec.latents[name]
             if name in self.enumerated:
                 continue
-            family = GUIDE_FAMILIES.get(spec.family).build(
-                self.generative[name].family, conditional=bool(spec.given)
-            )
+            try:
+                family = GUIDE_FAMILIES.get(spec.family).build(
+                    self.generative[name].family, conditional=bool(spec.given), **spec.options
+                )
+            except OptionError as e:  # an option that does not fit this latent, e.g. its dim
+                raise SpecError(guide_spec.path, f"{spec.key}.{e.key}", str(e)) from None
             self.inference[name] = Node(
                 spec, family, [inputs[p] for p in spec.given], guide_spec.path
             )

@@ -239,11 +239,18 @@ def parse_guide(text: str, path: str | Path = "<string>") -> GuideSpec:
     for name, body in reader.sections(doc, "latent").items():
         key = f"latent.{name}"
         family = reader.family_name(body, key, GUIDE_FAMILIES)
-        reader.table(body, key, _COMMON_KEYS)
+        own = GUIDE_FAMILIES.get(family).options
+        reader.table(body, key, _COMMON_KEYS + tuple(own))
         given = reader.given(body, key)
         if given and not GUIDE_FAMILIES.get(family).sampled:
             raise reader.error(f"{key}.given", f"'{family}' has no guide site to condition")
-        nodes[name] = NodeSpec(name, key, family, given, reader.net(body, key, given))
+        options = validate_options(
+            {k: v for k, v in body.items() if k not in _COMMON_KEYS},
+            own,
+            lambda k, m, key=key: reader.error(f"{key}.{k}", m),
+        )
+        net = reader.net(body, key, given)
+        nodes[name] = NodeSpec(name, key, family, given, net, options)
     if not nodes:
         raise reader.error("latent", "a guide needs one [latent.NAME] per model latent")
     if DATA in nodes:
