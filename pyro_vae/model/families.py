@@ -50,6 +50,9 @@ class Family(nn.Module):
     roles: ClassVar[frozenset[str]] = frozenset({"latent", "observed"})
     parents: ClassVar[str] = "optional"  # "required", "forbidden" or "optional"
     reparameterized: ClassVar[bool] = True
+    #: Whether the family evaluates the guide of its latent (the VampPrior): it is then given
+    #: that guide node with ``use_encoder`` once the guide is built.
+    uses_encoder: ClassVar[bool] = False
     size_key: ClassVar[str] = "dim"  # the option that sizes a latent node
     options: ClassVar[dict[str, Option]] = {}
 

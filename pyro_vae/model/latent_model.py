@@ -131,6 +131,24 @@ class LatentModel(nn.Module):
             self.inference[name] = Node(
                 spec, family, [inputs[p] for p in spec.given], guide_spec.path
             )
+        self._attach_encoders()
+
+    def _attach_encoders(self) -> None:
+        """Give families that evaluate their latent's guide (the VampPrior) that guide node."""
+        for name, spec in self.model_spec.latents.items():
+            family = self.generative[name].family
+            if not family.uses_encoder:
+                continue
+            entry = self.guide_spec.latents[name]
+            if entry.given != (DATA,) or name not in self.inference:
+                raise SpecError(
+                    self.guide_spec.path,
+                    f"{entry.key}.given",
+                    f"the '{spec.family}' prior of '{name}' ({self.model_spec.path}) evaluates "
+                    f'this guide entry at its pseudo-inputs, so it must be given = ["x"] '
+                    f"exactly",
+                )
+            family.use_encoder(self.inference[name], DATA, self.data_shape[0])
 
     @staticmethod
     def _family(spec: NodeSpec, size: int) -> Family:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SpecError, did_you_mean
+from ..model import priors  # noqa: F401  (registers the learned priors in FAMILIES)
 from ..model.families import FAMILIES, OptionError
 from ..model.guide_families import GUIDE_FAMILIES
 from ..model.nets import NETS
