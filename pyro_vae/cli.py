@@ -32,11 +32,17 @@ def _cmd_check(args) -> int:
         role = "latent" if node.key.startswith("latent") else "observed"
         print(f"  {node.name:<6} {role:<9} {node.family}({detail}){parents}")
     guide_arg = args.guide or default_guide(model)
+    shape = CHECK_SHAPE
+    if args.data is not None:  # the data set's own shape
+        from .data import load_dataset
+
+        natural = load_dataset(args.data, **_data_options(args))
+        shape = natural.image_shape or tuple(natural.event_shape)
     if not guide_arg:
-        LatentModel(model, _placeholder_guide(model), (1,))  # builds the model's nets
+        LatentModel(model, _placeholder_guide(model), shape)  # builds the model's nets
     if guide_arg:
         guide = read_guide(guide_arg)
-        vae = LatentModel(model, guide, (1,))  # builds every net: catches what parsing cannot
+        vae = LatentModel(model, guide, shape)  # builds every net: catches what parsing cannot
         print(f"guide {guide.path}" + (f": {guide.description}" if guide.description else ""))
         for node in guide.latents.values():
             parents = (
@@ -48,6 +54,11 @@ def _cmd_check(args) -> int:
         print(f"objectives: {', '.join(usable)}")
     print("ok")
     return 0
+
+
+#: The datapoint shape ``check`` builds nets for without ``--data``: a small grey image, so
+#: that image nets (conv) can be built too.
+CHECK_SHAPE = (1, 8, 8)
 
 
 def _placeholder_guide(model):
@@ -276,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         help="guide spec file or bundled name (default: the model's default_guide)",
     )
+    p.add_argument(
+        "--data",
+        help="build the nets for this data set's datapoints (default: an 8x8 grey image)",
+    )
+    p.add_argument("--data-option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--download", action="store_true", help="download missing data files")
     p.set_defaults(handler=_cmd_check)
 
     p = sub.add_parser("train", help="train a model/guide pair with SVI")
@@ -382,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`pyro-vae check m | head`): stop quietly
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

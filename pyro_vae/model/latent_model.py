@@ -22,7 +22,7 @@ from ..spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
 from ..spec.resolve import default_guide, read_guide, read_model
 from .families import FAMILIES, Family, OptionError
 from .guide_families import GUIDE_FAMILIES
-from .nets import NETS, NetInput
+from .nets import NETS, NetInput, NetOutput
 
 MAX_PLATE_NESTING = 1  # only the "data" plate; vectorized particles go to dim -2
 
@@ -31,15 +31,21 @@ class Node(nn.Module):
     """A conditional distribution: the node's net maps its parents' values to the raw
     parameters of its family, which returns a ``pyro.distributions`` object."""
 
-    def __init__(self, spec: NodeSpec, family: Family, inputs: list[NetInput], path: str):
+    def __init__(
+        self,
+        spec: NodeSpec,
+        family: Family,
+        inputs: list[NetInput],
+        path: str,
+        image_shape: tuple[int, int, int] | None = None,
+    ):
         super().__init__()
         self.name, self.given, self.family = spec.name, spec.given, family
         self.net = None
         if spec.net is not None:
             try:
-                self.net = NETS.get(spec.net.kind).build(
-                    inputs, family.head_size, **spec.net.options
-                )
+                output = NetOutput(family.head_size, image_shape)
+                self.net = NETS.get(spec.net.kind).build(inputs, output, **spec.net.options)
             except ValueError as e:  # a net that cannot take these inputs, e.g. table of a normal
                 raise SpecError(path, f"{spec.key}.net", str(e)) from None
 
@@ -110,7 +116,11 @@ class LatentModel(nn.Module):
             inputs[name] = _input(name, family)
         x = model_spec.observed
         self.generative[DATA] = Node(
-            x, self._family(x, self.data_shape[0]), [inputs[p] for p in x.given], model_spec.path
+            x,
+            self._family(x, self.data_shape[0]),
+            [inputs[p] for p in x.given],
+            model_spec.path,
+            image_shape=self.image_shape,
         )
 
         inputs[DATA] = NetInput(DATA, self.data_shape[0], image_shape=self.image_shape)

@@ -1,8 +1,10 @@
 """Networks that map parent values to the raw parameters of a distribution family.
 
-A net is built from the list of its inputs (name, size, whether categorical) and the number of
-raw outputs the family needs; it is called with the parents' values in ``given`` order and
-broadcasts over any leading (particle, enumeration, data) dimensions.
+A net is built from the list of its inputs (name, size, whether categorical, image shape) and
+its output (how many raw numbers the family needs, and the image shape when it is the observed
+image x); it is called with the parents' values in ``given`` order and broadcasts over any
+leading (particle, enumeration, data) dimensions. Values are always flat vectors; nets that
+see images (:mod:`pyro_vae.model.conv`) reshape them.
 """
 
 from __future__ import annotations
@@ -29,8 +31,18 @@ class NetInput:
 
 
 @dataclass(frozen=True)
+class NetOutput:
+    """What a net computes: ``size`` raw numbers for its family; for the observed x of image
+    data, the ``image_shape`` (C, H, W) they lay out, P numbers per pixel, parameter-major
+    (first the family's first parameter of every pixel in (C, H, W) order, then the next)."""
+
+    size: int
+    image_shape: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
 class NetKind:
-    """A registered net: its builder ``build(inputs, out_size, **options)`` and its options."""
+    """A registered net: its builder ``build(inputs, output, **options)`` and its options."""
 
     build: Callable[..., nn.Module]
     options: dict[str, Option]
@@ -104,18 +116,18 @@ class Table(nn.Module):
         "activation": Option(one_of(sorted(ACTIVATIONS)), "relu", doc="nonlinearity"),
     },
 )
-def mlp(inputs, out_size, hidden, activation):
-    return MLP(inputs, out_size, hidden, activation)
+def mlp(inputs, output: NetOutput, hidden, activation):
+    return MLP(inputs, output.size, hidden, activation)
 
 
 @register_net("linear")
-def linear(inputs, out_size):
-    return MLP(inputs, out_size, hidden=[], activation="relu")
+def linear(inputs, output: NetOutput):
+    return MLP(inputs, output.size, hidden=[], activation="relu")
 
 
 @register_net("table")
-def table(inputs, out_size):
+def table(inputs, output: NetOutput):
     if len(inputs) != 1 or not inputs[0].categorical:
         names = ", ".join(i.name for i in inputs)
         raise ValueError(f"a 'table' net needs exactly one categorical parent, got [{names}]")
-    return Table(inputs, out_size)
+    return Table(inputs, output.size)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SpecError, did_you_mean
-from ..model import priors  # noqa: F401  (registers the learned priors in FAMILIES)
+from ..model import conv, priors  # noqa: F401  (they register the conv net and learned priors)
 from ..model.families import FAMILIES, OptionError
 from ..model.guide_families import GUIDE_FAMILIES
 from ..model.nets import NETS
@@ -28,9 +28,14 @@ class NetSpec:
     options: dict = field(default_factory=dict)
 
     def describe(self) -> str:
-        hidden = self.options.get("hidden")
-        act = self.options.get("activation")
-        return self.kind + (f"{hidden}" if hidden is not None else "") + (f" {act}" if act else "")
+        """``mlp[200, 200] tanh``: the kind, its layer sizes, then its other options."""
+        sizes = self.options.get("hidden", self.options.get("channels"))
+        rest = [
+            f"{k}={v}" if k != "activation" else str(v)
+            for k, v in self.options.items()
+            if k not in ("hidden", "channels")
+        ]
+        return " ".join([self.kind + (f"{sizes}" if sizes is not None else ""), *rest])
 
 
 @dataclass(frozen=True)
