@@ -128,6 +128,8 @@ RUN_SETTINGS = (
     "lr",
     "eps",
     "lr_decay",
+    "kl_weight",
+    "kl_warmup",
     "num_particles",
     "seed",
     "binarization",
@@ -310,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--eps", type=float, help="Adam's eps")
     p.add_argument("--lr-decay", type=float, help="per-epoch learning-rate factor (default 1)")
+    p.add_argument(
+        "--kl-weight",
+        type=float,
+        metavar="BETA",
+        help="weight β of the KL term of the training ELBO (the β-VAE; default 1, the ELBO)",
+    )
+    p.add_argument(
+        "--kl-warmup",
+        type=int,
+        metavar="EPOCHS",
+        help="ramp β linearly from 0 over this many epochs (default 0: no warm-up)",
+    )
     p.add_argument("--num-particles", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--binarization", choices=["none", "static", "dynamic"])

@@ -258,6 +258,8 @@ def test_config_json_keeps_its_format_and_older_runs_load(tmp_path):
         "lr": 1e-3,
         "eps": 1e-8,
         "lr_decay": 1.0,
+        "kl_weight": 1.0,
+        "kl_warmup": 0,
         "seed": 0,
         "binarization": "dynamic",
         "data_options": {},
@@ -266,6 +268,9 @@ def test_config_json_keeps_its_format_and_older_runs_load(tmp_path):
     vae, config = pv.load_run(run)
     assert config.objective == ObjectiveChoice("iwae", 2)
     assert pv.TrainConfig.from_dict(config.to_dict()) == config
+    # Runs from before β existed load as trained with the ELBO.
+    older = {k: v for k, v in meta["config"].items() if k not in ("kl_weight", "kl_warmup")}
+    assert pv.TrainConfig.from_dict(older) == config
     meta["config"]["objective"] = "iwea"
     (run / "config.json").write_text(json.dumps(meta))
     with pytest.raises(pv.CheckpointError, match="config.json: unreadable .*did you mean 'iwae'"):

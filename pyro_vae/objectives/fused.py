@@ -55,10 +55,14 @@ FUSED_RTOL = 1e-4
 
 class FusedELBO:
     """−ELBO of ``vae`` summed over a batch, as Pyro's ``Trace_ELBO`` (``analytic_kl=False``)
-    or ``TraceMeanField_ELBO`` (``analytic_kl=True``) compute it with one particle."""
+    or ``TraceMeanField_ELBO`` (``analytic_kl=True``) compute it with one particle.
 
-    def __init__(self, vae: LatentModel, analytic_kl: bool):
-        self.vae, self.analytic_kl = vae, analytic_kl
+    ``kl_weight`` β weighs the latents' terms (the KL): the β-weighted ELBO, as those
+    estimators compute it under :class:`~pyro_vae.objectives.kl_weight.KLWeight`.
+    """
+
+    def __init__(self, vae: LatentModel, analytic_kl: bool, kl_weight: float = 1.0):
+        self.vae, self.analytic_kl, self.kl_weight = vae, analytic_kl, kl_weight
 
     def differentiable_loss(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         """Drop-in for a Pyro estimator's ``differentiable_loss(vae.model, vae.guide, x)``."""
@@ -87,8 +91,12 @@ class FusedELBO:
         elbo = sum(model_terms[1:], model_terms[0])
         if not self.analytic_kl:
             for name, q in guide.items():
-                elbo = elbo - q.log_prob(values[name]).sum()
+                elbo = elbo - self._weighted(q.log_prob(values[name])).sum()
         return -elbo
+
+    def _weighted(self, log_density: torch.Tensor) -> torch.Tensor:
+        """A latent's per-datapoint term times β, before summing, as Pyro scales a site."""
+        return log_density if self.kl_weight == 1 else log_density * self.kl_weight
 
     def _latent_term(self, p, q, z: torch.Tensor) -> torch.Tensor:
         """Σ_n of this latent's part of the ELBO, less log q for the sampled estimator."""
@@ -96,9 +104,11 @@ class FusedELBO:
             # As TraceMeanField_ELBO: −KL(q‖p) where a closed form is registered, else sampled.
             kl = closed_form_kl(q, p)
             if kl is None:
-                return p.log_prob(z).sum() - q.log_prob(z).sum()
-            return -(kl.sum() if torch.is_tensor(kl) else kl * q.batch_shape.numel())
-        return p.log_prob(z).sum()  # log q(z) is subtracted after the model's terms
+                return self._weighted(p.log_prob(z)).sum() - self._weighted(q.log_prob(z)).sum()
+            if not torch.is_tensor(kl):
+                kl = torch.as_tensor(kl).expand(q.batch_shape)
+            return -self._weighted(kl).sum()
+        return self._weighted(p.log_prob(z)).sum()  # log q(z) is subtracted after the model's
 
 
 def fused_elbo(vae: LatentModel, analytic_kl: bool) -> FusedELBO | None:

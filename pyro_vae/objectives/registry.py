@@ -61,12 +61,15 @@ class Objective:
     :param fused: ``fused(vae)`` builds the equivalent trace-free single-particle step
         (:mod:`pyro_vae.objectives.fused`), or returns None where ``vae`` has none; None for
         objectives without one.
+    :param kl_weight: whether a weight on the KL term is defined for it (the ELBO estimators;
+        see :mod:`pyro_vae.objectives.kl_weight`).
     """
 
     build: Callable[..., pyro.infer.ELBO]
     check: Callable[[LatentModel], None] | None = None
     options: dict[str, Option] = field(default_factory=dict)
     fused: Callable[[LatentModel], FusedELBO | None] | None = None
+    kl_weight: bool = False
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
@@ -94,6 +97,7 @@ OBJECTIVES.register("trace")(
         lambda k: pyro.infer.Trace_ELBO(**_particles(k)),
         no_enumeration,
         fused=partial(fused_elbo, analytic_kl=False),
+        kl_weight=True,
     )
 )
 OBJECTIVES.register("trace_mean_field")(
@@ -101,10 +105,11 @@ OBJECTIVES.register("trace_mean_field")(
         lambda k: pyro.infer.TraceMeanField_ELBO(**_particles(k)),
         check_mean_field,
         fused=partial(fused_elbo, analytic_kl=True),
+        kl_weight=True,
     )
 )
 OBJECTIVES.register("trace_graph")(
-    Objective(lambda k: TraceGraph_ELBO(**_particles(k)), no_enumeration)
+    Objective(lambda k: TraceGraph_ELBO(**_particles(k)), no_enumeration, kl_weight=True)
 )
 OBJECTIVES.register("trace_enum")(Objective(lambda k: pyro.infer.TraceEnum_ELBO(**_particles(k))))
 OBJECTIVES.register("iwae")(
@@ -210,6 +215,15 @@ class ObjectiveChoice:
         if fused is None or self.num_particles != 1:
             return None
         return fused(vae)
+
+    def check_kl_weight(self, kl_weight: float, kl_warmup: int) -> None:
+        """Refuse a KL weight other than 1, or a warm-up, where it is undefined."""
+        if (kl_weight != 1 or kl_warmup) and not OBJECTIVES.get(self.name).kl_weight:
+            weighted = ", ".join(n for n in OBJECTIVES.names() if OBJECTIVES.get(n).kl_weight)
+            raise PyroVaeError(
+                f"objective '{self.name}': a KL weight (--kl-weight, --kl-warmup) is undefined "
+                f"for it, the KL is not a term of its bound; use one of {weighted}"
+            )
 
     def usable_with(self, vae: LatentModel) -> bool:
         """Whether the objective's check accepts ``vae``."""

@@ -4,6 +4,7 @@ it trains and is evaluated on (:func:`prepare_data`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from ..data import Dataset, load_dataset
@@ -28,6 +29,8 @@ class TrainConfig:
     lr: float = 1e-3
     eps: float = 1e-8
     lr_decay: float = 1.0  # per-epoch factor: epoch e trains with lr · lr_decay^(e-1)
+    kl_weight: float = 1.0  # β on the KL term of the training ELBO (the β-VAE); 1: the ELBO
+    kl_warmup: int = 0  # epochs over which β ramps linearly from 0 (KL warm-up); 0: none
     seed: int = 0
     binarization: str | None = None  # None: "dynamic" for binary likelihoods on grey data
     data_options: dict = field(default_factory=dict)
@@ -40,6 +43,19 @@ class TrainConfig:
         for name in ("lr", "eps", "lr_decay"):
             if not getattr(self, name) > 0:
                 raise PyroVaeError(f"{name} must be > 0, got {getattr(self, name)}")
+        beta = self.kl_weight
+        if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 <= beta < math.inf:
+            raise PyroVaeError(f"kl_weight must be a finite number >= 0, got {beta!r}")
+        warmup = self.kl_warmup
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise PyroVaeError(f"kl_warmup must be a whole number of epochs >= 0, got {warmup!r}")
+        if self.objective is not None:
+            self.objective.check_kl_weight(self.kl_weight, self.kl_warmup)
+
+    @property
+    def kl_weighted(self) -> bool:
+        """Whether training weighs the KL term (β ≠ 1 or a warm-up)."""
+        return self.kl_weight != 1 or self.kl_warmup > 0
 
     def to_dict(self) -> dict:
         """The JSON form of ``config.json`` (the objective as three flat fields)."""

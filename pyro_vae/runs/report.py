@@ -92,6 +92,7 @@ def _markdown(r: dict) -> str:
             [
                 ["objective", f"`{c['objective']}` ({c['num_particles']} particle(s){options})"],
                 ["epochs", r["epochs_done"]],
+                ["KL weight β", _kl_weight(c)],
                 ["batch size, lr, eps", f"{c['batch_size']}, {c['lr']:g}, {c['eps']:g}"],
                 [
                     "data",
@@ -118,6 +119,13 @@ def _markdown(r: dict) -> str:
     if "evaluation" in r:
         lines += ["", *_evaluation_markdown(r["evaluation"])]
     return "\n".join(lines) + "\n"
+
+
+def _kl_weight(config: dict) -> str:
+    """β, with its warm-up; runs written before β existed trained the ELBO (β = 1)."""
+    beta, warmup = config.get("kl_weight", 1.0), config.get("kl_warmup", 0)
+    text = f"{beta:g}" + (" (the ELBO)" if beta == 1 and not warmup else "")
+    return text + (f", ramped from 0 over {warmup} epoch(s)" if warmup else "")
 
 
 def _evaluation_markdown(e: dict) -> list[str]:

@@ -27,6 +27,7 @@ from ..data import Dataset
 from ..errors import CheckpointError, PyroVaeError, TrainingDiverged
 from ..model.latent_model import LatentModel
 from ..objectives.fused import FusedELBO, checked_step
+from ..objectives.kl_weight import KLWeighted, warmup_weight
 from ..objectives.registry import ObjectiveChoice, default_objective
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig, prepare_data
@@ -94,7 +95,7 @@ def train(
             "give the number of particles and the options inside the ObjectiveChoice"
         )
     config = TrainConfig(data=data, objective=objective, **settings)
-    config.validate()
+    config.validate()  # a KL weight for an objective without one is refused here
     config.objective.build(vae)  # refuse a pair the objective cannot train, before any work
     dataset = prepare_data(vae, config)
     run = RunDir(out) if out is not None else None
@@ -200,10 +201,14 @@ class _Loop:
         that batch are compared with Pyro's (:func:`~pyro_vae.objectives.fused.checked_step`).
         fork_rng: the checks must not shift the random stream, or resumed runs would differ.
         """
-        vae, choice = self.vae, self.config.objective
+        vae, choice, config = self.vae, self.config.objective, self.config
         elbo = choice.build(vae)
-        batch = next(iter(self.dataset.test_batches(self.config.batch_size)))
-        fused = choice.fused_step(vae) if self.config.fused else None
+        fused = choice.fused_step(vae) if config.fused else None
+        if config.kl_weighted:  # checked at the full β, so that the weighting is checked too
+            elbo = KLWeighted(elbo, config.kl_weight)
+            if fused is not None:
+                fused.kl_weight = config.kl_weight
+        batch = next(iter(self.dataset.test_batches(config.batch_size)))
         with torch.random.fork_rng():
             with torch.no_grad(), pyro.validation_enabled(False), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Pyro's NaN warning: we say it ourselves below
@@ -222,8 +227,13 @@ class _Loop:
         began, total = time.perf_counter(), 0.0
         for group in optimizer.param_groups:
             group["lr"] = config.lr * config.lr_decay ** (epoch - 1)
+        steps = math.ceil(len(self.dataset.train) / config.batch_size)
+        step = (epoch - 1) * steps  # the global step: a resumed warm-up continues where it was
         vae.train()
         for batch in self.dataset.train_batches(config.batch_size, self.batches):
+            if config.kl_weighted:
+                elbo.kl_weight = warmup_weight(config.kl_weight, config.kl_warmup * steps, step)
+            step += 1
             loss = elbo.differentiable_loss(vae.model, vae.guide, batch) / len(batch)
             if not torch.isfinite(loss):
                 raise self._diverged(epoch, f"the loss became {loss.item()}")
@@ -240,6 +250,8 @@ class _Loop:
             "seconds": time.perf_counter() - began,
             "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
         }
+        if config.kl_weighted:
+            record["kl_weight"] = elbo.kl_weight  # β of the epoch's last step
         if not math.isfinite(record["test_elbo"]):
             raise self._diverged(epoch, "the test ELBO became non-finite")
         return record
