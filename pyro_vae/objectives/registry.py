@@ -200,11 +200,11 @@ class ObjectiveChoice:
         extra += [f"{k}={v:g}" for k, v in self.options.items()]
         return f"{self.name}({', '.join(extra)})" if extra else self.name
 
-    def build(self, vae: LatentModel | None = None) -> pyro.infer.ELBO:
+    def build(self, vae=None) -> pyro.infer.ELBO:
         """The estimator; for a spec-built ``vae``, after the objective's check of the pair
         (other Pyro pairs are checked by the estimator itself as it runs)."""
         objective = OBJECTIVES.get(self.name)
-        if vae is not None and objective.check is not None:
+        if isinstance(vae, LatentModel) and objective.check is not None:
             objective.check(vae)
         return objective.build(self.num_particles, **self.options)
 
@@ -212,7 +212,7 @@ class ObjectiveChoice:
         """The trace-free step equal to this estimator on ``vae``, or None where there is none
         (objectives without one, several particles, or a pair it does not cover)."""
         fused = OBJECTIVES.get(self.name).fused
-        if fused is None or self.num_particles != 1:
+        if fused is None or self.num_particles != 1 or not isinstance(vae, LatentModel):
             return None
         return fused(vae)
 
@@ -236,7 +236,10 @@ class ObjectiveChoice:
 
 def default_objective(vae: LatentModel) -> str:
     """``trace_enum`` with enumerated latents, else ``trace_mean_field`` where it is valid
-    (analytic KL: lower variance), else ``trace``."""
+    (analytic KL: lower variance), else ``trace``; ``trace`` for pairs not built from specs,
+    which no spec check can vouch for."""
+    if not isinstance(vae, LatentModel):
+        return "trace"
     if vae.enumerated:
         return "trace_enum"
     return "trace_mean_field" if ObjectiveChoice("trace_mean_field").usable_with(vae) else "trace"

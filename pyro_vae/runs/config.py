@@ -83,16 +83,19 @@ def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
     and the support of its likelihood. What was settled here is recorded in ``config``: the
     binarization, a data file's absolute path, and the options its loader fixed (checksum,
     split), so that the run sees the same data whenever it is loaded again."""
-    support = vae.likelihood.family.support
+    spec_built = isinstance(vae, LatentModel)  # a hand-written pair sees the data as they are
     dataset = load_dataset(
         config.data, binarization=config.binarization, seed=config.seed, **config.data_options
     )
-    if support == "binary" and config.binarization is None and not dataset.is_binary:
+    binary = spec_built and vae.likelihood.family.support == "binary"
+    if binary and config.binarization is None and not dataset.is_binary:
         dataset = load_dataset(
             config.data, binarization="dynamic", seed=config.seed, **config.data_options
         )
     config.data, config.binarization = dataset.name, dataset.binarization
     config.data_options = {**config.data_options, **dataset.options}
+    if not spec_built:
+        return dataset
     if tuple(dataset.event_shape) != vae.data_shape:
         raise DataError(
             f"data set '{dataset.name}' has datapoints of shape {tuple(dataset.event_shape)}, "

@@ -31,6 +31,7 @@ from ..objectives.kl_weight import KLWeighted, warmup_weight
 from ..objectives.registry import ObjectiveChoice, default_objective
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig, prepare_data
+from .pairs import PyroPair, trainable
 from .run_dir import CHECKPOINT, METRICS, RunDir
 
 
@@ -64,7 +65,7 @@ def estimate_elbo(vae: LatentModel, data: torch.Tensor, elbo=None, batch_size: i
 
 
 def train(
-    vae: LatentModel,
+    vae,
     data: str = "digits",
     *,
     out: str | Path | None = None,
@@ -75,7 +76,11 @@ def train(
 ) -> TrainResult:
     """Train ``vae`` with SVI on the data set ``data``.
 
+    :param vae: a :class:`~pyro_vae.LatentModel`, or a pair written by hand: a ``(model,
+        guide)`` tuple or an object with ``model`` and ``guide`` methods
+        (:mod:`pyro_vae.runs.pairs`).
     :param out: run directory to create (must not exist or be empty); None keeps nothing on disk.
+        Only for spec-built models.
     :param progress: show a progress bar (None: only on a terminal).
     :param settings: fields of :class:`TrainConfig` (epochs, batch_size, lr, ...). ``objective``
         is an :class:`~pyro_vae.objectives.registry.ObjectiveChoice` or its text
@@ -96,17 +101,23 @@ def train(
         )
     config = TrainConfig(data=data, objective=objective, **settings)
     config.validate()  # a KL weight for an objective without one is refused here
+    if out is not None and not isinstance(vae, LatentModel):
+        raise PyroVaeError(
+            "run directories are for spec-built models (a run is rebuilt from its specs); train "
+            "a hand-written pair with out=None and keep its parameters yourself"
+        )
     config.objective.build(vae)  # refuse a pair the objective cannot train, before any work
     dataset = prepare_data(vae, config)
+    steps = trainable(vae, next(iter(dataset.test_batches(config.batch_size))))
     run = RunDir(out) if out is not None else None
     if run:
         run.create(vae, config, dataset)
     pyro.set_rng_seed(config.seed)
     loop = _Loop(
-        vae,
+        steps,
         dataset,
         config,
-        torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps),
+        torch.optim.Adam(steps.parameters(), lr=config.lr, eps=config.eps),
         torch.Generator().manual_seed(config.seed),
         run,
         progress,
@@ -158,7 +169,7 @@ def resume(
 class _Loop:
     """One training run as it goes from epoch to epoch; ``history`` gets a record per epoch."""
 
-    vae: LatentModel
+    vae: LatentModel | PyroPair
     dataset: Dataset
     config: TrainConfig
     optimizer: torch.optim.Optimizer

@@ -1,0 +1,75 @@
+"""Training a model/guide pair written by hand, not built from specs.
+
+``pv.train`` accepts, besides a :class:`~pyro_vae.LatentModel`:
+
+- a ``(model, guide)`` tuple of Pyro programs, or
+- an object with ``model`` and ``guide`` methods (an ``nn.Module`` or ``PyroModule``, as in
+  Pyro's own ``examples/vae``),
+
+whose parameters are ``pyro.param`` sites, modules registered with ``pyro.module``, or the
+object's own ``nn.Module`` parameters. They are found by running both programs once on a batch.
+Such a pair trains with the same loop, objectives and settings; what needs the specs is not
+available: run directories (a run is rebuilt from its ``model.toml``/``guide.toml``), the fused
+step, and the objectives' spec checks (the estimators check the pair as they run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import PyroVaeError
+from ..model.latent_model import LatentModel
+from ..objectives.comparison import parameter_groups
+
+
+@dataclass(frozen=True)
+class PyroPair:
+    """A hand-written pair as the training loop sees it: the programs, the tensors to optimize,
+    and the module they belong to (for ``train()``/``eval()`` modes), if any."""
+
+    model: Callable
+    guide: Callable
+    params: tuple[torch.Tensor, ...]
+    module: nn.Module | None = None
+
+    def parameters(self):
+        return iter(self.params)
+
+    def train(self, mode: bool = True):
+        if self.module is not None:
+            self.module.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+
+def trainable(obj, batch: torch.Tensor) -> LatentModel | PyroPair:
+    """``obj`` as something the training loop can step: a LatentModel as it is, any other pair
+    as a :class:`PyroPair` whose parameters were found by running it on ``batch``."""
+    if isinstance(obj, LatentModel):
+        return obj
+    if isinstance(obj, tuple) and len(obj) == 2 and all(callable(p) for p in obj):
+        model, guide, module = obj[0], obj[1], None
+    elif callable(getattr(obj, "model", None)) and callable(getattr(obj, "guide", None)):
+        model, guide = obj.model, obj.guide
+        module = obj if isinstance(obj, nn.Module) else None
+    else:
+        raise PyroVaeError(
+            f"pv.train trains a LatentModel (pv.load), a (model, guide) pair of Pyro programs, "
+            f"or an object with model and guide methods; got {type(obj).__name__}"
+        )
+    found = [p for group in parameter_groups(model, guide, batch).values() for _, p in group]
+    if module is not None:
+        found += list(module.parameters())
+    unique = {id(p): p for p in found if p.requires_grad}
+    if not unique:
+        raise PyroVaeError(
+            "the model and guide have no parameters to train: use pyro.param, pyro.module or "
+            "PyroModule parameters"
+        )
+    return PyroPair(model, guide, tuple(unique.values()), module)
