@@ -19,7 +19,7 @@ BUNDLED = [  # (model, guide, data dim, binary data)
     ("hierarchical_vae", "hierarchical_vae", 64, True),
     ("bernoulli_vae", "iaf", 64, True),
     ("bernoulli_vae", "full_normal", 64, True),
-    ("vamp_vae", "mean_field", 64, True),
+    ("vamp_vae", "mean_field_relu", 64, True),
     ("mixture_prior_vae", "mean_field", 64, True),
     ("flow_prior_vae", "mean_field", 64, True),
 ]
