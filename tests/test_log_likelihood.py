@@ -11,7 +11,8 @@ import torch
 import pyro_vae as pv
 from pyro_vae.errors import ModelGuideError
 from pyro_vae.inference.elbo import elbo, elbo_gap
-from pyro_vae.inference.log_likelihood import _StreamingWeights, log_likelihood
+from pyro_vae.inference.log_likelihood import log_likelihood
+from pyro_vae.inference.weights import _StreamingWeights
 
 
 def test_exact_posterior_gives_exact_weights(ppca_exact):

@@ -12,8 +12,9 @@ import pyro
 import torch
 
 from .importance import inspect_pair, log_weights
-from .log_likelihood import LogLikelihood, _check_num_samples, _chunks, log_likelihood
+from .log_likelihood import log_likelihood
 from .stats import mean_stderr
+from .weights import LogLikelihood, _check_num_samples, _chunks
 
 
 @dataclass

@@ -1,0 +1,146 @@
+"""Per-datapoint importance weights, summarized: log p̂(x), its standard error, the effective
+sample size and the Pareto k̂ (:class:`LogLikelihood`), accumulated chunk by chunk in float64.
+
+Shared by every estimator that ends in importance weights: importance sampling
+(:mod:`~pyro_vae.inference.log_likelihood`) and annealed importance sampling
+(:mod:`~pyro_vae.inference.ais`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .stats import khat_counts, mean_stderr
+
+ROWS_PER_CHUNK = 16384  # samples × datapoints per pass: bounds memory whatever K is
+
+
+@dataclass
+class LogLikelihood:
+    """Per-datapoint estimates (float64 tensors of shape (N,)).
+
+    ``khat`` is computed on first access (it needs arviz) from the largest weights kept.
+    """
+
+    log_px: torch.Tensor
+    stderr: torch.Tensor
+    ess: torch.Tensor
+    num_samples: int
+    # K → (log p̂ with the first K samples, its stderr), when ``record_at`` asked for it
+    by_num_samples: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+    largest_log_weights: torch.Tensor | None = field(default=None, repr=False)
+    _khat: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def khat(self) -> torch.Tensor:
+        """Pareto k̂ of each datapoint's weights (PSIS; > 0.7: the estimate is unreliable)."""
+        if self._khat is None:
+            self._khat = pareto_khat(self.largest_log_weights, self.num_samples)
+        return self._khat
+
+    @property
+    def mean(self) -> float:
+        return self.log_px.mean().item()
+
+    @property
+    def mean_stderr(self) -> float:
+        """Monte Carlo standard error of the mean over datapoints."""
+        return mean_stderr(self.stderr)
+
+    def summary(self) -> dict:
+        return {
+            "log_px": self.mean,
+            "stderr": self.mean_stderr,
+            "ess_median": self.ess.median().item(),
+            **khat_counts(self.khat),
+            "num_samples": self.num_samples,
+            "num_data": len(self.log_px),
+        }
+
+
+def _check_num_samples(num_samples) -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    return num_samples
+
+
+def _chunks(total: int, chunk_size: int | None, num_data: int, stops=()):
+    """Chunk sizes summing to ``total``; a chunk also ends at every K in ``stops``."""
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    size = chunk_size or max(1, ROWS_PER_CHUNK // max(num_data, 1))
+    ends = sorted({k for k in stops if 0 < k < total} | {total})
+    done = 0
+    for end in ends:
+        while done < end:
+            step = min(size, end - done)
+            yield step
+            done += step
+
+
+class _StreamingWeights:
+    """Running log-sum-exp, sum of squared weights and the largest weights, per datapoint."""
+
+    def __init__(self, num_data: int, num_samples: int):
+        self.num_samples = num_samples
+        # PSIS fits its Pareto tail to the largest M weights (M as in arviz.psislw, reff = 1);
+        # the rest of the array only needs to sit at or below the cutoff.
+        self.tail = math.ceil(min(num_samples / 5.0, 3 * num_samples**0.5)) + 1
+        self.max = torch.full((num_data,), -math.inf, dtype=torch.float64)
+        self.sum = torch.zeros(num_data, dtype=torch.float64)
+        self.sum_sq = torch.zeros(num_data, dtype=torch.float64)
+        self.top = torch.empty(0, num_data, dtype=torch.float64)
+        self.seen = 0
+
+    def add(self, lw: torch.Tensor) -> None:
+        lw = lw.detach().to(torch.float64)
+        new_max = torch.maximum(self.max, lw.max(0).values)
+        shift = torch.where(
+            torch.isfinite(self.max), self.max - new_max, torch.zeros_like(self.max)
+        )
+        self.sum = self.sum * shift.exp() + (lw - new_max).exp().sum(0)
+        self.sum_sq = self.sum_sq * (2 * shift).exp() + (2 * (lw - new_max)).exp().sum(0)
+        self.max = new_max
+        merged = torch.cat([self.top, lw])
+        self.top = merged.topk(min(self.tail, len(merged)), dim=0).values
+        self.seen += len(lw)
+
+    def estimate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p̂ and its delta-method standard error from the samples seen so far."""
+        k = self.seen
+        log_px = self.max + self.sum.log() - math.log(k)
+        if k == 1:
+            return log_px, torch.full_like(log_px, math.nan)
+        rel_var = (k * self.sum_sq / self.sum**2 - 1).clamp(min=0) / (k - 1)
+        return log_px, rel_var.sqrt()
+
+    def result(self) -> LogLikelihood:
+        log_px, stderr = self.estimate()
+        ess = self.sum**2 / self.sum_sq
+        return LogLikelihood(log_px, stderr, ess, self.num_samples, largest_log_weights=self.top)
+
+
+def pareto_khat(largest: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """k̂ per datapoint with ``arviz.psislw``, from the largest log weights (M+1, N) alone.
+
+    PSIS fits its tail to the weights above the (M+1)-th largest, M = ⌈min(K/5, 3√K)⌉; the
+    rest of each length-K row is filled with that cutoff value, which the fit ignores.
+    """
+    if num_samples < 5:
+        return torch.full((largest.shape[1],), math.nan, dtype=torch.float64)
+    with warnings.catch_warnings():  # arviz announces its refactor on import
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+    top = largest.T.numpy()  # (N, M + 1), descending
+    khat = np.empty(len(top))
+    for start in range(0, len(top), 256):
+        rows = top[start : start + 256]
+        full = np.repeat(rows[:, -1:], num_samples, axis=1)
+        full[:, : rows.shape[1]] = rows
+        _, khat[start : start + 256] = arviz.psislw(full, reff=1.0)
+    return torch.from_numpy(khat)
