@@ -26,8 +26,11 @@ from .errors import (
     SpecError,
     TrainingDiverged,
 )
+from .inference.ais import BDMC, bdmc
 from .inference.elbo import ElboEstimate, ElboGap, elbo, elbo_gap
+from .inference.gap import GapDecomposition, gap_decomposition
 from .inference.log_likelihood import LogLikelihood, log_likelihood
+from .inference.surgery import ElboSurgery, LatentUsage, elbo_surgery, latent_usage
 from .model.latent_model import LatentModel, load
 from .objectives.comparison import Comparison, compare_estimators
 from .objectives.registry import OBJECTIVES
@@ -39,16 +42,24 @@ from .runs.training import TrainResult, estimate_elbo, resume, train
 
 __version__ = "0.1.0"
 __all__ = [
+    "BDMC",
+    "bdmc",
     "Comparison",
     "compare_estimators",
     "compare_run",
     "compare_training",
     "ElboEstimate",
     "ElboGap",
+    "ElboSurgery",
+    "GapDecomposition",
+    "LatentUsage",
     "LogLikelihood",
     "ModelGuideError",
     "elbo",
     "elbo_gap",
+    "elbo_surgery",
+    "gap_decomposition",
+    "latent_usage",
     "evaluate_run",
     "log_likelihood",
     "OBJECTIVES",

@@ -159,6 +159,15 @@ def _cmd_sample(args) -> int:
     from .runs.plots import image_grid
     from .runs.run_dir import load_run, run_metadata
 
+    if args.interpolate or args.attributes:
+        from .runs.latent_space import attribute_grid, interpolation_grid
+
+        plots = Path(args.run) / "plots"
+        if args.interpolate:
+            print(interpolation_grid(args.run, plots / "interpolations.png", seed=args.seed))
+        if args.attributes:
+            print(attribute_grid(args.run, plots / "attributes.png", seed=args.seed))
+        return 0
     vae, config = load_run(args.run)
     image_shape = run_metadata(args.run)["image_shape"]
     if not image_shape:
@@ -173,7 +182,14 @@ def _cmd_sample(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .runs.evaluate import evaluate_run
 
-    for flag in ("num_samples", "elbo_samples", "max_data", "batch_size"):
+    for flag in (
+        "num_samples",
+        "elbo_samples",
+        "max_data",
+        "batch_size",
+        "ais_samples",
+        "ais_steps",
+    ):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise PyroVaeError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
@@ -185,6 +201,12 @@ def _cmd_evaluate(args) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         progress=args.progress,
+        proposal=args.proposal,
+        ais=args.ais,
+        ais_samples=args.ais_samples,
+        ais_steps=args.ais_steps,
+        decompose=args.decompose,
+        surgery=args.surgery,
     )
     for name in ("log_px", "elbo", "gap"):
         label = {"log_px": "log p(x)", "elbo": "ELBO", "gap": "gap"}[name]
@@ -199,6 +221,29 @@ def _cmd_evaluate(args) -> int:
         f"median k̂ {fmt(e['khat_median'])}, {e['khat_above_0.7']} above 0.7, "
         f"{e['khat_undefined']} undefined"
     )
+    if "ais" in e:
+        a = e["ais"]
+        mean, mc = fmt(a["log_px"]["mean"], "10.3f"), fmt(a["log_px"]["mc_stderr"], ".3f")
+        print(
+            f"      AIS: {mean} ± {mc}"
+            f" ({a['num_samples']} chains, {a['num_steps']} steps, {a['seconds']:.1f} s), "
+            f"{fmt(a['minus_is']['mean'], '+.3f')} against importance sampling"
+        )
+    if "decomposition" in e:
+        d = e["decomposition"]
+        print(
+            f"      gap = approximation {fmt(d['approximation_gap']['mean'], '.3f')} + "
+            f"amortization {fmt(d['amortization_gap']['mean'], '.3f')} "
+            f"({d['converged']} of {e['num_data']} refinements converged)"
+        )
+    if "surgery" in e:
+        s = e["surgery"]
+        print(
+            f"       KL = mutual information {fmt(s['mutual_information'], '.3f')} (log N = "
+            f"{fmt(s['log_num_data'], '.3f')}) + marginal KL {fmt(s['marginal_kl'], '.3f')}"
+        )
+        for name, u in e["latent_usage"]["latents"].items():
+            print(f"{name:>9}: {u['active_units']} of {u['dims']} dimensions active")
     print(f"report: {Path(args.run) / 'report.md'}")
     return 0
 
@@ -357,6 +402,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--elbo-samples", type=int, default=100, help="samples for the ELBO (100)")
     p.add_argument("--max-data", type=int, help="evaluate only the first N test datapoints")
     p.add_argument("--batch-size", type=int, default=100, help="datapoints per pass (100)")
+    p.add_argument(
+        "--proposal",
+        choices=["guide", "prior"],
+        default="guide",
+        help="importance sampling from the guide, or from the prior (naive Monte Carlo)",
+    )
+    p.add_argument("--ais", action="store_true", help="also estimate log p(x) by AIS")
+    p.add_argument("--ais-samples", type=int, default=16, help="AIS chains per datapoint (16)")
+    p.add_argument("--ais-steps", type=int, default=500, help="AIS intermediate densities (500)")
+    p.add_argument(
+        "--decompose",
+        action="store_true",
+        help="split the gap into approximation and amortization gaps (refines q per datapoint)",
+    )
+    p.add_argument(
+        "--surgery",
+        action="store_true",
+        help="ELBO surgery (mutual information, marginal KL), KL per dimension, active units",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     p.set_defaults(handler=_cmd_evaluate)
@@ -399,6 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", help="PNG path (default: RUN/plots/samples.png)")
+    p.add_argument(
+        "--interpolate",
+        action="store_true",
+        help="decode along lines between encodings of test images (RUN/plots/interpolations.png)",
+    )
+    p.add_argument(
+        "--attributes",
+        action="store_true",
+        help="add each class's attribute vector to encodings of test images, using the data "
+        "set's labels (RUN/plots/attributes.png)",
+    )
     p.set_defaults(handler=_cmd_sample)
     return parser
 

@@ -109,3 +109,45 @@ def _mixture_log_px(vae, x):
 def mixture_log_px():
     """``f(vae, x)``: the exact per-datapoint log p(x) of a mixture_1d model."""
     return _mixture_log_px
+
+
+# A linear-Gaussian model whose exact posterior is strongly correlated: the diagonal family's
+# approximation gap is large and known in closed form.
+def _correlated_ppca(guide):
+    """linear_gaussian at known parameters whose posterior covariance σ²(WᵀW + σ²I)⁻¹ is far
+    from diagonal; data drawn from the model; the exact posterior of every datapoint."""
+    vae = pv.load("linear_gaussian", guide, data_shape=(5,), seed=0)
+    generator = torch.Generator().manual_seed(1)
+    W = torch.tensor([[1.0, 0.9], [0.8, 1.0], [0.5, 0.6], [1.0, 1.1], [0.2, 0.1]])
+    b = torch.randn(5, generator=generator)
+    decoder = vae.likelihood.net.layers[0]
+    with torch.no_grad():
+        decoder.weight.copy_(W)
+        decoder.bias.copy_(b)
+        vae.likelihood.family.log_scale.fill_(math.log(0.5))
+    M = W.T @ W + 0.25 * torch.eye(2)
+    marginal = dist.MultivariateNormal(b, W @ W.T + 0.25 * torch.eye(5))
+    x = marginal.sample((64,))
+    posterior = dist.MultivariateNormal(
+        (x - b) @ torch.linalg.solve(M, W.T).T, 0.25 * torch.linalg.inv(M)
+    )
+    return vae, x, posterior
+
+
+def _diagonal_gap(posterior):
+    """The smallest KL(q ‖ p) a diagonal Gaussian q can reach: ½(log det S + Σ log (S⁻¹)ᵢᵢ)."""
+    S = posterior.covariance_matrix[0]
+    return 0.5 * (torch.logdet(S) + torch.linalg.inv(S).diagonal().log().sum()).item()
+
+
+@pytest.fixture
+def correlated_ppca():
+    """``f(guide) -> (vae, x, posterior)``: linear_gaussian at known W, b, σ = 0.5 with the
+    given guide, 64 datapoints drawn from it, and their exact posterior."""
+    return _correlated_ppca
+
+
+@pytest.fixture
+def diagonal_gap():
+    """``f(posterior)``: the approximation gap of the diagonal Gaussian family."""
+    return _diagonal_gap

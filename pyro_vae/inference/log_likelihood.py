@@ -17,10 +17,13 @@ from __future__ import annotations
 import pyro
 import torch
 
+from .ais import ais_log_likelihood
 from .importance import inspect_pair, log_weights
 from .weights import ROWS_PER_CHUNK, LogLikelihood, _check_num_samples, _chunks, _StreamingWeights
 
 __all__ = ["ROWS_PER_CHUNK", "LogLikelihood", "log_likelihood"]
+
+METHODS = ("is", "ais")
 
 
 def log_likelihood(
@@ -28,20 +31,48 @@ def log_likelihood(
     guide,
     *args,
     num_samples: int = 1000,
+    method: str = "is",
+    num_steps: int | None = None,
     chunk_size: int | None = None,
     proposal: str = "guide",
     record_at=(),
+    ais_options: dict | None = None,
+    progress: bool | None = None,
     **kwargs,
 ) -> LogLikelihood:
-    """Importance-sampling estimate of log p(x) for every datapoint in the ``"data"`` plate.
+    """Estimate of log p(x) for every datapoint in the ``"data"`` plate.
 
     :param model: any Pyro model whose batch is in ``pyro.plate("data", N)``.
     :param guide: its guide (the proposal); ``proposal="prior"`` ignores it and samples p(z).
-    :param num_samples: K, the number of importance samples per datapoint.
-    :param chunk_size: samples per vectorized pass (default: about 16384 / N).
+    :param num_samples: K, the number of importance samples (AIS: chains) per datapoint.
+    :param method: ``"is"``, importance sampling; ``"ais"``, annealed importance sampling with
+        ``num_steps`` intermediate densities (default 500) and HMC transitions
+        (:mod:`pyro_vae.inference.ais`; ``ais_options``: ``leapfrog_steps``, ``step_size``,
+        ``target_accept``).
+    :param chunk_size: samples per vectorized pass (default: about 16384 / N); IS only.
     :param record_at: values of K < ``num_samples`` at which to also record the estimate from
-        the first K samples (``by_num_samples``): the curve of log p̂ against K, for free.
+        the first K samples (``by_num_samples``): the curve of log p̂ against K, for free; IS
+        only.
+    :param progress: a progress bar over the annealing steps (AIS).
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "ais":
+        if record_at or chunk_size is not None:
+            raise ValueError("record_at and chunk_size are for method='is'")
+        return ais_log_likelihood(
+            model,
+            guide,
+            args,
+            kwargs,
+            num_samples=num_samples,
+            num_steps=num_steps or 500,
+            proposal=proposal,
+            progress=progress,
+            **(ais_options or {}),
+        )
+    if num_steps is not None or ais_options:
+        raise ValueError("num_steps and ais_options are for method='ais'")
     _check_num_samples(num_samples)
     layout = inspect_pair(model, guide, args, kwargs, proposal)
     stream = _StreamingWeights(layout.num_data, num_samples)

@@ -35,6 +35,8 @@ class LogLikelihood:
     by_num_samples: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
     largest_log_weights: torch.Tensor | None = field(default=None, repr=False)
     _khat: torch.Tensor | None = field(default=None, repr=False)
+    method: str = "is"  # "is": importance sampling; "ais": annealed importance sampling
+    details: dict = field(default_factory=dict, repr=False)  # method-specific diagnostics
 
     @property
     def khat(self) -> torch.Tensor:

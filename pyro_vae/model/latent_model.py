@@ -230,10 +230,95 @@ class LatentModel(nn.Module):
         px = self.likelihood(values)
         return self.likelihood.family.mean(px) if mean else px.sample()
 
+    def log_densities(self, x: torch.Tensor, values: dict[str, torch.Tensor]):
+        """``(log p(x, z), log p(z), log q(z | x))`` at latent ``values`` of shape
+        ``(K, N, *event)``, each ``(K, N)``, computed from the modules without Pyro's traces:
+        the fast path :func:`pyro_vae.inference.latents.log_densities` takes for spec-built
+        pairs (tests check it equal to the traced one)."""
+        inputs = {DATA: x, **values}
+        prior = sum(node(inputs).log_prob(values[node.name]) for node in self.prior)
+        joint = prior + self.likelihood(inputs).log_prob(x)
+        guide = sum(node(inputs).log_prob(values[n]) for n, node in self.inference.items())
+        return joint, prior, guide
+
+    # --- the latent space ---------------------------------------------------------------
+
+    #: Draws averaged for the mean of a guide family without a closed-form mean (a flow).
+    MEAN_DRAWS = 256
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, *, mean: bool = True) -> dict[str, torch.Tensor]:
+        """Each latent of ``x`` (N, D), in the guide's order: the mean of q(z | x, parents)
+        with the parents at their own encoded means, or (``mean=False``) one draw."""
+        if self.enumerated:
+            raise ValueError(
+                "encode needs every latent sampled by the guide; enumerated: "
+                f"{sorted(self.enumerated)}"
+            )
+        values = {DATA: x}
+        for name, node in self.inference.items():
+            q = node(values)
+            if q.batch_shape != x.shape[:1]:  # a guide node without parents
+                q = q.expand(x.shape[:1])
+            values[name] = _mean(q, self.MEAN_DRAWS) if mean else q.sample()
+        return {name: values[name] for name in self.latent_names}
+
+    @torch.no_grad()
+    def decode(self, latents: dict[str, torch.Tensor] | torch.Tensor, *, mean: bool = True):
+        """The mean of p(x | z) (or a draw); latents not given take the mean of their prior
+        given their parents, so a hierarchical model can be decoded from its top latent.
+        A tensor is the value of the only latent of a one-latent model."""
+        if torch.is_tensor(latents):
+            if len(self.latent_names) != 1:
+                raise ValueError(f"give a dict of latents {self.latent_names}")
+            latents = {self.latent_names[0]: latents}
+        unknown = set(latents) - set(self.latent_names)
+        if unknown:
+            raise ValueError(f"not latents of the model: {sorted(unknown)}")
+        values: dict[str, torch.Tensor] = {}
+        rows = next(iter(latents.values())).shape[:-1]
+        for node in self.prior:
+            if node.name in latents:
+                values[node.name] = latents[node.name]
+            else:
+                values[node.name] = _mean(node(values).expand(rows), self.MEAN_DRAWS)
+        px = self.likelihood(values)
+        return self.likelihood.family.mean(px) if mean else px.sample()
+
+    @torch.no_grad()
+    def interpolate(self, x_from: torch.Tensor, x_to: torch.Tensor, steps: int = 8):
+        """Decoded means along straight lines between the encodings of ``x_from`` and ``x_to``
+        (both (N, D)): shape (N, steps, D), the two ends included."""
+        if steps < 2:
+            raise ValueError(f"steps must be >= 2, got {steps}")
+        a, b = self.encode(x_from), self.encode(x_to)
+        t = torch.linspace(0, 1, steps)[None, :, None]
+        path = {n: a[n][:, None] * (1 - t) + b[n][:, None] * t for n in self.latent_names}
+        return self.decode(path)
+
+    @torch.no_grad()
+    def attribute_vectors(self, x: torch.Tensor, labels: torch.Tensor) -> dict:
+        """For each class c of ``labels``: the mean encoding of its datapoints minus the mean
+        encoding of all, per latent — added to an encoding, it moves it towards class c."""
+        codes = self.encode(x)
+        overall = {n: v.mean(0) for n, v in codes.items()}
+        return {
+            int(c): {n: v[labels == c].mean(0) - overall[n] for n, v in codes.items()}
+            for c in labels.unique()
+        }
+
     def extra_repr(self) -> str:
         specs = f"model={self.model_spec.path}, guide={self.guide_spec.path}"
         image = f", image_shape={self.image_shape}" if self.image_shape else ""
         return f"{specs}, data_shape={self.data_shape}{image}"
+
+
+def _mean(d, draws: int) -> torch.Tensor:
+    """The mean of ``d``: closed form where the family has one, else the average of draws."""
+    try:
+        return d.mean
+    except NotImplementedError:
+        return d.sample((draws,)).mean(0)
 
 
 def load(

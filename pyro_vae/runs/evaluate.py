@@ -1,8 +1,17 @@
-"""Evaluate a trained run: importance-sampled log p̂(x), the ELBO and their gap on the test set.
+"""Evaluate a trained run on its test set: log p̂(x), the ELBO and their gap, and why the gap is
+there.
+
+Always: importance-sampled log p̂(x) (from the guide, or with ``proposal="prior"`` the naive
+Monte Carlo estimate) with its standard error, ESS and Pareto k̂, and the ELBO, per datapoint.
+On request: ``ais`` (annealed importance sampling, :mod:`pyro_vae.inference.ais`),
+``decompose`` (the gap split into approximation and amortization gaps,
+:mod:`pyro_vae.inference.gap`), ``surgery`` (average KL = mutual information + marginal KL,
+KL per latent dimension, active units: :mod:`pyro_vae.inference.surgery`).
 
 Writes into the run directory ``evaluation.npz`` (per-datapoint arrays, plain NumPy),
-``plots/log_px_vs_k.png``, ``plots/gap_hist.png``, ``plots/khat_hist.png``, and adds an
-``evaluation`` section to ``report.json`` and ``report.md``.
+``evaluation.nc`` (the same as an ``arviz.InferenceData``: log p̂ in its ``log_likelihood``
+group), plots under ``plots/``, and an ``evaluation`` section in ``report.json`` and
+``report.md``.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +28,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..inference.elbo import elbo
+from ..inference.gap import refined_elbo
 from ..inference.log_likelihood import log_likelihood
 from ..inference.stats import khat_counts, mean_stderr, sample_stderr
+from ..inference.surgery import ACTIVE_THRESHOLD, elbo_surgery, latent_usage
 from ..objectives.registry import default_objective
 from . import plots
 from .config import prepare_data
@@ -48,6 +60,28 @@ def _curve_points(num_samples: int) -> list[int]:
     return points
 
 
+def _stats(values: np.ndarray, mc_errors: np.ndarray) -> dict:
+    return {
+        "mean": float(values.mean()),
+        "mc_stderr": mean_stderr(mc_errors),
+        "datapoint_stderr": sample_stderr(values),
+    }
+
+
+def _batches(x: torch.Tensor, batch_size: int, progress, desc: str):
+    with tqdm(
+        total=len(x),
+        disable=None if progress is None else not progress,
+        desc=desc,
+        unit="datapoint",
+        leave=False,
+    ) as bar:
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size]
+            yield batch
+            bar.update(len(batch))
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -57,112 +91,229 @@ def evaluate_run(
     batch_size: int = 100,
     seed: int = 0,
     progress: bool | None = None,
+    proposal: str = "guide",
+    ais: bool = False,
+    ais_samples: int = 16,
+    ais_steps: int = 500,
+    decompose: bool = False,
+    surgery: bool = False,
 ) -> dict:
-    """Estimate log p(x), the ELBO and the gap for each test datapoint of a run; returns the
-    summary that is also written to ``report.json``."""
+    """Evaluate each test datapoint of a run; returns the summary that is also written to
+    ``report.json`` (see the module docstring for what each option adds)."""
     run_dir = Path(run_dir)
     vae, config = load_run(run_dir)
     vae.eval()
     dataset = prepare_data(vae, config)
     x = dataset.test if max_data is None else dataset.test[:max_data]
     estimator = "trace_mean_field" if default_objective(vae) == "trace_mean_field" else "trace"
-    record_at = _curve_points(num_samples)
     pyro.set_rng_seed(seed)
+    arrays, summary = {}, {}
 
-    columns = {k: [] for k in ("log_px", "stderr", "ess", "khat", "elbo", "elbo_stderr")}
-    curve = {k: ([], []) for k in [*record_at, num_samples]}
-    if not record_at:  # K = 1: the curve is the single estimate
-        record_at = [num_samples]
     began = time.perf_counter()
-    with tqdm(
-        total=len(x),
-        disable=None if progress is None else not progress,
-        desc=f"log p(x), K={num_samples}",
-        unit="datapoint",
-        leave=False,
-    ) as bar:
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]
-            ll = log_likelihood(
-                vae.model, vae.guide, batch, num_samples=num_samples, record_at=record_at
-            )
-            bound = elbo(vae.model, vae.guide, batch, num_samples=elbo_samples, objective=estimator)
-            for name, value in (
-                ("log_px", ll.log_px),
-                ("stderr", ll.stderr),
-                ("ess", ll.ess),
-                ("khat", ll.khat),
-                ("elbo", bound.elbo),
-                ("elbo_stderr", bound.stderr),
-            ):
-                columns[name].append(value)
-            for k, (values, errors) in (ll.by_num_samples or {}).items():
-                curve[k][0].append(values)
-                curve[k][1].append(errors)
-            bar.update(len(batch))
+    curve = _importance_sampling(
+        vae, x, num_samples, elbo_samples, estimator, proposal, batch_size, progress, arrays
+    )
     seconds = time.perf_counter() - began
-    arrays = {k: torch.cat(v).numpy() for k, v in columns.items()}
-    arrays["gap"] = arrays["log_px"] - arrays["elbo"]
-    arrays["gap_stderr"] = np.hypot(arrays["stderr"], arrays["elbo_stderr"])
-    n = len(x)
+    if ais:
+        summary["ais"] = _ais(vae, x, ais_samples, ais_steps, batch_size, progress, arrays)
+    if decompose:
+        summary["decomposition"] = _decompose(vae, x, elbo_samples, batch_size, progress, arrays)
+    if surgery:
+        summary["surgery"], summary["latent_usage"] = _surgery(vae, x)
 
-    def mean_and_errors(values, mc_errors):
-        return {
-            "mean": float(values.mean()),
-            "mc_stderr": mean_stderr(mc_errors),
-            "datapoint_stderr": sample_stderr(values),
-        }
-
-    curve_summary = []
-    for k, (values, errors) in curve.items():
-        error = mean_stderr(torch.cat(errors)) if k > 1 else None  # undefined for K = 1
-        log_px = torch.cat(values).mean().item()
-        curve_summary.append({"num_samples": k, "log_px": log_px, "mc_stderr": error})
     summary = {
         "data": config.data,
         "split": "test",
-        "num_data": n,
+        "num_data": len(x),
         "num_samples": num_samples,
+        "proposal": proposal,
         "elbo_samples": elbo_samples,
         "elbo_estimator": estimator,
-        "log_px": mean_and_errors(arrays["log_px"], arrays["stderr"]),
-        "elbo": mean_and_errors(arrays["elbo"], arrays["elbo_stderr"]),
-        "gap": mean_and_errors(arrays["gap"], arrays["gap_stderr"]),
+        "log_px": _stats(arrays["log_px"], arrays["stderr"]),
+        "elbo": _stats(arrays["elbo"], arrays["elbo_stderr"]),
+        "gap": _stats(arrays["gap"], arrays["gap_stderr"]),
         "ess_median": float(np.median(arrays["ess"])),
         **khat_counts(arrays["khat"]),
-        "log_px_by_num_samples": curve_summary,
+        "log_px_by_num_samples": curve,
         "seconds": seconds,
+        **summary,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "seed": seed,
         "checkpoint_epoch": checkpoint_epoch(run_dir),
     }
     summary = _json_safe(summary)
-
     with atomic_path(run_dir / "evaluation.npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    plot_dir = run_dir / "plots"
-    summary["plots"] = {
-        "log_px_vs_k": str(
-            plots.log_px_vs_k(
-                curve_summary, summary["elbo"]["mean"], plot_dir / "log_px_vs_k.png"
-            ).relative_to(run_dir)
-        ),
-        "gap_hist": str(
-            plots.histogram(
-                arrays["gap"], plot_dir / "gap_hist.png", "log p̂(x) − ELBO per datapoint (nats)"
-            ).relative_to(run_dir)
-        ),
-        "khat_hist": str(
-            plots.histogram(
-                arrays["khat"],
-                plot_dir / "khat_hist.png",
-                "Pareto k̂ per datapoint",
-                lines=(0.5, 0.7),
-            ).relative_to(run_dir)
-        ),
-    }
+    with atomic_path(run_dir / "evaluation.nc") as tmp:
+        inference_data(arrays).to_netcdf(str(tmp))
+    summary["plots"] = _plots(run_dir, summary, arrays)
     report_path = run_dir / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     report["evaluation"] = summary
     render_report(run_dir, report)
     return summary
+
+
+def _importance_sampling(
+    vae, x, num_samples, elbo_samples, estimator, proposal, batch_size, progress, arrays
+) -> list[dict]:
+    """log p̂(x) by importance sampling and the ELBO, per datapoint, into ``arrays``; returns
+    the curve of log p̂ against K."""
+    record_at = _curve_points(num_samples)
+    columns = {k: [] for k in ("log_px", "stderr", "ess", "khat", "elbo", "elbo_stderr")}
+    curve = {k: ([], []) for k in [*record_at, num_samples]}
+    if not record_at:  # K = 1: the curve is the single estimate
+        record_at = [num_samples]
+    for batch in _batches(x, batch_size, progress, f"log p(x), K={num_samples}"):
+        ll = log_likelihood(
+            vae.model,
+            vae.guide,
+            batch,
+            num_samples=num_samples,
+            record_at=record_at,
+            proposal=proposal,
+        )
+        bound = elbo(vae.model, vae.guide, batch, num_samples=elbo_samples, objective=estimator)
+        for name, value in (
+            ("log_px", ll.log_px),
+            ("stderr", ll.stderr),
+            ("ess", ll.ess),
+            ("khat", ll.khat),
+            ("elbo", bound.elbo),
+            ("elbo_stderr", bound.stderr),
+        ):
+            columns[name].append(value)
+        for k, (values, errors) in (ll.by_num_samples or {}).items():
+            curve[k][0].append(values)
+            curve[k][1].append(errors)
+    arrays.update({k: torch.cat(v).numpy() for k, v in columns.items()})
+    arrays["gap"] = arrays["log_px"] - arrays["elbo"]
+    arrays["gap_stderr"] = np.hypot(arrays["stderr"], arrays["elbo_stderr"])
+    points = []
+    for k, (values, errors) in curve.items():
+        error = mean_stderr(torch.cat(errors)) if k > 1 else None  # undefined for K = 1
+        points.append(
+            {"num_samples": k, "log_px": torch.cat(values).mean().item(), "mc_stderr": error}
+        )
+    return points
+
+
+def _ais(vae, x, num_samples, num_steps, batch_size, progress, arrays) -> dict:
+    began = time.perf_counter()
+    columns = {"ais_log_px": [], "ais_stderr": [], "ais_acceptance": []}
+    for batch in _batches(x, batch_size, progress, f"AIS, {num_samples} chains"):
+        ll = log_likelihood(
+            vae.model, vae.guide, batch, num_samples=num_samples, method="ais", num_steps=num_steps
+        )
+        columns["ais_log_px"].append(ll.log_px)
+        columns["ais_stderr"].append(ll.stderr)
+        columns["ais_acceptance"].append(ll.details["acceptance"].double())
+    arrays.update({k: torch.cat(v).numpy() for k, v in columns.items()})
+    difference = arrays["ais_log_px"] - arrays["log_px"]
+    return {
+        "num_samples": num_samples,
+        "num_steps": num_steps,
+        "log_px": _stats(arrays["ais_log_px"], arrays["ais_stderr"]),
+        "minus_is": {"mean": float(difference.mean()), "stderr": sample_stderr(difference)},
+        "acceptance_mean": float(arrays["ais_acceptance"].mean()),
+        "seconds": time.perf_counter() - began,
+    }
+
+
+def _decompose(vae, x, elbo_samples, batch_size, progress, arrays) -> dict:
+    """The refined ELBO per datapoint and the two gaps, against the best log p̂ measured (AIS
+    where it ran, else importance sampling)."""
+    began = time.perf_counter()
+    columns = {"elbo_refined": [], "elbo_refined_stderr": [], "refine_converged": []}
+    steps = 0
+    for batch in _batches(x, batch_size, progress, "refining q per datapoint"):
+        with pyro.validation_enabled(False):
+            refined, converged, taken = refined_elbo(
+                vae.model, vae.guide, batch, num_samples=elbo_samples
+            )
+        columns["elbo_refined"].append(refined.elbo)
+        columns["elbo_refined_stderr"].append(refined.stderr)
+        columns["refine_converged"].append(converged)
+        steps = max(steps, taken)
+    arrays.update({k: torch.cat(v).numpy() for k, v in columns.items()})
+    source = "ais" if "ais_log_px" in arrays else "is"
+    log_px = arrays["ais_log_px"] if source == "ais" else arrays["log_px"]
+    log_px_stderr = arrays["ais_stderr"] if source == "ais" else arrays["stderr"]
+    arrays["approximation_gap"] = log_px - arrays["elbo_refined"]
+    arrays["amortization_gap"] = arrays["elbo_refined"] - arrays["elbo"]
+    return {
+        "log_px_from": source,
+        "elbo_refined": _stats(arrays["elbo_refined"], arrays["elbo_refined_stderr"]),
+        "approximation_gap": _stats(
+            arrays["approximation_gap"], np.hypot(log_px_stderr, arrays["elbo_refined_stderr"])
+        ),
+        "amortization_gap": _stats(
+            arrays["amortization_gap"],
+            np.hypot(arrays["elbo_refined_stderr"], arrays["elbo_stderr"]),
+        ),
+        "converged": int(arrays["refine_converged"].sum()),
+        "max_refine_steps": steps,
+        "seconds": time.perf_counter() - began,
+    }
+
+
+def _surgery(vae, x) -> tuple[dict, dict]:
+    with pyro.validation_enabled(False):
+        s = elbo_surgery(vae.model, vae.guide, x)
+        usage = latent_usage(vae.model, vae.guide, x)
+    return s.summary(), {
+        "threshold": ACTIVE_THRESHOLD,
+        "latents": usage.summary(),
+        "notes": usage.notes,
+    }
+
+
+def inference_data(arrays: dict):
+    """The per-datapoint results as an ``arviz.InferenceData``: log p̂(x) in the
+    ``log_likelihood`` group (one chain, one draw, a ``datapoint`` dimension), everything else
+    per datapoint in ``sample_stats``."""
+    with warnings.catch_warnings():  # arviz announces its refactor on import
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    def one_draw(values):
+        return np.asarray(values, dtype=np.float64)[None, None]
+
+    stats = {k: one_draw(v) for k, v in arrays.items() if k != "log_px"}
+    dims = {k: ["datapoint"] for k in [*stats, "x"]}
+    return arviz.from_dict(
+        log_likelihood={"x": one_draw(arrays["log_px"])}, sample_stats=stats, dims=dims
+    )
+
+
+def _plots(run_dir: Path, summary: dict, arrays: dict) -> dict:
+    folder = run_dir / "plots"
+    made = {
+        "log_px_vs_k": plots.log_px_vs_k(
+            summary["log_px_by_num_samples"], summary["elbo"]["mean"], folder / "log_px_vs_k.png"
+        ),
+        "gap_hist": plots.histogram(
+            arrays["gap"], folder / "gap_hist.png", "log p̂(x) − ELBO per datapoint (nats)"
+        ),
+        "khat_hist": plots.histogram(
+            arrays["khat"], folder / "khat_hist.png", "Pareto k̂ per datapoint", lines=(0.5, 0.7)
+        ),
+    }
+    if "ais_log_px" in arrays:
+        made["is_vs_ais"] = plots.is_vs_ais(
+            arrays["log_px"], arrays["ais_log_px"], arrays["khat"], folder / "is_vs_ais.png"
+        )
+    if "approximation_gap" in arrays:
+        made["gap_decomposition"] = plots.gap_decomposition(
+            arrays["approximation_gap"] + arrays["amortization_gap"],
+            arrays["approximation_gap"],
+            arrays["amortization_gap"],
+            folder / "gap_decomposition.png",
+        )
+    if "surgery" in summary:
+        made["surgery"] = plots.surgery(summary["surgery"], folder / "surgery.png")
+        usage = summary["latent_usage"]
+        made["kl_per_dim"] = plots.kl_per_dim(
+            usage["latents"], folder / "kl_per_dim.png", usage["threshold"]
+        )
+    return {name: str(path.relative_to(run_dir)) for name, path in made.items()}

@@ -181,3 +181,78 @@ def learning_curves(histories: dict[str, list[dict]], path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return _save(fig, path)
+
+
+def gap_decomposition(
+    gap: np.ndarray, approximation: np.ndarray, amortization: np.ndarray, path: Path, groups=5
+) -> Path:
+    """The gap split per group of datapoints (groups of equal size by total gap, smallest
+    first): stacked bars of the mean approximation and amortization gaps."""
+    order = np.argsort(gap)
+    parts = [p for p in np.array_split(order, min(groups, len(order))) if len(p)]
+    approx = [approximation[p].mean() for p in parts]
+    amort = [amortization[p].mean() for p in parts]
+    labels = [f"{i + 1}\n({len(p)})" for i, p in enumerate(parts)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(labels, approx, label="approximation gap")
+    ax.bar(labels, amort, bottom=approx, label="amortization gap")
+    ax.set_xlabel("datapoints grouped by total gap, smallest first (count)")
+    ax.set_ylabel("mean per datapoint (nats)")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    return _save(fig, path)
+
+
+def kl_per_dim(usage: dict, path: Path, threshold: float) -> Path:
+    """Each latent's KL per dimension (sorted, largest first), coloured by activity."""
+    names = list(usage)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        stats = usage[name]
+        activity = np.asarray(stats["activity"])
+        order = np.argsort(-activity)
+        values = stats["kl_per_dim"]
+        heights = np.asarray(values)[order] if values is not None else activity[order]
+        colours = ["tab:blue" if a > threshold else "tab:gray" for a in activity[order]]
+        ax.bar(range(len(order)), heights, color=colours)
+        ax.set_xlabel("dimension (most active first)")
+        ax.set_ylabel("KL per dimension (nats)" if values is not None else "activity")
+        ax.set_title(f"{name}: {stats['active_units']} of {stats['dims']} active (blue)")
+        ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def surgery(s: dict, path: Path) -> Path:
+    """The average KL as mutual information plus marginal KL, against log N."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.bar(["average KL"], [s["mutual_information"]], label="mutual information I[x; z]")
+    ax.bar(
+        ["average KL"],
+        [s["marginal_kl"]],
+        bottom=[s["mutual_information"]],
+        label="marginal KL(q̄(z) ‖ p(z))",
+    )
+    ax.axhline(s["log_num_data"], color="red", linestyle="--", label="log N (largest MI)")
+    ax.set_ylabel("nats per datapoint")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def is_vs_ais(is_log_px: np.ndarray, ais_log_px: np.ndarray, khat: np.ndarray, path: Path):
+    """AIS against importance-sampled log p̂(x) per datapoint; red where IS had k̂ > 0.7."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    bad = np.nan_to_num(khat, nan=0.0) > 0.7
+    ax.scatter(is_log_px[~bad], ais_log_px[~bad], s=6, alpha=0.6, label="k̂ ≤ 0.7")
+    ax.scatter(is_log_px[bad], ais_log_px[bad], s=6, alpha=0.6, color="tab:red", label="k̂ > 0.7")
+    values = np.concatenate([is_log_px, ais_log_px])
+    values = values[np.isfinite(values)]
+    if len(values):
+        low, high = values.min(), values.max()
+        ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="equal")
+    ax.set_xlabel("log p̂(x), importance sampling")
+    ax.set_ylabel("log p̂(x), AIS")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

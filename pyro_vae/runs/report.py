@@ -78,8 +78,10 @@ def render_report(run_dir: Path, report: dict) -> None:
 
 
 def _markdown(r: dict) -> str:
+    evaluation = r.get("evaluation")
+    headline = _headline(evaluation) if evaluation else []
     if "config" not in r:  # a run stopped before its training report: evaluation only
-        return "\n".join(["# Report", "", *_evaluation_markdown(r["evaluation"])]) + "\n"
+        return "\n".join(["# Report", "", *headline, *_evaluation_markdown(evaluation)]) + "\n"
     c = r["config"]
     options = "".join(f", {k} = {v:g}" for k, v in c.get("objective_options", {}).items())
     lines = [
@@ -87,6 +89,7 @@ def _markdown(r: dict) -> str:
         "",
         r["model_description"],
         "",
+        *headline,
         *markdown_table(
             ["setting", "value"],
             [
@@ -128,14 +131,55 @@ def _kl_weight(config: dict) -> str:
     return text + (f", ramped from 0 over {warmup} epoch(s)" if warmup else "")
 
 
+def _headline(e: dict) -> list[str]:
+    """The first lines of a report with an evaluation: log p̂(x), the ELBO, and the gap split."""
+    best, source = e["log_px"], "importance sampling"
+    if "ais" in e:
+        best, source = e["ais"]["log_px"], "AIS"
+    lines = [
+        f"**log p̂(x) = {fmt(best['mean'])}** nats per test datapoint ({source}), "
+        f"**ELBO = {fmt(e['elbo']['mean'])}**, gap **{fmt(best['mean'] - e['elbo']['mean'])}**",
+    ]
+    d = e.get("decomposition")
+    if d:
+        lines[0] += (
+            f" = approximation gap {fmt(d['approximation_gap']['mean'])} (what the guide family "
+            f"cannot express) + amortization gap {fmt(d['amortization_gap']['mean'])} (what the "
+            f"shared encoder loses)"
+        )
+    s, usage = e.get("surgery"), e.get("latent_usage")
+    if s:
+        lines.append(
+            f"The KL term, {fmt(s['average_kl'])} nats, is the information about x in z, "
+            f"{fmt(s['mutual_information'])} (at most log N = {fmt(s['log_num_data'])}), plus "
+            f"{fmt(s['marginal_kl'])} nats by which the aggregate posterior misses the prior."
+        )
+    if usage:
+        active = ", ".join(
+            f"{name} {u['active_units']} of {u['dims']}" for name, u in usage["latents"].items()
+        )
+        lines.append(f"Active latent dimensions: {active}.")
+    if e["khat_above_0.7"]:
+        lines.append(
+            f"Importance sampling is unreliable on {e['khat_above_0.7']} of {e['num_data']} "
+            f"datapoints (k̂ > 0.7): their log p̂ is likely too low."
+        )
+    return ["## In short", "", *[line + "\n" for line in lines], ""]
+
+
 def _evaluation_markdown(e: dict) -> list[str]:
     def row(label, stats):
         return [label, *(fmt(stats[k], ".3f") for k in ("mean", "mc_stderr", "datapoint_stderr"))]
 
+    proposal = (
+        "samples from the prior (naive Monte Carlo)"
+        if e.get("proposal") == "prior"
+        else "samples from the guide"
+    )
     lines = [
         f"## Evaluation on the {e['split']} set ({e['num_data']} datapoints)",
         "",
-        f"log p̂(x) by importance sampling with K = {e['num_samples']} samples from the guide; "
+        f"log p̂(x) by importance sampling with K = {e['num_samples']} {proposal}; "
         f"ELBO with {e['elbo_samples']} samples (`{e['elbo_estimator']}`). The gap "
         "log p̂(x) − ELBO estimates KL(q(z|x) ‖ p(z|x)).",
         "",
@@ -158,5 +202,98 @@ def _evaluation_markdown(e: dict) -> list[str]:
             ],
         ),
         "",
+        *_ais_markdown(e),
+        *_decomposition_markdown(e),
+        *_surgery_markdown(e),
     ]
     return lines + [f"![{name}]({path})" for name, path in e["plots"].items()]
+
+
+def _ais_markdown(e: dict) -> list[str]:
+    a = e.get("ais")
+    if not a:
+        return []
+    return [
+        "### Annealed importance sampling",
+        "",
+        f"{a['num_samples']} chains per datapoint, {a['num_steps']} intermediate densities "
+        f"(sigmoidal schedule), HMC transitions (mean acceptance {fmt(a['acceptance_mean'])}): "
+        f"log p̂(x) = {fmt(a['log_px']['mean'], '.3f')} ± {fmt(a['log_px']['mc_stderr'], '.3f')}, "
+        f"{fmt(a['minus_is']['mean'], '+.3f')} ± {fmt(a['minus_is']['stderr'], '.3f')} nats "
+        f"against importance sampling, datapoint by datapoint; {a['seconds']:.1f} s (importance "
+        f"sampling: {e['seconds']:.1f} s).",
+        "",
+    ]
+
+
+def _decomposition_markdown(e: dict) -> list[str]:
+    d = e.get("decomposition")
+    if not d:
+        return []
+
+    def row(label, stats):
+        return [label, fmt(stats["mean"], ".3f"), fmt(stats["mc_stderr"], ".3f")]
+
+    return [
+        "### The gap, decomposed (Cremer et al. 2018)",
+        "",
+        "q refined for each datapoint from the encoder's output (same family); approximation "
+        f"gap = log p̂(x) ({d['log_px_from'].upper()}) − refined ELBO, amortization gap = refined "
+        f"ELBO − ELBO. {d['converged']} of {e['num_data']} refinements converged (no datapoint "
+        f"improving by 0.001 nats per 100 steps) within {d['max_refine_steps']} steps; "
+        f"{d['seconds']:.1f} s.",
+        "",
+        *markdown_table(
+            ["nats per datapoint", "mean", "Monte Carlo stderr"],
+            [
+                row("refined ELBO", d["elbo_refined"]),
+                row("approximation gap", d["approximation_gap"]),
+                row("amortization gap", d["amortization_gap"]),
+            ],
+        ),
+        "",
+    ]
+
+
+def _surgery_markdown(e: dict) -> list[str]:
+    s, usage = e.get("surgery"), e.get("latent_usage")
+    if not s:
+        return []
+    rows = [
+        [
+            "average KL(q(z|x) ‖ p(z))",
+            fmt(s["average_kl"], ".3f"),
+            fmt(s["average_kl_stderr"], ".3f"),
+        ],
+        [
+            "mutual information I[x; z]",
+            fmt(s["mutual_information"], ".3f"),
+            fmt(s["mutual_information_stderr"], ".3f"),
+        ],
+        [
+            "marginal KL(q̄(z) ‖ p(z))",
+            fmt(s["marginal_kl"], ".3f"),
+            fmt(s["marginal_kl_stderr"], ".3f"),
+        ],
+        ["log N", fmt(s["log_num_data"], ".3f"), ""],
+    ]
+    lines = [
+        "### ELBO surgery and latent usage",
+        "",
+        "The average KL splits into the mutual information between datapoint index and code "
+        "(at most log N) and the KL of the aggregate posterior q̄ to the prior (Hoffman & "
+        f"Johnson 2016), from {s['num_samples']} draws per datapoint.",
+        "",
+        *markdown_table(["nats per datapoint", "value", "Monte Carlo stderr"], rows),
+        "",
+    ]
+    if usage:
+        lines += markdown_table(
+            ["latent", "dimensions", f"active (Cov_x E_q[z] > {usage['threshold']})", "KL"],
+            [
+                [name, u["dims"], u["active_units"], fmt(u["kl_total"], ".3f")]
+                for name, u in usage["latents"].items()
+            ],
+        )
+        lines.append("")
+    return lines

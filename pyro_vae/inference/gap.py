@@ -1,0 +1,359 @@
+r"""The ELBO gap split in two (Cremer, Li & Duvenaud 2018, "Inference Suboptimality in
+Variational Autoencoders").
+
+For a datapoint x, with q the amortized guide (the encoder's output) and :math:`q^*_x` the best
+member of the same variational family for this x alone,
+
+.. math:: \log p(x) - \mathcal L[q]
+        = \underbrace{\log p(x) - \mathcal L[q^*_x]}_{\text{approximation gap}}
+        + \underbrace{\mathcal L[q^*_x] - \mathcal L[q]}_{\text{amortization gap}}.
+
+The approximation gap is what the family cannot express (KL(q*‖posterior)); the amortization
+gap is what the encoder loses by sharing one network over all datapoints. :math:`q^*_x` is found
+by optimizing the parameters of each guide site's distribution for each datapoint separately,
+starting from the encoder's output (Adam on the per-datapoint ELBO, reparameterized samples).
+Convergence is checked with common random numbers: every ``check_every`` steps each datapoint's
+ELBO is estimated with the same fixed draws, the learning rate is halved whenever the mean
+improvement falls below ten times ``tol`` (there the noise of the steps dominates), and the
+refinement stops once no datapoint improved by more than ``tol`` nats since the last check (or
+after ``max_steps``); datapoints
+still improving are flagged unconverged. log p(x) comes from importance sampling (or AIS) with
+the guide as proposal; both are lower bounds in expectation, so the approximation gap they give
+is too, the less so the better log p̂ is (AIS, large K).
+
+Guide sites may be (Independent) Normal, MultivariateNormal or LowRankMultivariateNormal, and
+each site's parameters must depend on x alone (not on another latent): the family refined per
+datapoint is then exactly the guide's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import torch
+
+from ..errors import ModelGuideError
+from .elbo import ElboEstimate, elbo
+from .importance import DATA_PLATE, log_weights
+from .latents import continuous_latents
+from .log_likelihood import log_likelihood
+from .stats import mean_stderr
+
+
+@dataclass
+class _LocalSite:
+    """One guide site's distribution with free per-datapoint parameters; ``source`` holds the
+    tensors of the guide's distribution they were copied from."""
+
+    name: str
+    params: dict[str, torch.Tensor]
+    build: Callable[[dict[str, torch.Tensor]], dist.Distribution]
+    source: tuple[torch.Tensor, ...] = ()
+
+    def distribution(self) -> dist.Distribution:
+        return self.build(self.params)
+
+
+def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
+
+def _local(name: str, d) -> _LocalSite:
+    """Free parameters for ``d`` (detached copies of its current values) and how to rebuild it."""
+    events = 0
+    if isinstance(d, torch.distributions.Independent):
+        d, events = d.base_dist, d.reinterpreted_batch_ndims
+    leaf = lambda t: t.detach().clone().requires_grad_()  # noqa: E731
+
+    def wrap(base):
+        return base.to_event(events) if events else base
+
+    if isinstance(d, torch.distributions.Normal):
+        loc, scale = torch.broadcast_tensors(d.loc, d.scale)
+        params = {"loc": leaf(loc), "log_scale": leaf(scale.log())}
+        return _LocalSite(
+            name, params, lambda p: wrap(dist.Normal(p["loc"], p["log_scale"].exp())), (loc, scale)
+        )
+    if isinstance(d, torch.distributions.MultivariateNormal) and not events:
+        tril = d.scale_tril
+        size = tril.shape[-1]
+        rows, cols = torch.tril_indices(size, size, -1)
+        params = {
+            "loc": leaf(d.loc),
+            "log_diag": leaf(tril.diagonal(dim1=-2, dim2=-1).log()),
+            "lower": leaf(tril[..., rows, cols]),
+        }
+
+        def mvn(p):
+            strict = p["lower"].new_zeros(*p["lower"].shape[:-1], size, size)
+            strict[..., rows, cols] = p["lower"]
+            return dist.MultivariateNormal(
+                p["loc"], scale_tril=strict + torch.diag_embed(p["log_diag"].exp())
+            )
+
+        return _LocalSite(name, params, mvn, (d.loc, tril))
+    if isinstance(d, torch.distributions.LowRankMultivariateNormal) and not events:
+        params = {
+            "loc": leaf(d.loc),
+            "factor": leaf(d.cov_factor),
+            "log_diag": leaf(d.cov_diag.log()),
+        }
+        return _LocalSite(
+            name,
+            params,
+            lambda p: dist.LowRankMultivariateNormal(p["loc"], p["factor"], p["log_diag"].exp()),
+            (d.loc, d.cov_factor, d.cov_diag),
+        )
+    raise ModelGuideError(
+        f"guide site '{name}' is a {type(d).__name__}; the gap decomposition refines (Independent) "
+        f"Normal, MultivariateNormal and LowRankMultivariateNormal sites"
+    )
+
+
+def local_guide(guide, args, kwargs, latents) -> tuple[list[_LocalSite], Callable]:
+    """Per-datapoint copies of the guide's sites at x, and a guide program that samples them.
+
+    Refuses a site whose parameters depend on another latent's value (checked by autograd on a
+    run of the guide with every latent fixed to a leaf tensor).
+    """
+    with poutine.block(), torch.random.fork_rng():
+        sampled = poutine.trace(guide).get_trace(*args, **kwargs)
+        values = {
+            n: sampled.nodes[n]["value"].detach().clone().requires_grad_() for n in latents.names
+        }
+        trace = poutine.trace(poutine.condition(guide, data=values)).get_trace(*args, **kwargs)
+    sites = [_local(n, trace.nodes[n]["fn"]) for n in latents.names]
+    for site in sites:
+        others = [values[n] for n in latents.names if n != site.name]
+        for tensor in site.source:
+            if not (others and tensor.requires_grad):
+                continue
+            grads = torch.autograd.grad(tensor.sum(), others, allow_unused=True, retain_graph=True)
+            if any(g is not None for g in grads):
+                raise ModelGuideError(
+                    f"guide site '{site.name}' depends on another latent; the gap "
+                    f"decomposition refines guides whose sites depend on x alone"
+                )
+    num_data, data_dim = latents.layout.num_data, latents.layout.data_dim
+
+    def program(*args, **kwargs):
+        with pyro.plate(DATA_PLATE, num_data, dim=data_dim):
+            for site in sites:
+                pyro.sample(site.name, site.distribution())
+
+    return sites, program
+
+
+@dataclass
+class GapDecomposition:
+    """Per datapoint (float64): log p̂(x), the amortized ELBO, the ELBO of q refined for each
+    datapoint, and the two gaps; stderrs are Monte Carlo."""
+
+    log_px: torch.Tensor
+    log_px_stderr: torch.Tensor
+    elbo: torch.Tensor
+    elbo_stderr: torch.Tensor
+    elbo_refined: torch.Tensor
+    elbo_refined_stderr: torch.Tensor
+    converged: torch.Tensor  # bool: the refinement of this datapoint had stopped improving
+    refine_steps: int
+    method: str = "is"
+
+    @property
+    def approximation_gap(self) -> torch.Tensor:
+        return self.log_px - self.elbo_refined
+
+    @property
+    def amortization_gap(self) -> torch.Tensor:
+        return self.elbo_refined - self.elbo
+
+    @property
+    def gap(self) -> torch.Tensor:
+        return self.log_px - self.elbo
+
+    def summary(self) -> dict:
+        def stat(values, stderr):
+            return {"mean": values.mean().item(), "mc_stderr": mean_stderr(stderr)}
+
+        return {
+            "log_px": stat(self.log_px, self.log_px_stderr),
+            "elbo": stat(self.elbo, self.elbo_stderr),
+            "elbo_refined": stat(self.elbo_refined, self.elbo_refined_stderr),
+            "gap": stat(self.gap, torch.hypot(self.log_px_stderr, self.elbo_stderr)),
+            "approximation_gap": stat(
+                self.approximation_gap, torch.hypot(self.log_px_stderr, self.elbo_refined_stderr)
+            ),
+            "amortization_gap": stat(
+                self.amortization_gap, torch.hypot(self.elbo_refined_stderr, self.elbo_stderr)
+            ),
+            "converged": int(self.converged.sum()),
+            "num_data": len(self.log_px),
+            "refine_steps": self.refine_steps,
+            "method": self.method,
+        }
+
+    def __str__(self) -> str:
+        s = self.summary()
+        rows = ["log_px", "elbo_refined", "elbo", "gap", "approximation_gap", "amortization_gap"]
+        width = max(map(len, rows))
+        lines = [f"Gap decomposition of {s['num_data']} datapoints (nats per datapoint)"]
+        for name in rows:
+            mean, stderr = s[name]["mean"], s[name]["mc_stderr"]
+            lines.append(f"  {name:<{width}}  {mean:10.3f} ± {stderr:.3f}")
+        steps, done = s["refine_steps"], f"{s['converged']} of {s['num_data']}"
+        lines.append(f"  refined for {steps} steps; {done} converged")
+        return "\n".join(lines)
+
+
+def refine(
+    model,
+    guide,
+    args,
+    kwargs,
+    *,
+    max_steps=2000,
+    check_every=100,
+    tol=1e-3,
+    lr=1e-2,
+    particles=8,
+    check_samples=64,
+    seed=0,
+):
+    """Optimize each datapoint's q from the encoder's output; returns the refined guide
+    program, the number of steps, and which datapoints converged."""
+    latents = continuous_latents(model, guide, args, kwargs, "guide", "the gap decomposition")
+    sites, program = local_guide(guide, args, kwargs, latents)
+    params = [p for site in sites for p in site.params.values()]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    layout = latents.layout
+
+    def checked_elbo() -> torch.Tensor:
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(seed)  # the same draws at every check
+            lw = log_weights(
+                model,
+                program,
+                args,
+                kwargs,
+                num_samples=check_samples,
+                layout=layout,
+                analytic_kl=True,
+            )
+        return lw.double().mean(0)
+
+    previous = checked_elbo()
+    converged = torch.zeros(layout.num_data, dtype=torch.bool)
+    steps = 0
+    with pyro.validation_enabled(False), poutine.block():
+        while steps < max_steps:
+            for _ in range(check_every):
+                lw = log_weights(
+                    model,
+                    program,
+                    args,
+                    kwargs,
+                    num_samples=particles,
+                    layout=layout,
+                    analytic_kl=True,
+                )
+                grads = torch.autograd.grad(-lw.mean(0).sum(), params)
+                for p, g in zip(params, grads, strict=True):
+                    p.grad = g
+                optimizer.step()
+            steps += check_every
+            current = checked_elbo()
+            improvement = current - previous
+            converged = improvement < tol
+            previous = current
+            if converged.all():
+                break
+            if improvement.mean() < 10 * tol:  # a plateau: the steps' noise now dominates
+                for group in optimizer.param_groups:
+                    group["lr"] /= 2
+    return program, steps, converged
+
+
+def refined_elbo(
+    model,
+    guide,
+    *args,
+    num_samples: int = 1000,
+    max_steps: int = 2000,
+    tol: float = 1e-3,
+    lr: float = 1e-2,
+    **kwargs,
+) -> tuple[ElboEstimate, torch.Tensor, int]:
+    """The ELBO of q refined for each datapoint (``num_samples`` samples each, analytic KL),
+    which datapoints converged, and the number of refinement steps taken."""
+    program, steps, converged = refine(
+        model, guide, args, kwargs, max_steps=max_steps, tol=tol, lr=lr
+    )
+    refined = elbo(
+        model, program, *args, num_samples=num_samples, objective="trace_mean_field", **kwargs
+    )
+    return refined, converged, steps
+
+
+def gap_decomposition(
+    model,
+    guide,
+    *args,
+    num_samples: int = 1000,
+    elbo_samples: int | None = None,
+    method: str = "is",
+    num_steps: int | None = None,
+    max_steps: int = 2000,
+    tol: float = 1e-3,
+    lr: float = 1e-2,
+    progress: bool | None = None,
+    **kwargs,
+) -> GapDecomposition:
+    """Split the ELBO gap of every datapoint into approximation and amortization gaps.
+
+    :param num_samples: K for log p̂(x) (importance sampling, or AIS chains with ``method="ais"``
+        and ``num_steps``).
+    :param elbo_samples: samples per datapoint for the two ELBOs (default: ``num_samples``).
+    :param max_steps, tol, lr: the per-datapoint refinement (see the module docstring).
+    """
+    elbo_samples = elbo_samples or num_samples
+    refined, converged, steps = refined_elbo(
+        model,
+        guide,
+        *args,
+        num_samples=elbo_samples,
+        max_steps=max_steps,
+        tol=tol,
+        lr=lr,
+        **kwargs,
+    )
+    # log p(x) with the guide as it is as proposal: the refined q, fitted by KL(q ‖ posterior),
+    # is narrower than the posterior, and a narrower proposal makes importance sampling worse.
+    ll = log_likelihood(
+        model,
+        guide,
+        *args,
+        num_samples=num_samples,
+        method=method,
+        num_steps=num_steps,
+        progress=progress,
+        **kwargs,
+    )
+    # The guide's sites depend on x alone (checked by the refinement): the analytic KL is valid.
+    amortized = elbo(
+        model, guide, *args, num_samples=elbo_samples, objective="trace_mean_field", **kwargs
+    )
+    return GapDecomposition(
+        ll.log_px,
+        ll.stderr,
+        amortized.elbo,
+        amortized.stderr,
+        refined.elbo,
+        refined.stderr,
+        converged,
+        steps,
+        ll.method,
+    )

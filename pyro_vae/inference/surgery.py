@@ -1,0 +1,213 @@
+r"""What the KL term is made of, and which latent dimensions are used.
+
+**ELBO surgery** (Hoffman & Johnson 2016, "ELBO surgery: yet another way to carve up the
+variational evidence lower bound"). Over the N datapoints given, with the aggregate posterior
+:math:`\bar q(z) = \frac1N \sum_n q(z \mid x_n)`,
+
+.. math:: \underbrace{\frac1N \sum_n \mathrm{KL}\big(q(z \mid x_n) \,\|\, p(z)\big)}_{
+              \text{average KL}}
+        = \underbrace{\mathrm{I}_q[x; z]}_{\text{index-code mutual information}}
+        + \underbrace{\mathrm{KL}\big(\bar q(z) \,\|\, p(z)\big)}_{\text{marginal KL}},
+
+with :math:`0 \le \mathrm I_q \le \log N`. The marginal KL is what a better prior could remove:
+it is 0 when p(z) is the aggregate posterior, the prior that maximizes the ELBO (which the
+VampPrior approximates). All three are estimated from the same draws
+:math:`z \sim q(z \mid x_n)`, S per datapoint, with
+:math:`\log \bar q(z) = \operatorname{logsumexp}_m \log q(z \mid x_m) - \log N` evaluated against
+every datapoint (in blocks); the standard errors are Monte Carlo, over the draws.
+
+**Latent usage.** Per latent dimension j, the KL between the marginals
+:math:`q(z_j \mid x)` and :math:`p(z_j)` averaged over the datapoints, and the activity
+:math:`A_j = \mathrm{Cov}_x\big(\mathbb E_{q(z \mid x)}[z_j]\big)`; a dimension is active when
+:math:`A_j > 0.01` (Burda et al. 2016). Few active units, or KLs near 0, are posterior collapse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from torch.distributions import Independent, Normal
+
+from .importance import _per_datapoint
+from .latents import continuous_latents, log_densities, sample_latents
+from .stats import mean_stderr
+
+#: A dimension is active when the variance over datapoints of its posterior mean exceeds this.
+ACTIVE_THRESHOLD = 0.01
+#: Draws × datapoints evaluated at once against the aggregate posterior.
+PAIRS_PER_BLOCK = 1 << 22
+
+
+@dataclass
+class ElboSurgery:
+    """The average KL split into mutual information and marginal KL (nats, with Monte Carlo
+    standard errors), over ``num_data`` datapoints with ``num_samples`` draws each."""
+
+    average_kl: float
+    average_kl_stderr: float
+    marginal_kl: float
+    marginal_kl_stderr: float
+    mutual_information: float
+    mutual_information_stderr: float
+    num_data: int
+    num_samples: int
+    kl_per_datapoint: torch.Tensor  # (N,) float64
+
+    @property
+    def log_num_data(self) -> float:
+        """log N, the largest mutual information N datapoints can carry."""
+        return math.log(self.num_data)
+
+    def summary(self) -> dict:
+        return {
+            "average_kl": self.average_kl,
+            "average_kl_stderr": self.average_kl_stderr,
+            "marginal_kl": self.marginal_kl,
+            "marginal_kl_stderr": self.marginal_kl_stderr,
+            "mutual_information": self.mutual_information,
+            "mutual_information_stderr": self.mutual_information_stderr,
+            "log_num_data": self.log_num_data,
+            "num_data": self.num_data,
+            "num_samples": self.num_samples,
+        }
+
+    def __str__(self) -> str:
+        s = self.summary()
+        return (
+            f"ELBO surgery over {self.num_data} datapoints ({self.num_samples} draws each):\n"
+            f"  average KL(q(z|x) ‖ p(z))   {s['average_kl']:9.3f} ± {s['average_kl_stderr']:.3f}\n"
+            f"  = mutual information I[x;z] {s['mutual_information']:9.3f} ± "
+            f"{s['mutual_information_stderr']:.3f}  (at most log N = {self.log_num_data:.3f})\n"
+            f"  + marginal KL(q̄(z) ‖ p(z))  {s['marginal_kl']:9.3f} ± "
+            f"{s['marginal_kl_stderr']:.3f}"
+        )
+
+
+def _aggregate_log_density(guide, args, kwargs, latents, values) -> torch.Tensor:
+    """log q̄(z) = logsumexp_m log q(z | x_m) − log N for each draw ``values`` (P, N)."""
+    flat = latents.flatten(values).reshape(-1, latents.size)  # (P·N, D) draws
+    n = latents.layout.num_data
+    block = max(1, PAIRS_PER_BLOCK // n)
+    out = []
+    for part in flat.split(block):
+        z = latents.unflatten(part[:, None, :])  # (B, 1, *event): every draw against every x_m
+        with pyro.plate("particles", len(part), dim=latents.layout.particle_dim):
+            trace = poutine.trace(poutine.condition(guide, data=z)).get_trace(*args, **kwargs)
+        log_q = torch.zeros(len(part), n)
+        for name in latents.names:
+            site = trace.nodes[name]
+            log_q = log_q + _per_datapoint(
+                site["fn"].log_prob(site["value"]), site, latents.layout, (len(part), n)
+            )
+        out.append(torch.logsumexp(log_q.double(), -1) - math.log(n))
+    return torch.cat(out).reshape(values[latents.names[0]].shape[:2])
+
+
+def elbo_surgery(model, guide, *args, num_samples: int = 32, **kwargs) -> ElboSurgery:
+    """Average KL, mutual information and marginal KL over the datapoints in ``args``."""
+    latents = continuous_latents(model, guide, args, kwargs, "guide", "ELBO surgery")
+    with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
+        values = sample_latents(model, guide, args, kwargs, latents, num_samples)
+        densities = log_densities(model, guide, args, kwargs, latents, values)
+        log_q, log_p = densities.guide.double(), densities.prior.double()
+        log_agg = _aggregate_log_density(guide, args, kwargs, latents, values)
+
+    def mean_and_stderr(terms: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+        per_datapoint = terms.mean(0)
+        stderr = terms.std(0) / math.sqrt(num_samples) if num_samples > 1 else terms[0] * math.nan
+        return per_datapoint.mean().item(), mean_stderr(stderr), per_datapoint
+
+    kl, kl_se, kl_n = mean_and_stderr(log_q - log_p)
+    mi, mi_se, _ = mean_and_stderr(log_q - log_agg)
+    marginal, marginal_se, _ = mean_and_stderr(log_agg - log_p)
+    return ElboSurgery(
+        kl, kl_se, marginal, marginal_se, mi, mi_se, latents.layout.num_data, num_samples, kl_n
+    )
+
+
+@dataclass
+class LatentUsage:
+    """Per latent: the KL of each dimension's marginals (averaged over datapoints; absent where
+    the marginals have no closed form, see ``notes``), each dimension's activity, and how many
+    dimensions are active."""
+
+    kl_per_dim: dict[str, torch.Tensor]
+    activity: dict[str, torch.Tensor]
+    active_units: dict[str, int]
+    threshold: float
+    notes: dict[str, str]
+
+    def summary(self) -> dict:
+        return {
+            name: {
+                "dims": len(self.activity[name]),
+                "active_units": self.active_units[name],
+                "kl_total": self.kl_per_dim[name].sum().item() if name in self.kl_per_dim else None,
+                "kl_per_dim": self.kl_per_dim[name].tolist() if name in self.kl_per_dim else None,
+                "activity": self.activity[name].tolist(),
+            }
+            for name in self.activity
+        }
+
+    def __str__(self) -> str:
+        lines = [f"Latent usage (active: Cov_x E_q[z_j] > {self.threshold})"]
+        for name, stats in self.summary().items():
+            kl = "–" if stats["kl_total"] is None else f"{stats['kl_total']:.3f}"
+            lines.append(
+                f"  {name}: {stats['active_units']} of {stats['dims']} dims active, KL {kl} nats"
+                + (f" ({self.notes[name]})" if name in self.notes else "")
+            )
+        return "\n".join(lines)
+
+
+def _marginals(d, event_size: int):
+    """The 1-D marginals of every dimension of ``d`` as one batched Normal, where they are
+    Gaussian: (Independent) Normal, MultivariateNormal, LowRankMultivariateNormal."""
+    if isinstance(d, Independent) and isinstance(d.base_dist, Normal):
+        loc, scale = torch.broadcast_tensors(d.base_dist.loc, d.base_dist.scale)
+        return Normal(
+            loc.reshape(*loc.shape[: loc.dim() - d.reinterpreted_batch_ndims], -1),
+            scale.reshape(*scale.shape[: scale.dim() - d.reinterpreted_batch_ndims], -1),
+        )
+    if isinstance(d, Normal) and event_size == 1:
+        return Normal(d.loc[..., None], d.scale[..., None])
+    if isinstance(
+        d, torch.distributions.MultivariateNormal | torch.distributions.LowRankMultivariateNormal
+    ):
+        return Normal(d.mean, d.variance.sqrt())
+    return None
+
+
+def latent_usage(model, guide, *args, num_samples: int = 64, **kwargs) -> LatentUsage:
+    """KL per latent dimension and active units, over the datapoints in ``args``."""
+    latents = continuous_latents(model, guide, args, kwargs, "guide", "latent usage")
+    particles = pyro.plate("particles", num_samples, dim=latents.layout.particle_dim)
+    with torch.no_grad(), poutine.block(), pyro.validation_enabled(False), particles:
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            *args, **kwargs
+        )
+    kl_per_dim, activity, active, notes = {}, {}, {}, {}
+    for name, shape in zip(latents.names, latents.event_shapes, strict=True):
+        size = math.prod(shape)
+        q_site, p_site = guide_trace.nodes[name], model_trace.nodes[name]
+        value = q_site["value"].reshape(num_samples, -1, size)
+        try:  # the mean of each draw's conditional: less noisy than the draws themselves
+            means = q_site["fn"].mean.expand(q_site["value"].shape).reshape(value.shape)
+        except NotImplementedError:  # a flow: the draws' average
+            means = value
+        posterior_mean = means.double().mean(0)  # (N, D): E_q[z | x_n]
+        activity[name] = posterior_mean.var(0) if len(posterior_mean) > 1 else posterior_mean[0] * 0
+        active[name] = int((activity[name] > ACTIVE_THRESHOLD).sum())
+        q_marginal, p_marginal = _marginals(q_site["fn"], size), _marginals(p_site["fn"], size)
+        if q_marginal is None or p_marginal is None:
+            notes[name] = "KL per dimension needs Gaussian marginals of q and p"
+            continue
+        kl = torch.distributions.kl_divergence(q_marginal, p_marginal)  # (S, N, D) or broadcast
+        kl = kl.expand(num_samples, latents.layout.num_data, size).double()
+        kl_per_dim[name] = kl.mean((0, 1))
+    return LatentUsage(kl_per_dim, activity, active, ACTIVE_THRESHOLD, notes)

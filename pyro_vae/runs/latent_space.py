@@ -1,0 +1,71 @@
+"""Pictures of a trained run's latent space: interpolations between test images, and class
+attribute vectors (Larsen et al. 2016; White 2016) added to encodings.
+
+An attribute vector of class c is the mean encoding of the test images labelled c minus the
+mean encoding of all test images; adding it to the encoding of an image of another class moves
+the decoded image towards c, where the latent space has organized itself by class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError, PyroVaeError
+from . import plots
+from .config import prepare_data
+from .run_dir import load_run, run_metadata
+
+
+def _images(run_dir):
+    vae, config = load_run(run_dir)
+    image_shape = run_metadata(run_dir)["image_shape"]
+    if not image_shape:
+        raise PyroVaeError(f"data set '{config.data}' is not made of images; nothing to draw")
+    vae.eval()
+    return vae, prepare_data(vae, config), tuple(image_shape)
+
+
+def interpolation_grid(run_dir, out: Path, pairs: int = 8, steps: int = 10, seed: int = 0):
+    """Rows of decoded images along the line between the encodings of two test images."""
+    vae, dataset, image_shape = _images(run_dir)
+    generator = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(dataset.test), generator=generator)[: 2 * pairs]
+    if len(pick) < 2:
+        raise DataError(f"data set '{dataset.name}' has fewer than 2 test images")
+    ends = dataset.test[pick]
+    half = len(ends) // 2
+    path = vae.interpolate(ends[:half], ends[half : 2 * half], steps)  # (pairs, steps, D)
+    return plots.image_grid(
+        path.reshape(-1, path.shape[-1]),
+        image_shape,
+        out,
+        f"interpolations between the encodings of {half} pairs of test images",
+        columns=steps,
+    )
+
+
+def attribute_grid(run_dir, out: Path, images: int = 8, seed: int = 0):
+    """Rows: test images; columns: the image itself, then its encoding plus the attribute
+    vector of each class, decoded."""
+    vae, dataset, image_shape = _images(run_dir)
+    if dataset.test_labels is None:
+        raise DataError(f"data set '{dataset.name}' has no labels, so no attribute vectors")
+    vectors = vae.attribute_vectors(dataset.test, dataset.test_labels)
+    generator = torch.Generator().manual_seed(seed)
+    x = dataset.test[torch.randperm(len(dataset.test), generator=generator)[:images]]
+    codes = vae.encode(x)
+    columns = [x]
+    for c in sorted(vectors):
+        shifted = {n: codes[n] + vectors[c][n] for n in codes}
+        columns.append(vae.decode(shifted))
+    grid = torch.stack(columns, 1)  # (images, 1 + classes, D)
+    return plots.image_grid(
+        grid.reshape(-1, grid.shape[-1]),
+        image_shape,
+        out,
+        "test images (first column), then their encodings plus the attribute vector of class "
+        + ", ".join(str(c) for c in sorted(vectors)),
+        columns=grid.shape[1],
+    )
