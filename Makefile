@@ -28,8 +28,7 @@ demo: $(STAMP)
 		--out $$run --progress; \
 	$(VENV)/bin/pyro-vae evaluate $$run --num-samples 1000 --ais --ais-steps 200 \
 		--decompose --surgery --progress; \
-	$(VENV)/bin/pyro-vae sample $$run --interpolate --attributes; \
-	echo "report: $$run/report.md"
+	$(VENV)/bin/pyro-vae sample $$run --interpolate --attributes
 
 # pytest exits 5 when it collects no test; that is not a failure of the code.
 test: $(STAMP)
