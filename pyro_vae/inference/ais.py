@@ -54,17 +54,34 @@ def schedule(num_steps: int, delta: float = SIGMOID_DELTA) -> torch.Tensor:
     return (s - s[0]) / (s[-1] - s[0])
 
 
-@dataclass
-class _Chains:
-    """K chains per datapoint on one annealing path; ``potential`` is −log f_β at z."""
+@dataclass(frozen=True)
+class HMC:
+    """The transitions of AIS: ``leapfrog_steps`` per transition, the initial ``step_size``,
+    adapted per datapoint towards ``target_accept``."""
 
-    program: tuple  # (model, guide, args, kwargs)
-    latents: Latents
-    proposal: str
-    leapfrog_steps: int
-    target_accept: float
-    step_size: torch.Tensor  # (N,)
-    accepted: torch.Tensor  # (N,): running sum of acceptance rates
+    leapfrog_steps: int = 10
+    step_size: float = 0.05
+    target_accept: float = 0.65
+
+    def __post_init__(self):
+        if not isinstance(self.leapfrog_steps, int) or self.leapfrog_steps < 1:
+            raise ValueError(
+                f"leapfrog_steps must be a positive integer, got {self.leapfrog_steps!r}"
+            )
+        if not 0 < self.step_size < math.inf:
+            raise ValueError(f"step_size must be a positive number, got {self.step_size!r}")
+        if not 0 < self.target_accept < 1:
+            raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept!r}")
+
+
+class _Chains:
+    """K chains per datapoint on one annealing path of the pair ``program``."""
+
+    def __init__(self, program: tuple, latents: Latents, proposal: str, hmc: HMC):
+        self.program, self.latents, self.proposal, self.hmc = program, latents, proposal, hmc
+        num_data = latents.layout.num_data
+        self.step_size = torch.full((num_data,), float(hmc.step_size))
+        self.accepted = torch.zeros(num_data, dtype=torch.float64)  # sum of acceptance rates
 
     def _potential(self, z: torch.Tensor, beta: float):
         """−log f_β(z) (K, N) and its gradient; also log p − log r, the weight increment."""
@@ -87,10 +104,10 @@ class _Chains:
         momentum = torch.randn_like(z)
         p = momentum - 0.5 * eps * grad
         proposal = z
-        for step in range(self.leapfrog_steps):
+        for step in range(self.hmc.leapfrog_steps):
             proposal = proposal + eps * p
             u1, grad, _ = self._potential(proposal, beta)
-            if step < self.leapfrog_steps - 1:
+            if step < self.hmc.leapfrog_steps - 1:
                 p = p - eps * grad
         p = p - 0.5 * eps * grad
         log_ratio = u0 - u1 + 0.5 * (momentum.pow(2).sum(-1) - p.pow(2).sum(-1))
@@ -98,7 +115,7 @@ class _Chains:
         accept = torch.rand_like(log_ratio).log() < log_ratio
         rate = accept.double().mean(0)
         self.accepted += rate
-        grow = (rate > self.target_accept).to(self.step_size.dtype)
+        grow = (rate > self.hmc.target_accept).to(self.step_size.dtype)
         self.step_size = (self.step_size * (0.98 + 0.04 * grow)).clamp(1e-4, 1.0)
         return torch.where(accept[..., None], proposal.detach(), z), increment
 
@@ -112,33 +129,6 @@ class _Chains:
             z, increment = self.move(z, float(betas[t]))
             log_w += (betas[t] - betas[t - 1]) * increment.double()
         return log_w
-
-
-def _chains(
-    model,
-    guide,
-    args,
-    kwargs,
-    num_data,
-    latents,
-    proposal,
-    leapfrog_steps,
-    step_size,
-    target_accept,
-):
-    if not isinstance(leapfrog_steps, int) or leapfrog_steps < 1:
-        raise ValueError(f"leapfrog_steps must be a positive integer, got {leapfrog_steps!r}")
-    if not 0 < target_accept < 1:
-        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}")
-    return _Chains(
-        (model, guide, args, kwargs or {}),
-        latents,
-        proposal,
-        leapfrog_steps,
-        target_accept,
-        torch.full((num_data,), float(step_size)),
-        torch.zeros(num_data, dtype=torch.float64),
-    )
 
 
 def _check_steps(num_steps) -> int:
@@ -165,31 +155,21 @@ def ais_log_likelihood(
     intermediate densities; the result's stderr, ESS and k̂ are those of the final weights."""
     _check_num_samples(num_samples)
     _check_steps(num_steps)
+    hmc = HMC(leapfrog_steps, step_size, target_accept)
+    kwargs = kwargs or {}
     latents = continuous_latents(model, guide, args, kwargs, proposal, "AIS")
-    num_data = latents.layout.num_data
-    chains = _chains(
-        model,
-        guide,
-        args,
-        kwargs,
-        num_data,
-        latents,
-        proposal,
-        leapfrog_steps,
-        step_size,
-        target_accept,
-    )
+    chains = _Chains((model, guide, args, kwargs), latents, proposal, hmc)
     with poutine.block(), torch.no_grad():
-        start = sample_latents(model, guide, args, kwargs or {}, latents, num_samples, proposal)
+        start = sample_latents(model, guide, args, kwargs, latents, num_samples, proposal)
     with poutine.block():
-        log_w = chains.anneal(latents.flatten(start).detach(), schedule(num_steps), progress, "AIS")
-    stream = _StreamingWeights(num_data, num_samples)
+        log_w = chains.anneal(latents.flatten(start), schedule(num_steps), progress, "AIS")
+    stream = _StreamingWeights(latents.layout.num_data, num_samples)
     stream.add(log_w)
     result = stream.result()
     result.method = "ais"
     result.details = {
         "num_steps": num_steps,
-        "leapfrog_steps": leapfrog_steps,
+        "leapfrog_steps": hmc.leapfrog_steps,
         "acceptance": (chains.accepted / num_steps).float(),
         "step_size": chains.step_size,
     }
@@ -285,8 +265,8 @@ def bdmc(
         progress=progress,
     )
     latents = continuous_latents(model, guide, args, {}, "guide", "BDMC")
-    chains = _chains(
-        model, guide, args, {}, num_data, latents, "guide", leapfrog_steps, step_size, target_accept
+    chains = _Chains(
+        (model, guide, args, {}), latents, "guide", HMC(leapfrog_steps, step_size, target_accept)
     )
     start = latents.flatten(
         {n: exact[n].expand(num_samples, *exact[n].shape) for n in latents.names}

@@ -193,11 +193,10 @@ class IndependentBernoulli(dist.Independent):
         return dot - F.softplus(logits).sum(-1)
 
 
-@FAMILIES.register("bernoulli")
-class Bernoulli(Family):
-    """Independent Bernoulli pixels with logits from the net (binary data)."""
+class PixelLogits(Family):
+    """Independent pixels whose one parameter each is a logit: from the net, or learned (at 0)
+    without parents; ``distribution(logits)`` makes the family's distribution of one datapoint."""
 
-    support = "binary"
     roles = frozenset({"observed"})
 
     def __init__(self, size, conditional, **options):
@@ -206,25 +205,31 @@ class Bernoulli(Family):
             self.logits = nn.Parameter(torch.zeros(size))
 
     def forward(self, raw=None):
-        return IndependentBernoulli(self.logits if raw is None else raw)
+        return self.distribution(self.logits if raw is None else raw)
+
+
+@FAMILIES.register("bernoulli")
+class Bernoulli(PixelLogits):
+    """Independent Bernoulli pixels with logits from the net (binary data)."""
+
+    support = "binary"
+
+    @staticmethod
+    def distribution(logits):
+        return IndependentBernoulli(logits)
 
 
 @FAMILIES.register("continuous_bernoulli")
-class ContinuousBernoulli(Family):
+class ContinuousBernoulli(PixelLogits):
     """Independent continuous Bernoulli pixels with logits from the net, for grey levels in
     [0, 1] (Loaiza-Ganem & Cunningham 2019, "The continuous Bernoulli: fixing a pervasive error
     in variational autoencoders"): unlike a Bernoulli on grey data, a normalized density."""
 
     support = "unit_interval"
-    roles = frozenset({"observed"})
 
-    def __init__(self, size, conditional, **options):
-        super().__init__(size, conditional)
-        if not conditional:
-            self.logits = nn.Parameter(torch.zeros(size))
-
-    def forward(self, raw=None):
-        return dist.ContinuousBernoulli(logits=self.logits if raw is None else raw).to_event(1)
+    @staticmethod
+    def distribution(logits):
+        return dist.ContinuousBernoulli(logits=logits).to_event(1)
 
 
 @FAMILIES.register("categorical")

@@ -17,6 +17,27 @@ from pyro.distributions.transforms import AffineAutoregressive, ConditionalAffin
 from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
 from torch import nn
 
+from ..spec.options import Option, list_of, positive_int
+
+#: The keys of a spec entry with flows (the ``iaf`` guide family, the ``flow_normal`` prior).
+FLOW_OPTIONS = {
+    "flows": Option(positive_int, 2, "number of autoregressive flows"),
+    "hidden": Option(
+        list_of(positive_int, allow_empty=False),
+        None,
+        "hidden sizes of each flow's network (default [4 × dim])",
+    ),
+}
+
+
+def hidden_sizes(hidden: list[int] | None, dim: int) -> list[int]:
+    """The flows' hidden sizes (default ``[4 · dim]``); raises ``ValueError`` for a size below
+    ``dim``: a MADE layer needs a unit for every input it orders."""
+    hidden = hidden or [4 * dim]
+    if min(hidden) < dim:
+        raise ValueError(f"each hidden size must be at least dim = {dim}, got {hidden}")
+    return hidden
+
 
 def ordering(dim: int, index: int) -> torch.Tensor:
     """The autoregressive order of flow ``index``: natural for even, reversed for odd."""

@@ -32,9 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
-from ..spec.options import Option, list_of, positive_int
+from ..spec.options import Option, positive_int
 from .families import MIN_SCALE, Categorical, Family, Normal, OptionError
-from .flows import autoregressive_flows, conditional_autoregressive_flows
+from .flows import (
+    FLOW_OPTIONS,
+    autoregressive_flows,
+    conditional_autoregressive_flows,
+    hidden_sizes,
+)
 
 
 @dataclass(frozen=True)
@@ -134,11 +139,10 @@ class InverseAutoregressiveFlow(Family):
 
     def __init__(self, size, conditional, flows: int, hidden: list[int] | None, context: int):
         super().__init__(size, conditional)
-        hidden = hidden or [4 * size]
-        if min(hidden) < size:  # a MADE layer needs a unit for every input it orders
-            raise OptionError(
-                "hidden", f"each hidden size must be at least dim = {size}, got {hidden}"
-            )
+        try:
+            hidden = hidden_sizes(hidden, size)
+        except ValueError as e:
+            raise OptionError("hidden", str(e)) from None
         self.context_size = context if conditional else 0
         if conditional:
             self.flows = conditional_autoregressive_flows(size, context, hidden, flows)
@@ -180,12 +184,7 @@ def low_rank_normal(target: Family, conditional: bool, rank: int) -> Family:
     "iaf",
     {"real"},
     options={
-        "flows": Option(positive_int, 2, "number of autoregressive flows"),
-        "hidden": Option(
-            list_of(positive_int, allow_empty=False),
-            None,
-            "hidden sizes of each flow's network (default [4 × dim])",
-        ),
+        **FLOW_OPTIONS,
         "context": Option(positive_int, 32, "size of the context vector the net gives the flows"),
     },
 )

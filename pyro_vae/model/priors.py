@@ -30,9 +30,9 @@ import torch
 from pyro.distributions import constraints
 from torch import nn
 
-from ..spec.options import Option, int_at_least, list_of, positive_int
+from ..spec.options import Option, int_at_least, positive_int
 from .families import FAMILIES, Family, OptionError
-from .flows import autoregressive_flows
+from .flows import FLOW_OPTIONS, autoregressive_flows, hidden_sizes
 
 
 @FAMILIES.register("mixture_normal")
@@ -62,27 +62,18 @@ class FlowNormal(Family):
     support = "real"
     roles = frozenset({"latent"})
     parents = "forbidden"
-    options = {
-        "flows": Option(positive_int, 2, "number of autoregressive flows"),
-        "hidden": Option(
-            list_of(positive_int, allow_empty=False),
-            None,
-            "hidden sizes of each flow's network (default [4 × dim])",
-        ),
-    }
+    options = FLOW_OPTIONS
 
     @classmethod
     def check_context(cls, options, conditional):
-        hidden = options.get("hidden")
-        if hidden and min(hidden) < options["dim"]:  # a MADE layer needs a unit per input
-            raise OptionError(
-                "hidden", f"each hidden size must be at least dim = {options['dim']}, got {hidden}"
-            )
+        try:
+            hidden_sizes(options.get("hidden"), options["dim"])
+        except ValueError as e:
+            raise OptionError("hidden", str(e)) from None
 
     def __init__(self, size, conditional, flows, hidden=None):
         super().__init__(size, conditional)
-        hidden = hidden or [4 * size]
-        self.flows = autoregressive_flows(size, hidden, flows)
+        self.flows = autoregressive_flows(size, hidden_sizes(hidden, size), flows)
         self.register_buffer("zeros", torch.zeros(size))
 
     def forward(self, raw=None):
