@@ -73,7 +73,8 @@ def build_model(seed: int) -> pv.LatentModel:
 
 
 def load_batch(num_data: int, seed: int) -> tuple[torch.Tensor, str]:
-    """The first ``num_data`` binarized MNIST test images, or random binary images."""
+    """``num_data`` binarized MNIST test images (a seeded random subset), or random binary
+    images."""
     if os.environ.get(DATA_ROOT_ENV):
         try:
             # download=False: a benchmark should not reach the network behind the user's back.
@@ -81,7 +82,8 @@ def load_batch(num_data: int, seed: int) -> tuple[torch.Tensor, str]:
         except DataError as error:
             reason = f"binarized-mnist could not be loaded ({error})"
         else:
-            return data.test[:num_data].clone(), f"binarized-mnist test[:{num_data}]"
+            rows = data.test_indices(num_data, seed=seed)
+            return data.test[rows].clone(), f"binarized-mnist, {len(rows)} random test images"
     else:
         reason = f"{DATA_ROOT_ENV} is not set"
     print(f"note: {reason}; using random binary images instead", flush=True)

@@ -400,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--num-samples", type=int, default=1000, help="K per datapoint (1000)")
     p.add_argument("--elbo-samples", type=int, default=100, help="samples for the ELBO (100)")
-    p.add_argument("--max-data", type=int, help="evaluate only the first N test datapoints")
+    p.add_argument(
+        "--max-data", type=int, help="evaluate a seeded random subset of N test datapoints (all)"
+    )
     p.add_argument("--batch-size", type=int, default=100, help="datapoints per pass (100)")
     p.add_argument(
         "--proposal",
@@ -442,7 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(with --train: the training objectives)",
     )
     p.add_argument("--repeats", type=int, help="repetitions per estimator (100)")
-    p.add_argument("--num-data", type=int, help="test datapoints the estimators see (100)")
+    p.add_argument(
+        "--num-data",
+        type=int,
+        help="how many test datapoints (a seeded random subset) the estimators see (100)",
+    )
     p.add_argument("--reference-samples", type=int, help="K for the reference log p̂(x) (5000)")
     p.add_argument("--train", action="store_true", help="train once per objective, then compare")
     p.add_argument("--epochs", type=int)
@@ -450,7 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--binarization", choices=["none", "static", "dynamic"])
     p.add_argument("--num-samples", type=int, help="--train: K for each run's log p̂(x) (1000)")
-    p.add_argument("--max-data", type=int, help="--train: evaluate the first N test datapoints")
+    p.add_argument(
+        "--max-data", type=int, help="--train: evaluate a seeded random subset of N test datapoints"
+    )
     p.add_argument("--download", action="store_true", help="download missing data files")
     p.add_argument("--data-option", action="append", metavar="KEY=VALUE")
     p.add_argument("--seed", type=int)

@@ -194,6 +194,21 @@ def test_test_batches_in_order(digits):
         next(digits.test_batches(0))
 
 
+def test_test_indices_are_a_seeded_random_subset(digits):
+    n = len(digits.test)
+    assert torch.equal(digits.test_indices(None), torch.arange(n))
+    assert torch.equal(digits.test_indices(n + 5), torch.arange(n))
+    rows = digits.test_indices(50, seed=1)
+    assert len(rows) == 50 and len(set(rows.tolist())) == 50
+    assert torch.equal(rows, rows.sort().values) and torch.equal(rows, digits.test_indices(50, 1))
+    assert not torch.equal(rows, digits.test_indices(50, seed=2))
+    # Spread over the split, not its prefix (which would end at row 49).
+    assert rows.max() > n // 2
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="max_data must be a positive integer"):
+            digits.test_indices(bad)
+
+
 def test_binarizing_unbounded_data_is_refused():
     with pytest.raises(DataError, match=r"needs intensities in \[0, 1\]"):
         load_dataset("mixture-1d", binarization="static")

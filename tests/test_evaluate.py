@@ -40,10 +40,14 @@ def test_evaluate_writes_report_and_plots(trained_run, capsys):
     # The numbers are those of the trained weights on the run's own (statically binarized)
     # test set: the same seed reproduces them with log_likelihood called directly.
     vae, config = pv.load_run(trained_run)
-    x = pv.load_dataset("digits", binarization=config.binarization, seed=config.seed).test[:40]
+    dataset = pv.load_dataset("digits", binarization=config.binarization, seed=config.seed)
+    arrays = np.load(trained_run / "evaluation.npz")
+    # --max-data scores a seeded random subset, recorded row by row, not the first rows.
+    rows = dataset.test_indices(40, seed=0)
+    assert np.array_equal(arrays["test_index"], rows.numpy()) and rows.max() >= 40
+    x = dataset.test[rows]
     pyro.set_rng_seed(0)
     direct = pv.log_likelihood(vae.model, vae.guide, x, num_samples=200, record_at=[1, 10, 100])
-    arrays = np.load(trained_run / "evaluation.npz")
     assert np.allclose(arrays["log_px"], direct.log_px.numpy(), rtol=0, atol=1e-9)
     # log p̂ lies above the ELBO by far more than its Monte Carlo error (the gap is a KL) ...
     curve = {c["num_samples"]: c for c in e["log_px_by_num_samples"]}
@@ -56,7 +60,7 @@ def test_evaluate_writes_report_and_plots(trained_run, capsys):
     for name in ("log_px_vs_k", "gap_hist", "khat_hist"):
         assert (trained_run / "plots" / f"{name}.png").stat().st_size > 0
     markdown = (trained_run / "report.md").read_text()
-    assert "## Evaluation on the test set (40 datapoints)" in markdown
+    assert "## Evaluation on the test set (a random subset of 40 of its " in markdown
     assert "## Evaluation" in markdown and "![elbo](plots/elbo.png)" in markdown
 
 

@@ -291,6 +291,7 @@ def test_evaluate_explains_the_gap_in_its_report(digits_run, capsys):
         import arviz
     idata = arviz.from_netcdf(str(digits_run / "evaluation.nc"))
     assert idata.log_likelihood["x"].shape == (1, 1, 30)
+    assert np.array_equal(idata.log_likelihood["datapoint"].values, arrays["test_index"])
     assert np.allclose(idata.log_likelihood["x"].values[0, 0], arrays["log_px"])
     assert np.allclose(idata.sample_stats["ais_log_px"].values[0, 0], arrays["ais_log_px"])
 
@@ -299,7 +300,8 @@ def test_evaluate_with_the_prior_as_proposal_is_the_naive_estimator(digits_run):
     naive = pv.evaluate_run(digits_run, num_samples=200, max_data=30, proposal="prior", seed=3)
     assert naive["proposal"] == "prior"
     vae, config = pv.load_run(digits_run)
-    x = pv.load_dataset("digits", binarization=config.binarization, seed=config.seed).test[:30]
+    dataset = pv.load_dataset("digits", binarization=config.binarization, seed=config.seed)
+    x = dataset.test[dataset.test_indices(30, seed=3)]
     pyro.set_rng_seed(3)
     direct = pv.log_likelihood(
         vae.model, vae.guide, x, num_samples=200, proposal="prior", record_at=[1, 10, 100]

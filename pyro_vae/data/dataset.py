@@ -84,6 +84,22 @@ class Dataset:
             else:
                 yield self.train[rows]
 
+    def test_indices(self, max_data: int | None = None, seed: int = 0) -> torch.Tensor:
+        """Indices of the test rows an evaluation on at most ``max_data`` of them uses.
+
+        All rows when ``max_data`` is ``None`` or not smaller than the test set; otherwise a
+        uniform random subset drawn with ``seed``, in increasing order. Not the first rows: test
+        splits are often ordered (the binarized-MNIST test split is sorted by digit, its first
+        thousand rows nearly all zeros), and a prefix would score one class.
+        """
+        n = len(self.test)
+        if max_data is not None and (not isinstance(max_data, int) or max_data < 1):
+            raise ValueError(f"max_data must be a positive integer, got {max_data!r}")
+        if max_data is None or max_data >= n:
+            return torch.arange(n)
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randperm(n, generator=generator)[:max_data].sort().values
+
     def test_batches(self, batch_size: int) -> Iterator[torch.Tensor]:
         """Yield the test rows in order, ``batch_size`` at a time; the last batch may be smaller."""
         _check_batch_size(batch_size)

@@ -66,7 +66,7 @@ def compare_run(
         raise PyroVaeError(f"num_data must be >= 1, got {num_data}")
     dataset = prepare_data(vae, config)
     vae.eval()
-    x = dataset.test[:num_data]
+    x = dataset.test[dataset.test_indices(num_data, seed=seed)]
     comparison = compare_estimators(
         vae.model,
         vae.guide,

@@ -8,6 +8,10 @@ On request: ``ais`` (annealed importance sampling, :mod:`pyro_vae.inference.ais`
 :mod:`pyro_vae.inference.gap`), ``surgery`` (average KL = mutual information + marginal KL,
 KL per latent dimension, active units: :mod:`pyro_vae.inference.surgery`).
 
+With ``max_data`` it scores a seeded random subset of the test rows
+(:meth:`~pyro_vae.data.Dataset.test_indices`), never the first rows, since test splits are often
+ordered by class; ``test_index`` in the arrays says which rows.
+
 Writes into the run directory ``evaluation.npz`` (per-datapoint arrays, plain NumPy),
 ``evaluation.nc`` (the same as an ``arviz.InferenceData``: log p̂ in its ``log_likelihood``
 group), plots under ``plots/``, and an ``evaluation`` section in ``report.json`` and
@@ -104,10 +108,11 @@ def evaluate_run(
     vae, config = load_run(run_dir)
     vae.eval()
     dataset = prepare_data(vae, config)
-    x = dataset.test if max_data is None else dataset.test[:max_data]
+    indices = dataset.test_indices(max_data, seed=seed)
+    x = dataset.test[indices]
     estimator = "trace_mean_field" if default_objective(vae) == "trace_mean_field" else "trace"
     pyro.set_rng_seed(seed)
-    arrays, summary = {}, {}
+    arrays, summary = {"test_index": indices.numpy()}, {}
 
     began = time.perf_counter()
     curve = _importance_sampling(
@@ -125,6 +130,7 @@ def evaluate_run(
         "data": config.data,
         "split": "test",
         "num_data": len(x),
+        "num_test": len(dataset.test),
         "num_samples": num_samples,
         "proposal": proposal,
         "elbo_samples": elbo_samples,
@@ -279,10 +285,15 @@ def inference_data(arrays: dict):
     def one_draw(values):
         return np.asarray(values, dtype=np.float64)[None, None]
 
-    stats = {k: one_draw(v) for k, v in arrays.items() if k != "log_px"}
+    stats = {k: one_draw(v) for k, v in arrays.items() if k not in ("log_px", "test_index")}
     dims = {k: ["datapoint"] for k in [*stats, "x"]}
+    # The datapoint coordinate is the row's index in the test split, so subsets line up.
+    index = arrays.get("test_index", np.arange(len(arrays["log_px"])))
     return arviz.from_dict(
-        log_likelihood={"x": one_draw(arrays["log_px"])}, sample_stats=stats, dims=dims
+        log_likelihood={"x": one_draw(arrays["log_px"])},
+        sample_stats=stats,
+        dims=dims,
+        coords={"datapoint": np.asarray(index)},
     )
 
 

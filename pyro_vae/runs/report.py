@@ -176,8 +176,14 @@ def _evaluation_markdown(e: dict) -> list[str]:
         if e.get("proposal") == "prior"
         else "samples from the guide"
     )
+    total = e.get("num_test", e["num_data"])
+    which = (
+        f"{e['num_data']} datapoints"
+        if e["num_data"] >= total
+        else f"a random subset of {e['num_data']} of its {total} datapoints, seed {e['seed']}"
+    )
     lines = [
-        f"## Evaluation on the {e['split']} set ({e['num_data']} datapoints)",
+        f"## Evaluation on the {e['split']} set ({which})",
         "",
         f"log p̂(x) by importance sampling with K = {e['num_samples']} {proposal}; "
         f"ELBO with {e['elbo_samples']} samples (`{e['elbo_estimator']}`). The gap "
