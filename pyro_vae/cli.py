@@ -207,6 +207,7 @@ def _cmd_evaluate(args) -> int:
         ais_steps=args.ais_steps,
         decompose=args.decompose,
         surgery=args.surgery,
+        precision=args.precision,
     )
     for name in ("log_px", "elbo", "gap"):
         label = {"log_px": "log p(x)", "elbo": "ELBO", "gap": "gap"}[name]
@@ -409,6 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["guide", "prior"],
         default="guide",
         help="importance sampling from the guide, or from the prior (naive Monte Carlo)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="importance sampling and ELBO in float32, or with bfloat16 matrix products",
     )
     p.add_argument("--ais", action="store_true", help="also estimate log p(x) by AIS")
     p.add_argument("--ais-samples", type=int, default=16, help="AIS chains per datapoint (16)")

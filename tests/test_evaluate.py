@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pyro
 import pytest
 
 import pyro_vae as pv
@@ -46,8 +45,15 @@ def test_evaluate_writes_report_and_plots(trained_run, capsys):
     rows = dataset.test_indices(40, seed=0)
     assert np.array_equal(arrays["test_index"], rows.numpy()) and rows.max() >= 40
     x = dataset.test[rows]
-    pyro.set_rng_seed(0)
-    direct = pv.log_likelihood(vae.model, vae.guide, x, num_samples=200, record_at=[1, 10, 100])
+    direct = pv.log_likelihood(
+        vae.model,
+        vae.guide,
+        x,
+        num_samples=200,
+        record_at=[1, 10, 100],
+        seed=0,
+        datapoint_ids=rows,
+    )
     assert np.allclose(arrays["log_px"], direct.log_px.numpy(), rtol=0, atol=1e-9)
     # log p̂ lies above the ELBO by far more than its Monte Carlo error (the gap is a KL) ...
     curve = {c["num_samples"]: c for c in e["log_px_by_num_samples"]}
@@ -62,6 +68,24 @@ def test_evaluate_writes_report_and_plots(trained_run, capsys):
     markdown = (trained_run / "report.md").read_text()
     assert "## Evaluation on the test set (a random subset of 40 of its " in markdown
     assert "## Evaluation" in markdown and "![elbo](plots/elbo.png)" in markdown
+
+
+def test_evaluate_gives_each_datapoint_the_same_numbers_whatever_the_batch(trained_run):
+    keys = ("log_px", "stderr", "ess", "khat", "elbo", "elbo_stderr", "test_index")
+    runs = {}
+    for batch_size in (7, 100):
+        pv.evaluate_run(trained_run, num_samples=100, max_data=30, batch_size=batch_size)
+        arrays = np.load(trained_run / "evaluation.npz")
+        runs[batch_size] = {k: arrays[k] for k in keys}
+    for key in keys:
+        assert np.array_equal(runs[7][key], runs[100][key], equal_nan=True), key
+    # A larger subset holds the smaller one's rows: they get the same numbers there too.
+    pv.evaluate_run(trained_run, num_samples=100, max_data=60, batch_size=100)
+    wider = np.load(trained_run / "evaluation.npz")
+    where = np.searchsorted(wider["test_index"], runs[7]["test_index"])
+    shared = wider["test_index"][where] == runs[7]["test_index"]
+    assert shared.sum() >= 10
+    assert np.array_equal(wider["log_px"][where][shared], runs[7]["log_px"][shared])
 
 
 def test_evaluate_bad_arguments_exit_2(trained_run, tmp_path, capsys):

@@ -67,7 +67,9 @@ def test_ais_works_on_a_hand_written_pair_and_refuses_discrete_latents():
     mixture = pv.load("mixture_1d", data_shape=(1,), seed=0)
     with pytest.raises(pv.ModelGuideError, match="latent site 'c' is discrete; AIS"):
         pv.log_likelihood(mixture.model, mixture.guide, torch.randn(5, 1), method="ais")
-    with pytest.raises(ValueError, match="record_at and chunk_size are for method='is'"):
+    with pytest.raises(
+        ValueError, match="record_at, chunk_size, seed and precision are for method='is'"
+    ):
         pv.log_likelihood(model, guide, x, method="ais", record_at=[10])
 
 
@@ -301,10 +303,16 @@ def test_evaluate_with_the_prior_as_proposal_is_the_naive_estimator(digits_run):
     assert naive["proposal"] == "prior"
     vae, config = pv.load_run(digits_run)
     dataset = pv.load_dataset("digits", binarization=config.binarization, seed=config.seed)
-    x = dataset.test[dataset.test_indices(30, seed=3)]
-    pyro.set_rng_seed(3)
+    rows = dataset.test_indices(30, seed=3)
     direct = pv.log_likelihood(
-        vae.model, vae.guide, x, num_samples=200, proposal="prior", record_at=[1, 10, 100]
+        vae.model,
+        vae.guide,
+        dataset.test[rows],
+        num_samples=200,
+        proposal="prior",
+        record_at=[1, 10, 100],
+        seed=3,
+        datapoint_ids=rows,
     )
     arrays = np.load(digits_run / "evaluation.npz")
     assert np.allclose(arrays["log_px"], direct.log_px.numpy(), rtol=0, atol=1e-9)

@@ -13,7 +13,9 @@ import torch
 
 from .importance import inspect_pair, log_weights
 from .log_likelihood import log_likelihood
+from .precision import computing_in, data_device
 from .stats import mean_stderr
+from .streams import each_datapoint
 from .weights import LogLikelihood, _check_num_samples, _chunks
 
 
@@ -41,32 +43,52 @@ def elbo(
     num_samples: int = 100,
     objective: str = "trace",
     chunk_size: int | None = None,
+    seed: int | None = None,
+    datapoint_ids=None,
+    precision: str = "fp32",
     **kwargs,
 ) -> ElboEstimate:
     """The ELBO E_q[log p(x, z) − log q(z | x)] per datapoint, averaged over ``num_samples``.
 
     ``objective="trace_mean_field"`` uses the analytic KL where one exists (lower variance, same
-    expectation).
+    expectation). ``seed``, ``datapoint_ids`` and ``precision`` are as for
+    :func:`~pyro_vae.log_likelihood`: with a seed, each datapoint's samples come from its own
+    stream, whatever the batch.
     """
     _check_num_samples(num_samples)
     if objective not in ("trace", "trace_mean_field"):
         raise ValueError(f"objective must be 'trace' or 'trace_mean_field', got {objective!r}")
     layout = inspect_pair(model, guide, args, kwargs)
-    total = torch.zeros(layout.num_data, dtype=torch.float64)
-    total_sq = torch.zeros_like(total)
-    with torch.no_grad(), pyro.validation_enabled(False):
-        for k in _chunks(num_samples, chunk_size, layout.num_data):
-            values = log_weights(
-                model,
-                guide,
-                args,
-                kwargs,
-                num_samples=k,
-                layout=layout,
-                analytic_kl=objective == "trace_mean_field",
-            ).double()
-            total += values.sum(0)
-            total_sq += values.pow(2).sum(0)
+    device = data_device(args, kwargs)
+
+    def estimate(args, kwargs, num_data) -> tuple[torch.Tensor, torch.Tensor]:
+        total = torch.zeros(num_data, dtype=torch.float64)
+        total_sq = torch.zeros_like(total)
+        with torch.no_grad(), pyro.validation_enabled(False), computing_in(precision, device):
+            for k in _chunks(num_samples, chunk_size, num_data):
+                values = log_weights(
+                    model,
+                    guide,
+                    args,
+                    kwargs,
+                    num_samples=k,
+                    layout=layout,
+                    analytic_kl=objective == "trace_mean_field",
+                ).double()
+                total += values.sum(0).cpu()
+                total_sq += values.pow(2).sum(0).cpu()
+        return total, total_sq
+
+    if seed is None:
+        total, total_sq = estimate(args, kwargs, layout.num_data)
+    else:
+        sums = [
+            estimate(one_args, one_kwargs, 1)
+            for one_args, one_kwargs in each_datapoint(
+                model, guide, args, kwargs, seed, datapoint_ids
+            )
+        ]
+        total, total_sq = (torch.cat(column) for column in zip(*sums, strict=True))
     mean = total / num_samples
     if num_samples > 1:
         var = ((total_sq - num_samples * mean**2) / (num_samples - 1)).clamp(min=0)

@@ -214,6 +214,18 @@ def log_weights(
     return total
 
 
+def owner_method(model, guide, name: str, args: tuple, kwargs: dict):
+    """The method ``name`` of the object whose methods ``model`` and ``guide`` both are, when
+    the pair is called with one positional argument (the data) — a spec-built
+    :class:`~pyro_vae.LatentModel` offers fast paths this way — else None."""
+    owner = getattr(model, "__self__", None)
+    if owner is None or getattr(guide, "__self__", None) is not owner:
+        return None
+    if len(args) != 1 or kwargs:
+        return None
+    return getattr(owner, name, None)
+
+
 def closed_form_kl(q, p) -> torch.Tensor | None:
     """KL(q ‖ p) in closed form where torch registers one, else None (estimate it by sampling,
     as Pyro's TraceMeanField_ELBO does)."""

@@ -20,7 +20,14 @@ import torch
 from torch.distributions import constraints
 
 from ..errors import ModelGuideError
-from .importance import PlateLayout, _data_frame, _per_datapoint, _sample_sites, inspect_pair
+from .importance import (
+    PlateLayout,
+    _data_frame,
+    _per_datapoint,
+    _sample_sites,
+    inspect_pair,
+    owner_method,
+)
 
 
 @dataclass(frozen=True)
@@ -125,12 +132,9 @@ def log_densities(
     Pyro's traces: the same numbers, several times faster for small nets.
     """
     kwargs = kwargs or {}
-    owner = getattr(model, "__self__", None)
-    fast = getattr(owner, "log_densities", None)
-    same_owner = getattr(guide, "__self__", None) is owner
-    if fast is not None and same_owner and len(args) == 1 and not kwargs:
-        joint, prior, guide_lp = fast(args[0], values)
-        return Densities(joint, prior, guide_lp if with_guide else None)
+    fast = owner_method(model, guide, "log_densities", args, kwargs)
+    if fast is not None:
+        return Densities(*fast(args[0], values, with_guide=with_guide))
     num = next(iter(values.values())).shape[0]
     with pyro.plate("particles", num, dim=latents.layout.particle_dim):
         model_trace = poutine.trace(poutine.condition(model, data=values)).get_trace(

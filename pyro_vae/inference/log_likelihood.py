@@ -10,20 +10,35 @@ weights :math:`\\bar w_k` it reports, per datapoint, the delta-method standard e
 :math:`\\sqrt{(K \\sum_k \\bar w_k^2 - 1)/(K - 1)}`, the effective sample size
 :math:`1 / \\sum_k \\bar w_k^2`, and the Pareto k̂ of the largest weights (Vehtari et al. 2024,
 "Pareto smoothed importance sampling"; k̂ > 0.7 means the estimate cannot be trusted).
+
+With ``seed=`` each datapoint draws its samples from its own stream
+(:mod:`pyro_vae.inference.streams`), so its estimate is the same whatever the batch. A
+spec-built pair is weighed straight from its modules
+(:meth:`~pyro_vae.LatentModel.importance_log_weights`, the same draws without Pyro's traces),
+after a check on a few samples that it gives the traced weights.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import pyro
 import torch
 
 from .ais import ais_log_likelihood
-from .importance import inspect_pair, log_weights
+from .importance import inspect_pair, log_weights, owner_method
+from .precision import computing_in, data_device
+from .streams import each_datapoint, enter_stream, random_streams
 from .weights import ROWS_PER_CHUNK, LogLikelihood, _check_num_samples, _chunks, _StreamingWeights
 
 __all__ = ["ROWS_PER_CHUNK", "LogLikelihood", "log_likelihood"]
 
 METHODS = ("is", "ais")
+
+#: How closely the modules' weights must match the traced ones on the checked samples, relative
+#: to the largest weight (they agree to float rounding, ~1e-7).
+FAST_RTOL = 1e-4
+FAST_CHECK_SAMPLES = 8
 
 
 def log_likelihood(
@@ -38,6 +53,9 @@ def log_likelihood(
     record_at=(),
     ais_options: dict | None = None,
     progress: bool | None = None,
+    seed: int | None = None,
+    datapoint_ids=None,
+    precision: str = "fp32",
     **kwargs,
 ) -> LogLikelihood:
     """Estimate of log p(x) for every datapoint in the ``"data"`` plate.
@@ -49,17 +67,25 @@ def log_likelihood(
         ``num_steps`` intermediate densities (default 500) and HMC transitions
         (:mod:`pyro_vae.inference.ais`; ``ais_options``: ``leapfrog_steps``, ``step_size``,
         ``target_accept``).
-    :param chunk_size: samples per vectorized pass (default: about 16384 / N); IS only.
+    :param chunk_size: samples per vectorized pass (default: about 16384 / N, or 16384 per
+        datapoint with ``seed``); IS only.
     :param record_at: values of K < ``num_samples`` at which to also record the estimate from
         the first K samples (``by_num_samples``): the curve of log p̂ against K, for free; IS
         only.
+    :param seed: None: draw the batch's samples together from the global random stream.
+        An integer: each datapoint alone, from its own stream seeded by ``(seed, its id)``, so
+        that its estimate does not depend on the batch (IS only).
+    :param datapoint_ids: with ``seed``, the id of each datapoint (say, its row in the full
+        test set); default ``0 … N−1``.
+    :param precision: ``"fp32"``, or ``"bf16"`` for bfloat16 matrix products
+        (:mod:`pyro_vae.inference.precision`).
     :param progress: a progress bar over the annealing steps (AIS).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "ais":
-        if record_at or chunk_size is not None:
-            raise ValueError("record_at and chunk_size are for method='is'")
+        if record_at or chunk_size is not None or seed is not None or precision != "fp32":
+            raise ValueError("record_at, chunk_size, seed and precision are for method='is'")
         return ais_log_likelihood(
             model,
             guide,
@@ -75,21 +101,66 @@ def log_likelihood(
         raise ValueError("num_steps and ais_options are for method='ais'")
     _check_num_samples(num_samples)
     layout = inspect_pair(model, guide, args, kwargs, proposal)
-    stream = _StreamingWeights(layout.num_data, num_samples)
-    curve = {}
-    # inspect_pair ran the pair once with Pyro's checks on; repeating the checks on every
-    # chunk costs up to a fifth of the time (supports re-checked on (K, N, D) tensors).
-    with torch.no_grad(), pyro.validation_enabled(False):
-        for k in _chunks(num_samples, chunk_size, layout.num_data, record_at):
-            stream.add(
-                log_weights(
-                    model, guide, args, kwargs, num_samples=k, layout=layout, proposal=proposal
-                )
-            )
-            if stream.seen in record_at:
-                curve[stream.seen] = stream.estimate()
-    result = stream.result()
-    if record_at:
-        curve[num_samples] = (result.log_px, result.stderr)
-        result.by_num_samples = dict(sorted(curve.items()))
-    return result
+    device = data_device(args, kwargs)
+    weigh = _weigher(model, guide, args, kwargs, layout, proposal, num_samples, device, precision)
+    curve_wanted = bool(record_at)
+    record_at = sorted(k for k in record_at if 0 < k < num_samples)
+
+    def estimate(args, kwargs, num_data) -> LogLikelihood:
+        stream = _StreamingWeights(num_data, num_samples)
+        curve = {}
+        # inspect_pair ran the pair once with Pyro's checks on; repeating the checks on every
+        # chunk costs up to a fifth of the time (supports re-checked on (K, N, D) tensors).
+        with torch.no_grad(), pyro.validation_enabled(False), computing_in(precision, device):
+            for k in _chunks(num_samples, chunk_size, num_data):
+                stream.add_recording(weigh(args, kwargs, k), record_at, curve)
+        result = stream.result()
+        if curve_wanted:
+            curve[num_samples] = (result.log_px, result.stderr)
+            result.by_num_samples = dict(sorted(curve.items()))
+        return result
+
+    if seed is None:
+        return estimate(args, kwargs, layout.num_data)
+    parts = [
+        estimate(one_args, one_kwargs, 1)
+        for one_args, one_kwargs in each_datapoint(
+            model, guide, args, kwargs, seed, datapoint_ids, proposal
+        )
+    ]
+    return LogLikelihood.concatenate(parts)
+
+
+def _weigher(model, guide, args, kwargs, layout, proposal, num_samples, device, precision):
+    """``weigh(args, kwargs, k)``: ``(k, N)`` log weights; from the modules of a spec-built
+    pair when they give the traced weights on a few samples, else from the traces."""
+
+    def traced(args, kwargs, k):
+        return log_weights(
+            model, guide, args, kwargs, num_samples=k, layout=layout, proposal=proposal
+        )
+
+    fast = owner_method(model, guide, "importance_log_weights", args, kwargs)
+    if fast is None:
+        return traced
+    x = args[0][:2]
+    k = min(num_samples, FAST_CHECK_SAMPLES)
+    with (
+        torch.no_grad(),
+        pyro.validation_enabled(False),
+        computing_in(precision, device),
+        random_streams(device),
+    ):
+        check_seed = int(torch.randint(2**62, ()))
+        enter_stream(check_seed, device)
+        expected = traced((x,), {}, k)
+        enter_stream(check_seed, device)
+        got = fast(x, k, proposal)
+    tolerance = FAST_RTOL * max(1.0, expected.abs().max().item())
+    if got.shape != expected.shape or not (got - expected).abs().max() <= tolerance:
+        warnings.warn(
+            "the model's importance_log_weights disagree with the traced weights; using the traces",
+            stacklevel=3,
+        )
+        return traced
+    return lambda args, kwargs, k: fast(args[0], k, proposal)

@@ -54,6 +54,27 @@ class LogLikelihood:
         """Monte Carlo standard error of the mean over datapoints."""
         return mean_stderr(self.stderr)
 
+    @classmethod
+    def concatenate(cls, parts: list[LogLikelihood]) -> LogLikelihood:
+        """The estimates of several groups of datapoints, as one result in their order."""
+        first = parts[0]
+        curve = None
+        if first.by_num_samples is not None:
+            curve = {
+                k: tuple(torch.cat([p.by_num_samples[k][i] for p in parts]) for i in (0, 1))
+                for k in first.by_num_samples
+            }
+        tails = [p.largest_log_weights for p in parts]
+        return cls(
+            torch.cat([p.log_px for p in parts]),
+            torch.cat([p.stderr for p in parts]),
+            torch.cat([p.ess for p in parts]),
+            first.num_samples,
+            by_num_samples=curve,
+            largest_log_weights=None if tails[0] is None else torch.cat(tails, dim=1),
+            method=first.method,
+        )
+
     def summary(self) -> dict:
         return {
             "log_px": self.mean,
@@ -71,18 +92,17 @@ def _check_num_samples(num_samples) -> int:
     return num_samples
 
 
-def _chunks(total: int, chunk_size: int | None, num_data: int, stops=()):
-    """Chunk sizes summing to ``total``; a chunk also ends at every K in ``stops``."""
+def _chunks(total: int, chunk_size: int | None, num_data: int):
+    """Chunk sizes summing to ``total``: they depend on K and the batch size only, so that the
+    samples drawn (which depend on how a draw is split) do not depend on what is recorded."""
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     size = chunk_size or max(1, ROWS_PER_CHUNK // max(num_data, 1))
-    ends = sorted({k for k in stops if 0 < k < total} | {total})
     done = 0
-    for end in ends:
-        while done < end:
-            step = min(size, end - done)
-            yield step
-            done += step
+    while done < total:
+        step = min(size, total - done)
+        yield step
+        done += step
 
 
 class _StreamingWeights:
@@ -111,6 +131,19 @@ class _StreamingWeights:
         merged = torch.cat([self.top, lw])
         self.top = merged.topk(min(self.tail, len(merged)), dim=0).values
         self.seen += len(lw)
+
+    def add_recording(self, lw: torch.Tensor, record_at, curve: dict) -> None:
+        """:meth:`add`, and the estimate from the first K samples into ``curve[K]`` for each K
+        of ``record_at`` these weights reach."""
+        start = 0
+        for k in record_at:
+            if self.seen < k <= self.seen + len(lw) - start:
+                cut = start + k - self.seen
+                self.add(lw[start:cut])
+                start = cut
+                curve[k] = self.estimate()
+        if start < len(lw):
+            self.add(lw[start:])
 
     def estimate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """log p̂ and its delta-method standard error from the samples seen so far."""

@@ -25,6 +25,7 @@ from .guide_families import GUIDE_FAMILIES
 from .nets import NETS, NetInput, NetOutput
 
 MAX_PLATE_NESTING = 1  # only the "data" plate; vectorized particles go to dim -2
+REDUCED_PRECISION = (torch.bfloat16, torch.float16)
 
 
 class Node(nn.Module):
@@ -51,6 +52,10 @@ class Node(nn.Module):
 
     def forward(self, values: dict[str, torch.Tensor]):
         raw = None if self.net is None else self.net([values[p] for p in self.given])
+        if raw is not None and raw.dtype in REDUCED_PRECISION:
+            # Under autocast the nets compute in bf16/fp16; the family's densities are sums
+            # over many terms and are computed in float32.
+            raw = raw.float()
         return self.family(raw)
 
 
@@ -230,16 +235,55 @@ class LatentModel(nn.Module):
         px = self.likelihood(values)
         return self.likelihood.family.mean(px) if mean else px.sample()
 
-    def log_densities(self, x: torch.Tensor, values: dict[str, torch.Tensor]):
+    def log_densities(self, x: torch.Tensor, values: dict[str, torch.Tensor], with_guide=True):
         """``(log p(x, z), log p(z), log q(z | x))`` at latent ``values`` of shape
         ``(K, N, *event)``, each ``(K, N)``, computed from the modules without Pyro's traces:
         the fast path :func:`pyro_vae.inference.latents.log_densities` takes for spec-built
-        pairs (tests check it equal to the traced one)."""
+        pairs (tests check it equal to the traced one). ``with_guide=False``: None for log q."""
         inputs = {DATA: x, **values}
         prior = sum(node(inputs).log_prob(values[node.name]) for node in self.prior)
         joint = prior + self.likelihood(inputs).log_prob(x)
+        if not with_guide:
+            return joint, prior, None
         guide = sum(node(inputs).log_prob(values[n]) for n, node in self.inference.items())
         return joint, prior, guide
+
+    #: Rows (samples × datapoints) scored per pass by :meth:`importance_log_weights`: small
+    #: enough that a pass's activations stay in the CPU's cache, large enough for full-speed
+    #: matrix products.
+    SCORE_ROWS = 1024
+
+    def draw_latents(self, x: torch.Tensor, num_samples: int, proposal: str = "guide"):
+        """``num_samples`` draws of every latent per datapoint of ``x`` from the guide (or,
+        ``proposal="prior"``, the prior), shaped ``(K, N, *event)``: the same draws, from the
+        same random stream, as the traced guide gives under a ``"particles"`` plate of size K
+        (each node's distribution expanded to batch ``(K, N)``, then ``rsample``)."""
+        batch = torch.Size([num_samples, x.shape[0]])
+        values: dict[str, torch.Tensor] = {DATA: x}
+        nodes = self.inference.items() if proposal == "guide" else self.generative.items()
+        for name, node in nodes:
+            if name == DATA:
+                continue
+            d = node(values)
+            if d.batch_shape != batch:
+                d = d.expand(batch)
+            values[name] = d.rsample() if d.has_rsample else d.sample()
+        del values[DATA]
+        return values
+
+    def importance_log_weights(self, x: torch.Tensor, num_samples: int, proposal="guide"):
+        """``(K, N)`` importance log weights ``log p(x, z) − log r(z)``, z ~ r = q(z | x) (or
+        the prior), computed from the modules in passes of :attr:`SCORE_ROWS` rows: the fast
+        path of :func:`pyro_vae.log_likelihood` for spec-built pairs, which checks it against
+        the traced weights before using it."""
+        values = self.draw_latents(x, num_samples, proposal)
+        step = max(1, self.SCORE_ROWS // max(x.shape[0], 1))
+        parts = []
+        for start in range(0, num_samples, step):
+            block = {n: v[start : start + step] for n, v in values.items()}
+            joint, prior, guide = self.log_densities(x, block, with_guide=proposal == "guide")
+            parts.append(joint - (guide if proposal == "guide" else prior))
+        return torch.cat(parts)
 
     # --- the latent space ---------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from ..inference.elbo import elbo
 from ..inference.gap import refined_elbo
 from ..inference.log_likelihood import log_likelihood
+from ..inference.precision import check_precision
 from ..inference.stats import khat_counts, mean_stderr, sample_stderr
 from ..inference.surgery import ACTIVE_THRESHOLD, elbo_surgery, latent_usage
 from ..objectives.registry import default_objective
@@ -72,7 +73,9 @@ def _stats(values: np.ndarray, mc_errors: np.ndarray) -> dict:
     }
 
 
-def _batches(x: torch.Tensor, batch_size: int, progress, desc: str):
+def _batches(x: torch.Tensor, batch_size: int, progress, desc: str, ids=None):
+    """``batch_size`` rows of ``x`` at a time, with a progress bar; with ``ids``, pairs of
+    (rows, their ids)."""
     with tqdm(
         total=len(x),
         disable=None if progress is None else not progress,
@@ -82,7 +85,7 @@ def _batches(x: torch.Tensor, batch_size: int, progress, desc: str):
     ) as bar:
         for start in range(0, len(x), batch_size):
             batch = x[start : start + batch_size]
-            yield batch
+            yield batch if ids is None else (batch, ids[start : start + batch_size])
             bar.update(len(batch))
 
 
@@ -101,10 +104,12 @@ def evaluate_run(
     ais_steps: int = 500,
     decompose: bool = False,
     surgery: bool = False,
+    precision: str = "fp32",
 ) -> dict:
     """Evaluate each test datapoint of a run; returns the summary that is also written to
     ``report.json`` (see the module docstring for what each option adds)."""
     run_dir = Path(run_dir)
+    check_precision(precision)
     vae, config = load_run(run_dir)
     vae.eval()
     dataset = prepare_data(vae, config)
@@ -116,7 +121,18 @@ def evaluate_run(
 
     began = time.perf_counter()
     curve = _importance_sampling(
-        vae, x, num_samples, elbo_samples, estimator, proposal, batch_size, progress, arrays
+        vae,
+        x,
+        indices.tolist(),
+        num_samples,
+        elbo_samples,
+        estimator,
+        proposal,
+        batch_size,
+        progress,
+        arrays,
+        seed,
+        precision,
     )
     seconds = time.perf_counter() - began
     if ais:
@@ -133,6 +149,7 @@ def evaluate_run(
         "num_test": len(dataset.test),
         "num_samples": num_samples,
         "proposal": proposal,
+        "precision": precision,
         "elbo_samples": elbo_samples,
         "elbo_estimator": estimator,
         "log_px": _stats(arrays["log_px"], arrays["stderr"]),
@@ -161,7 +178,18 @@ def evaluate_run(
 
 
 def _importance_sampling(
-    vae, x, num_samples, elbo_samples, estimator, proposal, batch_size, progress, arrays
+    vae,
+    x,
+    ids,
+    num_samples,
+    elbo_samples,
+    estimator,
+    proposal,
+    batch_size,
+    progress,
+    arrays,
+    seed,
+    precision,
 ) -> list[dict]:
     """log p̂(x) by importance sampling and the ELBO, per datapoint, into ``arrays``; returns
     the curve of log p̂ against K."""
@@ -170,7 +198,11 @@ def _importance_sampling(
     curve = {k: ([], []) for k in [*record_at, num_samples]}
     if not record_at:  # K = 1: the curve is the single estimate
         record_at = [num_samples]
-    for batch in _batches(x, batch_size, progress, f"log p(x), K={num_samples}"):
+    # Each datapoint draws from its own stream, seeded by (seed, its row in the test set): its
+    # numbers do not depend on the batch size, on the subset or on how processes share it.
+    batches = _batches(x, batch_size, progress, f"log p(x), K={num_samples}", ids)
+    for batch, batch_ids in batches:
+        streams = {"seed": seed, "datapoint_ids": batch_ids, "precision": precision}
         ll = log_likelihood(
             vae.model,
             vae.guide,
@@ -178,8 +210,18 @@ def _importance_sampling(
             num_samples=num_samples,
             record_at=record_at,
             proposal=proposal,
+            **streams,
         )
-        bound = elbo(vae.model, vae.guide, batch, num_samples=elbo_samples, objective=estimator)
+        bound = elbo(
+            vae.model,
+            vae.guide,
+            batch,
+            num_samples=elbo_samples,
+            objective=estimator,
+            seed=seed + 1,  # independent of the importance samples
+            datapoint_ids=batch_ids,
+            precision=precision,
+        )
         for name, value in (
             ("log_px", ll.log_px),
             ("stderr", ll.stderr),

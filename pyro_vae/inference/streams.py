@@ -1,0 +1,108 @@
+"""One random stream per datapoint, so that per-datapoint estimates do not depend on batching.
+
+An estimator that draws the samples of a whole batch at once gives datapoint n numbers that
+depend on which other datapoints share its batch (and in what order): the global random
+stream is consumed by all of them together. With ``seed=`` the estimators of this package
+(:func:`~pyro_vae.log_likelihood`, :func:`~pyro_vae.elbo`) instead run each datapoint by itself,
+inside its own stream seeded by ``(seed, datapoint id)``. Its samples, and so its estimate,
+are then the same whatever the batch size, however the data set is split between processes,
+and whichever datapoints come before it: bit for bit, since each datapoint is computed alone.
+
+A datapoint of a Pyro pair is taken by slicing every tensor argument whose first dimension is
+the size N of the ``"data"`` plate (``model(x)`` gets ``x[n : n + 1]``); the slice must give a
+plate of size 1, which :func:`datapoint_arguments` checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from ..errors import ModelGuideError
+from .importance import inspect_pair
+from .precision import data_device
+
+
+def datapoint_seeds(seed: int, ids) -> list[int]:
+    """The seed of each datapoint's stream: 63 bits from NumPy's ``SeedSequence`` of
+    ``(seed, id)``, so that nearby seeds and ids give unrelated streams."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return [
+        int(np.random.SeedSequence([seed, int(i)]).generate_state(1, np.uint64)[0] >> 1)
+        for i in ids
+    ]
+
+
+def checked_ids(ids, num_data: int) -> list[int]:
+    """The ids of the N datapoints: ``0 … N−1`` by default, else ``ids`` checked (N distinct
+    non-negative integers, e.g. each row's index in the full test set)."""
+    if ids is None:
+        return list(range(num_data))
+    values = [int(i) for i in (ids.tolist() if torch.is_tensor(ids) else ids)]
+    if len(values) != num_data or len(set(values)) != num_data or min(values, default=0) < 0:
+        raise ValueError(
+            f"datapoint_ids must be {num_data} distinct non-negative integers, one per "
+            f"datapoint of the 'data' plate; got {len(values)} values"
+        )
+    return values
+
+
+@contextlib.contextmanager
+def random_streams(device: torch.device | str | None = None):
+    """Leave the caller's random state as it was, whatever the streams inside consume."""
+    device = torch.device(device or "cpu")
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type):
+        yield
+
+
+def enter_stream(seed: int, device: torch.device | str | None = None) -> None:
+    """Start the stream with ``seed`` (inside :func:`random_streams`)."""
+    device = torch.device(device or "cpu")
+    # The generators themselves: torch.manual_seed also queues a seeding of every CUDA
+    # device, recording a stack trace each time (a millisecond per datapoint).
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.default_generators[index].manual_seed(seed)
+
+
+def datapoint_arguments(args: tuple, kwargs: dict, num_data: int, index: int):
+    """``args`` and ``kwargs`` with every tensor whose first dimension is ``num_data`` cut to
+    the datapoint ``index`` (length 1 along that dimension)."""
+
+    def cut(value):
+        if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == num_data:
+            return value[index : index + 1]
+        return value
+
+    return tuple(cut(a) for a in args), {k: cut(v) for k, v in kwargs.items()}
+
+
+def each_datapoint(model, guide, args, kwargs, seed: int, ids=None, proposal="guide"):
+    """Yield ``(args, kwargs)`` of each datapoint alone, in order, each time inside that
+    datapoint's own stream: what the caller draws until the next item comes from it. The
+    caller's random state is left as it was."""
+    layout = inspect_pair(model, guide, args, kwargs, proposal)
+    seeds = datapoint_seeds(seed, checked_ids(ids, layout.num_data))
+    device = data_device(args, kwargs)
+    with random_streams(device):
+        for n, stream_seed in enumerate(seeds):
+            one_args, one_kwargs = datapoint_arguments(args, kwargs, layout.num_data, n)
+            if n == 0:
+                _check_sliced(inspect_pair(model, guide, one_args, one_kwargs, proposal))
+            enter_stream(stream_seed, device)
+            yield one_args, one_kwargs
+
+
+def _check_sliced(layout) -> None:
+    if layout.num_data != 1:
+        raise ModelGuideError(
+            "per-datapoint streams (seed=...) run each datapoint alone, by slicing the tensor "
+            "arguments whose first dimension is the 'data' plate's size; this pair's plate "
+            f"still has size {layout.num_data} after slicing. Pass seed=None to sample the "
+            "batch together"
+        )
