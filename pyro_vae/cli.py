@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .devices import resolve_device
 from .errors import PyroVaeError
 from .objectives.registry import OBJECTIVES, ObjectiveChoice
 from .tables import fmt
@@ -89,12 +90,19 @@ def _cmd_train(args) -> int:
                 f"--resume continues {args.resume} with its own settings; only --epochs and "
                 f"--lr can change, not {', '.join(fixed)}"
             )
-        result = resume(args.resume, epochs=args.epochs, lr=args.lr, progress=args.progress)
+        result = resume(
+            args.resume,
+            epochs=args.epochs,
+            lr=args.lr,
+            progress=args.progress,
+            device=resolve_device(args.device),
+        )
     else:
         if args.model is None or args.out is None:
             raise PyroVaeError("train needs --model and --out (or --resume RUN)")
         from .data import load_dataset
 
+        device = resolve_device(args.device)
         args.data = args.data or "digits"
         dataset = load_dataset(args.data, **_data_options(args))
         vae = load(
@@ -110,6 +118,7 @@ def _cmd_train(args) -> int:
             out=args.out,
             progress=args.progress,
             data_options=_data_options(args),
+            device=device,
             **settings,
         )
     final = result.final
@@ -159,22 +168,24 @@ def _cmd_sample(args) -> int:
     from .runs.plots import image_grid
     from .runs.run_dir import load_run, run_metadata
 
+    device = resolve_device(args.device)
     if args.interpolate or args.attributes:
         from .runs.latent_space import attribute_grid, interpolation_grid
 
         plots = Path(args.run) / "plots"
         if args.interpolate:
-            print(interpolation_grid(args.run, plots / "interpolations.png", seed=args.seed))
+            path = plots / "interpolations.png"
+            print(interpolation_grid(args.run, path, seed=args.seed, device=device))
         if args.attributes:
-            print(attribute_grid(args.run, plots / "attributes.png", seed=args.seed))
+            print(attribute_grid(args.run, plots / "attributes.png", seed=args.seed, device=device))
         return 0
-    vae, config = load_run(args.run)
+    vae, config = load_run(args.run, device=device)
     image_shape = run_metadata(args.run)["image_shape"]
     if not image_shape:
         raise PyroVaeError(f"data set '{config.data}' is not made of images; nothing to draw")
     torch.manual_seed(args.seed)
     out = Path(args.output or Path(args.run) / "plots" / "samples.png")
-    image_grid(vae.sample(args.n), tuple(image_shape), out, f"{args.n} samples")
+    image_grid(vae.sample(args.n).cpu(), tuple(image_shape), out, f"{args.n} samples")
     print(out)
     return 0
 
@@ -193,6 +204,7 @@ def _cmd_evaluate(args) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise PyroVaeError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    device = resolve_device(args.device)
     e = evaluate_run(
         args.run,
         num_samples=args.num_samples,
@@ -208,6 +220,7 @@ def _cmd_evaluate(args) -> int:
         decompose=args.decompose,
         surgery=args.surgery,
         precision=args.precision,
+        device=device,
     )
     for name in ("log_px", "elbo", "gap"):
         label = {"log_px": "log p(x)", "elbo": "ELBO", "gap": "gap"}[name]
@@ -255,6 +268,7 @@ def _cmd_compare(args) -> int:
 
     for text in args.estimators or []:  # refuse a misspelt estimator before any work
         ObjectiveChoice.parse(text)
+    device = resolve_device(args.device)
     for flag in ("repeats", "num_data", "reference_samples", "num_samples", "max_data"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -277,6 +291,7 @@ def _cmd_compare(args) -> int:
             max_data=args.max_data,
             progress=args.progress,
             data_options=_data_options(args),
+            device=device,
             **settings,
         )
         print(f"{'objective':<24} {'train s':>8} {'test ELBO':>10} {'log p̂(x)':>10} {'gap':>7}")
@@ -301,6 +316,7 @@ def _cmd_compare(args) -> int:
             seed=args.seed or 0,
             progress=args.progress,
             data_options=_data_options(args),
+            device=device,
         )
         if s["reference"] is not None:
             unreliable = s.get("reference_khat_above_0.7")
@@ -322,6 +338,14 @@ def _cmd_compare(args) -> int:
             )
     print(f"report: {Path(s['out']) / 'comparison.md'}")
     return 0
+
+
+def _add_device(p) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:N or mps (default auto)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="progress bar (default: on a terminal)",
     )
+    _add_device(p)
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("evaluate", help="log p(x) by importance sampling, ELBO and their gap")
@@ -432,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    _add_device(p)
     p.set_defaults(handler=_cmd_evaluate)
 
     p = sub.add_parser(
@@ -471,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="output directory (default for a run: RUN/compare)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    _add_device(p)
     p.set_defaults(handler=_cmd_compare)
 
     p = sub.add_parser("sample", help="draw samples of a trained run as an image grid")
@@ -489,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="add each class's attribute vector to encodings of test images, using the data "
         "set's labels (RUN/plots/attributes.png)",
     )
+    _add_device(p)
     p.set_defaults(handler=_cmd_sample)
     return parser
 

@@ -39,6 +39,7 @@ import pyro.poutine as poutine
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import module_device
 from ..errors import ModelGuideError
 from .importance import _sample_sites
 from .latents import Latents, continuous_latents, log_densities, sample_latents
@@ -99,7 +100,7 @@ class _Chains:
     def move(self, z: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
         """One HMC transition leaving f_β invariant, adapting the step size per datapoint;
         returns the new values and log p − log r at the old ones (the weight increment)."""
-        eps = self.step_size[None, :, None]
+        eps = self.step_size.to(z)[None, :, None]
         u0, grad, increment = self._potential(z, beta)
         momentum = torch.randn_like(z)
         p = momentum - 0.5 * eps * grad
@@ -113,7 +114,7 @@ class _Chains:
         log_ratio = u0 - u1 + 0.5 * (momentum.pow(2).sum(-1) - p.pow(2).sum(-1))
         log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)  # a step that left the support
         accept = torch.rand_like(log_ratio).log() < log_ratio
-        rate = accept.double().mean(0)
+        rate = accept.float().mean(0).cpu().double()  # bookkeeping on the CPU, in float64
         self.accepted += rate
         grow = (rate > self.hmc.target_accept).to(self.step_size.dtype)
         self.step_size = (self.step_size * (0.98 + 0.04 * grow)).clamp(1e-4, 1.0)
@@ -127,7 +128,7 @@ class _Chains:
         steps = range(1, len(betas))
         for t in tqdm(steps, disable=None if progress is None else not progress, desc=desc):
             z, increment = self.move(z, float(betas[t]))
-            log_w += (betas[t] - betas[t - 1]) * increment.double()
+            log_w += (betas[t] - betas[t - 1]) * increment.cpu().double()
         return log_w
 
 
@@ -207,10 +208,10 @@ class BDMC:
         }
 
 
-def _simulate(model, num_data: int, data_shape) -> tuple[torch.Tensor, dict, str]:
-    """Data simulated from ``model`` (called with a placeholder batch), its latents, and the
-    name of its observed site."""
-    placeholder = torch.zeros(num_data, *data_shape)
+def _simulate(model, num_data: int, data_shape, device) -> tuple[torch.Tensor, dict, str]:
+    """Data simulated from ``model`` (called with a placeholder batch on ``device``), its
+    latents, and the name of its observed site."""
+    placeholder = torch.zeros(num_data, *data_shape, device=device)
     observed = poutine.trace(model).get_trace(placeholder)
     names = [n for n, s in observed.nodes.items() if s["type"] == "sample" and s["is_observed"]]
     if len(names) != 1:
@@ -239,19 +240,23 @@ def bdmc(
     step_size: float = 0.05,
     target_accept: float = 0.65,
     progress: bool | None = None,
+    device=None,
 ) -> BDMC:
     """Sandwich log p(x) on ``num_data`` datapoints simulated from ``model``.
 
     :param data_shape: the shape of one datapoint (a spec-built model knows its own).
+    :param device: where to simulate the data (a spec-built model's own device by default).
     """
+    vae = getattr(model, "__self__", None)
     if data_shape is None:
-        vae = getattr(model, "__self__", None)
         data_shape = getattr(vae, "data_shape", None)
         if data_shape is None:
             raise ValueError("bdmc needs data_shape= (one datapoint's shape) to simulate data")
+    if device is None:
+        device = module_device(vae) if isinstance(vae, torch.nn.Module) else "cpu"
     _check_num_samples(num_samples)
     _check_steps(num_steps)
-    data, exact, _ = _simulate(model, num_data, tuple(data_shape))
+    data, exact, _ = _simulate(model, num_data, tuple(data_shape), device)
     args = (data,)
     forward = ais_log_likelihood(
         model,

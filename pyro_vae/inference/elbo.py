@@ -66,17 +66,21 @@ def elbo(
         total_sq = torch.zeros_like(total)
         with torch.no_grad(), pyro.validation_enabled(False), computing_in(precision, device):
             for k in _chunks(num_samples, chunk_size, num_data):
-                values = log_weights(
-                    model,
-                    guide,
-                    args,
-                    kwargs,
-                    num_samples=k,
-                    layout=layout,
-                    analytic_kl=objective == "trace_mean_field",
-                ).double()
-                total += values.sum(0).cpu()
-                total_sq += values.pow(2).sum(0).cpu()
+                values = (
+                    log_weights(
+                        model,
+                        guide,
+                        args,
+                        kwargs,
+                        num_samples=k,
+                        layout=layout,
+                        analytic_kl=objective == "trace_mean_field",
+                    )
+                    .cpu()
+                    .double()
+                )
+                total += values.sum(0)
+                total_sq += values.pow(2).sum(0)
         return total, total_sq
 
     if seed is None:

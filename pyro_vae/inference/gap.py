@@ -243,7 +243,7 @@ def refine(
                 layout=layout,
                 analytic_kl=True,
             )
-        return lw.double().mean(0)
+        return lw.cpu().double().mean(0)
 
     previous = checked_elbo()
     converged = torch.zeros(layout.num_data, dtype=torch.bool)

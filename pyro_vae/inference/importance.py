@@ -134,6 +134,14 @@ def inspect_pair(
     )
 
 
+def _site_device(sites) -> torch.device:
+    """The device the pair computes on: that of its first tensor-valued site."""
+    for site in sites:
+        if torch.is_tensor(site["value"]):
+            return site["value"].device
+    return torch.device("cpu")
+
+
 def _per_datapoint(log_prob: torch.Tensor, site, layout: PlateLayout, shape) -> torch.Tensor:
     """Sum a site's log density over every dim but the particle and data dims: (K, N)."""
     mask = site["mask"]
@@ -191,7 +199,7 @@ def log_weights(
     sites = _sample_sites(model_trace)
     # The batch may differ from the one inspected (say, the last batch of an epoch).
     shape = (num_samples, _data_frame(sites[0]).size)
-    total = torch.zeros(shape)
+    total = torch.zeros(shape, device=_site_device(sites))
     for site in sites:
         if not site["is_observed"] and proposal == "prior":
             continue  # log p(z) − log q(z) = 0 when q is the prior

@@ -25,6 +25,7 @@ from .importance import (
     _data_frame,
     _per_datapoint,
     _sample_sites,
+    _site_device,
     inspect_pair,
     owner_method,
 )
@@ -101,7 +102,7 @@ def sample_latents(
 
 
 def _site_sum(trace, layout: PlateLayout, shape, names=None) -> torch.Tensor:
-    total = torch.zeros(shape)
+    total = torch.zeros(shape, device=_site_device(_sample_sites(trace)))
     for site in _sample_sites(trace):
         if names is None or site["name"] in names:
             total = total + _per_datapoint(site["fn"].log_prob(site["value"]), site, layout, shape)

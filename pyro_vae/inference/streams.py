@@ -20,6 +20,7 @@ import contextlib
 import numpy as np
 import torch
 
+from ..devices import fork_rng
 from ..errors import ModelGuideError
 from .importance import inspect_pair
 from .precision import data_device
@@ -53,9 +54,7 @@ def checked_ids(ids, num_data: int) -> list[int]:
 @contextlib.contextmanager
 def random_streams(device: torch.device | str | None = None):
     """Leave the caller's random state as it was, whatever the streams inside consume."""
-    device = torch.device(device or "cpu")
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type):
+    with fork_rng(torch.device(device or "cpu")):
         yield
 
 
@@ -68,6 +67,8 @@ def enter_stream(seed: int, device: torch.device | str | None = None) -> None:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         torch.cuda.default_generators[index].manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
 
 
 def datapoint_arguments(args: tuple, kwargs: dict, num_data: int, index: int):

@@ -97,13 +97,13 @@ def _aggregate_log_density(guide, args, kwargs, latents, values) -> torch.Tensor
         z = latents.unflatten(part[:, None, :])  # (B, 1, *event): every draw against every x_m
         with pyro.plate("particles", len(part), dim=latents.layout.particle_dim):
             trace = poutine.trace(poutine.condition(guide, data=z)).get_trace(*args, **kwargs)
-        log_q = torch.zeros(len(part), n)
+        log_q = part.new_zeros(len(part), n)
         for name in latents.names:
             site = trace.nodes[name]
             log_q = log_q + _per_datapoint(
                 site["fn"].log_prob(site["value"]), site, latents.layout, (len(part), n)
             )
-        out.append(torch.logsumexp(log_q.double(), -1) - math.log(n))
+        out.append(torch.logsumexp(log_q.cpu().double(), -1) - math.log(n))
     return torch.cat(out).reshape(values[latents.names[0]].shape[:2])
 
 
@@ -113,7 +113,7 @@ def elbo_surgery(model, guide, *args, num_samples: int = 32, **kwargs) -> ElboSu
     with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
         values = sample_latents(model, guide, args, kwargs, latents, num_samples)
         densities = log_densities(model, guide, args, kwargs, latents, values)
-        log_q, log_p = densities.guide.double(), densities.prior.double()
+        log_q, log_p = densities.guide.cpu().double(), densities.prior.cpu().double()
         log_agg = _aggregate_log_density(guide, args, kwargs, latents, values)
 
     def mean_and_stderr(terms: torch.Tensor) -> tuple[float, float, torch.Tensor]:

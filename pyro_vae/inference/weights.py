@@ -120,7 +120,7 @@ class _StreamingWeights:
         self.seen = 0
 
     def add(self, lw: torch.Tensor) -> None:
-        lw = lw.detach().to(torch.float64)
+        lw = lw.detach().cpu().to(torch.float64)  # the CPU: MPS has no float64
         new_max = torch.maximum(self.max, lw.max(0).values)
         shift = torch.where(
             torch.isfinite(self.max), self.max - new_max, torch.zeros_like(self.max)

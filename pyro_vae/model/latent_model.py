@@ -17,6 +17,7 @@ import torch
 from pyro.infer import infer_discrete
 from torch import nn
 
+from ..devices import resolve_device
 from ..errors import SpecError
 from ..spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
 from ..spec.resolve import default_guide, read_guide, read_model
@@ -336,7 +337,7 @@ class LatentModel(nn.Module):
         if steps < 2:
             raise ValueError(f"steps must be >= 2, got {steps}")
         a, b = self.encode(x_from), self.encode(x_to)
-        t = torch.linspace(0, 1, steps)[None, :, None]
+        t = torch.linspace(0, 1, steps, device=x_from.device)[None, :, None]
         path = {n: a[n][:, None] * (1 - t) + b[n][:, None] * t for n in self.latent_names}
         return self.decode(path)
 
@@ -371,12 +372,20 @@ def load(
     *,
     data_shape: Sequence[int],
     seed: int | None = None,
+    device: str | torch.device | None = None,
 ) -> LatentModel:
     """Build a :class:`LatentModel` from spec files or bundled spec names.
 
     ``guide=None`` takes the model spec's ``default_guide``. ``seed`` makes the initial weights
-    reproducible without touching the global random state.
+    reproducible without touching the global random state (they are drawn on the CPU, so the
+    same seed gives the same weights on every device). ``device``: ``"auto"``, ``"cpu"``,
+    ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (:mod:`pyro_vae.devices`); default the CPU.
     """
+    vae = _build(model, guide, data_shape, seed)
+    return vae if device is None else vae.to(resolve_device(device))
+
+
+def _build(model, guide, data_shape, seed) -> LatentModel:
     model_spec = read_model(model)
     if guide is None:
         if model_spec.default_guide is None:

@@ -31,7 +31,7 @@ from pyro.distributions import constraints
 from torch import nn
 
 from ..spec.options import Option, int_at_least, positive_int
-from .families import FAMILIES, Family, OptionError
+from .families import FAMILIES, Family, OptionError, in_float32
 from .flows import FLOW_OPTIONS, autoregressive_flows, hidden_sizes
 
 
@@ -130,7 +130,11 @@ class VampPriorDistribution(dist.TorchDistribution):
     def sample(self, sample_shape=()):
         shape = torch.Size(sample_shape) + self.batch_shape
         with torch.no_grad():
-            pick = torch.randint(len(self.pseudo_inputs), (max(shape.numel(), 1),))
+            pick = torch.randint(
+                len(self.pseudo_inputs),
+                (max(shape.numel(), 1),),
+                device=self.pseudo_inputs.device,
+            )
             z = self.encode(self.pseudo_inputs[pick]).sample()
         return z.reshape(*shape, self.dim)
 
@@ -145,7 +149,8 @@ def _diagonal_log_densities(z: torch.Tensor, loc: torch.Tensor, scale: torch.Ten
     :math:`-\\tfrac12 \\sum_d (z_d^2 - 2 z_d \\mu_{kd} + \\mu_{kd}^2)/\\sigma_{kd}^2 - \\sum_d
     \\log \\sigma_{kd} - \\tfrac D2 \\log 2\\pi`, with no (values × K × D) intermediate."""
     precision = scale.pow(-2)
-    quadratic = z.pow(2) @ precision.T - 2 * z @ (loc * precision).T
+    with in_float32(z):
+        quadratic = z.pow(2) @ precision.T - 2 * z @ (loc * precision).T
     quadratic = quadratic + (loc.pow(2) * precision).sum(-1)
     constant = scale.log().sum(-1) + 0.5 * z.shape[-1] * math.log(2 * math.pi)
     return -0.5 * quadratic - constant

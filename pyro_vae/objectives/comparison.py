@@ -305,13 +305,17 @@ def _measure(choice: ObjectiveChoice, elbo, pair: _Pair, repeats: int, seed: int
                 seconds.append(time.perf_counter() - start)
                 values.append(-loss.item() / pair.num_data)
                 flat = iter(
-                    torch.zeros(p.numel()) if g is None else g.reshape(-1)
+                    p.new_zeros(p.numel()) if g is None else g.reshape(-1)
                     for p, g in zip(params, grads, strict=True)
                 )
                 for group, members in pair.groups.items():
                     vector = [next(flat) for _ in members]
                     # The gradient of the per-datapoint objective (−loss / N).
-                    vec = -torch.cat(vector).double() / pair.num_data if vector else torch.zeros(0)
+                    vec = (
+                        -torch.cat(vector).cpu().double() / pair.num_data
+                        if vector
+                        else torch.zeros(0, dtype=torch.float64)
+                    )
                     moments[group].add(vec)
                 bar.update()
     return EstimatorResult(

@@ -44,6 +44,7 @@ import warnings
 
 import torch
 
+from ..devices import fork_rng, rng_state, set_rng_state
 from ..inference.importance import closed_form_kl
 from ..model.latent_model import LatentModel
 from ..spec.parse import DATA
@@ -126,10 +127,10 @@ def checked_step(vae: LatentModel, elbo, fused: FusedELBO, batch: torch.Tensor):
 
     Runs inside a forked random state, so the check does not shift the caller's stream.
     """
-    with torch.random.fork_rng():
-        state = torch.get_rng_state()
+    with fork_rng(batch.device):
+        state = rng_state(batch.device)
         expected = _loss_and_gradients(vae, elbo, batch)
-        torch.set_rng_state(state)
+        set_rng_state(batch.device, state)
         got = _loss_and_gradients(vae, fused, batch)  # non-finite here: a disagreement
     disagreement = _disagreement(expected, got)
     if disagreement is None:

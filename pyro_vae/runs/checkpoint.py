@@ -1,5 +1,8 @@
 """Checkpoints: one safetensors file with the weights, the optimizer state and the RNG states.
 
+Every tensor is saved from the CPU, so a checkpoint does not depend on the device it was
+written on; ``load_state_dict`` copies weights and optimizer state onto the model's device.
+
 safetensors stores only tensors and a string → string metadata table, so loading a checkpoint
 can never execute code (unlike pickle). The file is written to a temporary name and renamed into
 place, so a crash mid-write leaves the previous checkpoint intact.
@@ -25,7 +28,7 @@ def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     for idx, slots in state["state"].items():
         for slot, value in slots.items():
             if torch.is_tensor(value):
-                tensors[f"optim/{idx}/{slot}"] = value.contiguous()
+                tensors[f"optim/{idx}/{slot}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{idx}/{slot}"] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
@@ -52,7 +55,7 @@ def save_checkpoint(
     """Write ``module``'s weights (and optionally optimizer, RNG states, JSON ``info``)."""
     path = Path(path)
     tensors = {
-        f"model/{k}": v.detach().contiguous().clone() for k, v in module.state_dict().items()
+        f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()
     }
     meta = {"format": FORMAT, "info": json.dumps(info or {})}
     if optimizer is not None:
@@ -60,7 +63,7 @@ def save_checkpoint(
         tensors.update(optim_tensors)
         meta["optimizer"] = json.dumps(optim_meta)
     for name, state in (rng or {}).items():
-        tensors[f"rng/{name}"] = state.clone()
+        tensors[f"rng/{name}"] = state.cpu().clone()
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import load_dataset
+from ..devices import module_device
 from ..errors import PyroVaeError
 from ..inference.stats import sample_stderr
 from ..model.latent_model import load
@@ -42,6 +43,7 @@ def compare_run(
     seed: int = 0,
     progress: bool | None = None,
     data_options: dict | None = None,
+    device=None,
 ) -> dict:
     """Compare estimators on a run directory's model, or on a model spec at initialization.
 
@@ -50,7 +52,7 @@ def compare_run(
     """
     source = Path(source)
     if (source / CONFIG).exists():
-        vae, config = load_run(source)
+        vae, config = load_run(source, device=device)
         origin = f"run {source}"
         out = Path(out) if out else source / "compare"
     else:
@@ -59,14 +61,14 @@ def compare_run(
         config = TrainConfig(data=data or "digits", seed=seed, data_options=data_options or {})
         natural = load_dataset(config.data, seed=seed, **config.data_options)
         shape = natural.image_shape or tuple(natural.event_shape)
-        vae = load(source, guide, data_shape=shape, seed=seed)
+        vae = load(source, guide, data_shape=shape, seed=seed, device=device)
         origin = f"spec {vae.model_spec.path} / {vae.guide_spec.path} at initialization"
         out = Path(out)
     if num_data < 1:
         raise PyroVaeError(f"num_data must be >= 1, got {num_data}")
     dataset = prepare_data(vae, config)
     vae.eval()
-    x = dataset.test[dataset.test_indices(num_data, seed=seed)]
+    x = dataset.test[dataset.test_indices(num_data, seed=seed)].to(module_device(vae))
     comparison = compare_estimators(
         vae.model,
         vae.guide,
@@ -167,6 +169,7 @@ def compare_training(
     max_data: int | None = None,
     progress: bool | None = None,
     data_options: dict | None = None,
+    device=None,
     **settings,
 ) -> dict:
     """Train ``model`` once per objective (same seed, epochs and batches), then evaluate each run
@@ -194,7 +197,9 @@ def compare_training(
         if (run_dir / CHECKPOINT).exists():
             if RunDir(run_dir).read_config()[0].objective != choice:
                 raise PyroVaeError(f"{run_dir}: holds a run of another objective; choose --out")
-            result = resume(run_dir, epochs=settings.get("epochs"), progress=progress)
+            result = resume(
+                run_dir, epochs=settings.get("epochs"), progress=progress, device=device
+            )
         else:
             fresh = load(model, guide, data_shape=shape, seed=seed)
             result = train(
@@ -204,10 +209,16 @@ def compare_training(
                 progress=progress,
                 data_options=data_options or {},
                 objective=choice,
+                device=device,
                 **settings,
             )
         evaluation = evaluate_run(
-            run_dir, num_samples=num_samples, max_data=max_data, seed=seed, progress=progress
+            run_dir,
+            num_samples=num_samples,
+            max_data=max_data,
+            seed=seed,
+            progress=progress,
+            device=device,
         )
         runs[choice.label] = {
             "run": str(run_dir),

@@ -31,6 +31,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import module_device
 from ..inference.elbo import elbo
 from ..inference.gap import refined_elbo
 from ..inference.log_likelihood import log_likelihood
@@ -105,16 +106,17 @@ def evaluate_run(
     decompose: bool = False,
     surgery: bool = False,
     precision: str = "fp32",
+    device=None,
 ) -> dict:
     """Evaluate each test datapoint of a run; returns the summary that is also written to
     ``report.json`` (see the module docstring for what each option adds)."""
     run_dir = Path(run_dir)
     check_precision(precision)
-    vae, config = load_run(run_dir)
+    vae, config = load_run(run_dir, device=device)
     vae.eval()
     dataset = prepare_data(vae, config)
     indices = dataset.test_indices(max_data, seed=seed)
-    x = dataset.test[indices]
+    x = dataset.test[indices].to(module_device(vae))
     estimator = "trace_mean_field" if default_objective(vae) == "trace_mean_field" else "trace"
     pyro.set_rng_seed(seed)
     arrays, summary = {"test_index": indices.numpy()}, {}

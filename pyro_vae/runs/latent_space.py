@@ -12,14 +12,15 @@ from pathlib import Path
 
 import torch
 
+from ..devices import module_device
 from ..errors import DataError, PyroVaeError
 from . import plots
 from .config import prepare_data
 from .run_dir import load_run, run_metadata
 
 
-def _images(run_dir):
-    vae, config = load_run(run_dir)
+def _images(run_dir, device=None):
+    vae, config = load_run(run_dir, device=device)
     image_shape = run_metadata(run_dir)["image_shape"]
     if not image_shape:
         raise PyroVaeError(f"data set '{config.data}' is not made of images; nothing to draw")
@@ -27,16 +28,18 @@ def _images(run_dir):
     return vae, prepare_data(vae, config), tuple(image_shape)
 
 
-def interpolation_grid(run_dir, out: Path, pairs: int = 8, steps: int = 10, seed: int = 0):
+def interpolation_grid(
+    run_dir, out: Path, pairs: int = 8, steps: int = 10, seed: int = 0, device=None
+):
     """Rows of decoded images along the line between the encodings of two test images."""
-    vae, dataset, image_shape = _images(run_dir)
+    vae, dataset, image_shape = _images(run_dir, device)
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(dataset.test), generator=generator)[: 2 * pairs]
     if len(pick) < 2:
         raise DataError(f"data set '{dataset.name}' has fewer than 2 test images")
-    ends = dataset.test[pick]
+    ends = dataset.test[pick].to(module_device(vae))
     half = len(ends) // 2
-    path = vae.interpolate(ends[:half], ends[half : 2 * half], steps)  # (pairs, steps, D)
+    path = vae.interpolate(ends[:half], ends[half : 2 * half], steps).cpu()  # (pairs, steps, D)
     return plots.image_grid(
         path.reshape(-1, path.shape[-1]),
         image_shape,
@@ -46,20 +49,21 @@ def interpolation_grid(run_dir, out: Path, pairs: int = 8, steps: int = 10, seed
     )
 
 
-def attribute_grid(run_dir, out: Path, images: int = 8, seed: int = 0):
+def attribute_grid(run_dir, out: Path, images: int = 8, seed: int = 0, device=None):
     """Rows: test images; columns: the image itself, then its encoding plus the attribute
     vector of each class, decoded."""
-    vae, dataset, image_shape = _images(run_dir)
+    vae, dataset, image_shape = _images(run_dir, device)
+    device = module_device(vae)
     if dataset.test_labels is None:
         raise DataError(f"data set '{dataset.name}' has no labels, so no attribute vectors")
-    vectors = vae.attribute_vectors(dataset.test, dataset.test_labels)
+    vectors = vae.attribute_vectors(dataset.test.to(device), dataset.test_labels.to(device))
     generator = torch.Generator().manual_seed(seed)
     x = dataset.test[torch.randperm(len(dataset.test), generator=generator)[:images]]
-    codes = vae.encode(x)
+    codes = vae.encode(x.to(device))
     columns = [x]
     for c in sorted(vectors):
         shifted = {n: codes[n] + vectors[c][n] for n in codes}
-        columns.append(vae.decode(shifted))
+        columns.append(vae.decode(shifted).cpu())
     grid = torch.stack(columns, 1)  # (images, 1 + classes, D)
     return plots.image_grid(
         grid.reshape(-1, grid.shape[-1]),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..devices import fork_rng, module_device
 from ..tables import fmt, markdown_table
 from . import plots
 from .files import write_text_atomic
@@ -17,31 +18,31 @@ def write_training_report(run_dir: Path, vae, dataset, config, history: list[dic
     run_dir = Path(run_dir)
     title = f"{Path(vae.model_spec.path).stem} / {Path(vae.guide_spec.path).stem} on {dataset.name}"
     figures = {"elbo": plots.elbo_curves(history, run_dir / "plots" / "elbo.png", title)}
-    generator_state = torch.get_rng_state()  # report sampling must not change a resumed run
-    torch.manual_seed(config.seed)
-    if dataset.image_shape is not None:
-        figures["samples"] = plots.image_grid(
-            vae.sample(64),
-            dataset.image_shape,
-            run_dir / "plots" / "samples.png",
-            "samples (mean of p(x | z), z ~ p(z))",
-        )
-        originals = dataset.test[:16]
-        figures["reconstructions"] = plots.image_grid(
-            torch.cat([originals, vae.reconstruct(originals)]),
-            dataset.image_shape,
-            run_dir / "plots" / "reconstructions.png",
-            "test images (top) and reconstructions (bottom)",
-            columns=16,
-        )
-    else:
-        figures["data_vs_model"] = plots.data_vs_model(
-            dataset.test,
-            vae.sample(len(dataset.test), mean=False),
-            run_dir / "plots" / "data_vs_model.png",
-            title,
-        )
-    torch.set_rng_state(generator_state)
+    device = module_device(vae)
+    with fork_rng(device):  # report sampling must not change a resumed run
+        torch.manual_seed(config.seed)
+        if dataset.image_shape is not None:
+            figures["samples"] = plots.image_grid(
+                vae.sample(64).cpu(),
+                dataset.image_shape,
+                run_dir / "plots" / "samples.png",
+                "samples (mean of p(x | z), z ~ p(z))",
+            )
+            originals = dataset.test[:16]
+            figures["reconstructions"] = plots.image_grid(
+                torch.cat([originals, vae.reconstruct(originals.to(device)).cpu()]),
+                dataset.image_shape,
+                run_dir / "plots" / "reconstructions.png",
+                "test images (top) and reconstructions (bottom)",
+                columns=16,
+            )
+        else:
+            figures["data_vs_model"] = plots.data_vs_model(
+                dataset.test,
+                vae.sample(len(dataset.test), mean=False).cpu(),
+                run_dir / "plots" / "data_vs_model.png",
+                title,
+            )
 
     final = history[-1] if history else {}
     report = {

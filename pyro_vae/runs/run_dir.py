@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..data import Dataset
+from ..devices import resolve_device
 from ..errors import CheckpointError, PyroVaeError
 from ..model.latent_model import LatentModel
 from ..spec.parse import parse_guide, parse_model
@@ -105,9 +106,12 @@ def run_metadata(run_dir: str | Path) -> dict:
     return RunDir(run_dir).read_config()[1]
 
 
-def load_run(run_dir: str | Path) -> tuple[LatentModel, TrainConfig]:
-    """The trained model of a run directory, with its training configuration."""
+def load_run(run_dir: str | Path, device=None) -> tuple[LatentModel, TrainConfig]:
+    """The trained model of a run directory, with its training configuration; on ``device``
+    (:mod:`pyro_vae.devices`; default the CPU)."""
     run = RunDir(run_dir)
     vae, config = run.build()
     Checkpoint(run.path / CHECKPOINT).load_into(vae)
+    if device is not None:
+        vae.to(resolve_device(device))
     return vae, config

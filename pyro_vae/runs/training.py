@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import Dataset
+from ..devices import fork_rng, module_device, resolve_device, rng_state, set_rng_state
 from ..errors import CheckpointError, PyroVaeError, TrainingDiverged
 from ..model.latent_model import LatentModel
 from ..objectives.fused import FusedELBO, checked_step
@@ -54,11 +55,16 @@ def eval_objective(vae: LatentModel) -> pyro.infer.ELBO:
 
 
 @torch.no_grad()
-def estimate_elbo(vae: LatentModel, data: torch.Tensor, elbo=None, batch_size: int = 1000) -> float:
-    """Mean ELBO per datapoint (nats) of ``data`` — one sample of z per datapoint."""
+def estimate_elbo(
+    vae: LatentModel, data: torch.Tensor, elbo=None, batch_size: int = 1000, device=None
+) -> float:
+    """Mean ELBO per datapoint (nats) of ``data`` — one sample of z per datapoint; each batch
+    is moved to ``device`` (default: where the model is)."""
     elbo = elbo or eval_objective(vae)
+    if device is None:
+        device = module_device(vae) if isinstance(vae, torch.nn.Module) else data.device
     total = sum(
-        elbo.loss(vae.model, vae.guide, data[i : i + batch_size])
+        elbo.loss(vae.model, vae.guide, data[i : i + batch_size].to(device))
         for i in range(0, len(data), batch_size)
     )
     return -total / len(data)
@@ -72,6 +78,7 @@ def train(
     progress: bool | None = None,
     num_particles: int | None = None,
     objective_options: dict | None = None,
+    device: str | torch.device | None = None,
     **settings,
 ) -> TrainResult:
     """Train ``vae`` with SVI on the data set ``data``.
@@ -86,6 +93,8 @@ def train(
         is an :class:`~pyro_vae.objectives.registry.ObjectiveChoice` or its text
         (``"iwae:k=50"``); ``num_particles`` and ``objective_options`` may also be given apart.
         Without an objective, the lowest-variance ELBO that suits the model.
+    :param device: where to train (:mod:`pyro_vae.devices`): the model is moved there and each
+        batch as it is used. Default: where the model is.
     """
     unknown = set(settings) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
@@ -106,9 +115,11 @@ def train(
             "run directories are for spec-built models (a run is rebuilt from its specs); train "
             "a hand-written pair with out=None and keep its parameters yourself"
         )
+    device = _placed(vae, device)
     config.objective.build(vae)  # refuse a pair the objective cannot train, before any work
     dataset = prepare_data(vae, config)
-    steps = trainable(vae, next(iter(dataset.test_batches(config.batch_size))))
+    first = next(iter(dataset.test_batches(config.batch_size))).to(device)
+    steps = trainable(vae, first)
     run = RunDir(out) if out is not None else None
     if run:
         run.create(vae, config, dataset)
@@ -121,9 +132,25 @@ def train(
         torch.Generator().manual_seed(config.seed),
         run,
         progress,
+        device,
     )
     loop.fit()
     return TrainResult(vae, config, dataset, loop.history, run.path if run else None)
+
+
+def _placed(vae, device) -> torch.device:
+    """Move ``vae`` to ``device`` (when given) and return the device training runs on."""
+    if device is None:
+        return module_device(vae) if isinstance(vae, torch.nn.Module) else torch.device("cpu")
+    device = resolve_device(device)
+    if isinstance(vae, torch.nn.Module):
+        vae.to(device)
+    elif device.type != "cpu":
+        raise PyroVaeError(
+            f"--device {device}: a hand-written pair that is not an nn.Module stays where its "
+            "parameters are; move them yourself and train on the CPU default"
+        )
+    return device
 
 
 def resume(
@@ -132,16 +159,20 @@ def resume(
     epochs: int | None = None,
     lr: float | None = None,
     progress: bool | None = None,
+    device: str | torch.device | None = None,
 ):
     """Continue a run from its last checkpoint, exactly as if it had not stopped.
 
     ``epochs`` changes the total number of epochs; ``lr`` the base learning rate from here on
     (after a divergence, say) — the run is then no longer identical to an uninterrupted one.
+    ``device``: where to continue (default the CPU); a run may move between devices, though the
+    random draws then differ from an uninterrupted run's.
     """
     run = RunDir(run_dir)
     vae, config = run.build()
     checkpoint = Checkpoint(run.path / CHECKPOINT)
     checkpoint.load_into(vae)
+    device = _placed(vae, device)
     changes = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
     if changes:
         config = dataclasses.replace(config, **changes)
@@ -152,13 +183,15 @@ def resume(
     try:
         optimizer.load_state_dict(checkpoint.optimizer)
         torch.set_rng_state(checkpoint.rng["torch"])
+        if device.type != "cpu" and device.type in checkpoint.rng:
+            set_rng_state(device, checkpoint.rng[device.type])
         batches = torch.Generator()
         batches.set_state(checkpoint.rng["batches"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{checkpoint.path}: incomplete training state ({e})") from None
     # The checkpoint, not metrics.jsonl, says where training stopped.
     done = int(checkpoint.info.get("epoch", 0))
-    loop = _Loop(vae, dataset, config, optimizer, batches, run, progress)
+    loop = _Loop(vae, dataset, config, optimizer, batches, run, progress, device)
     loop.history = run.read_metrics(up_to_epoch=done)
     run.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in loop.history))
     loop.fit(start=done)
@@ -176,6 +209,7 @@ class _Loop:
     batches: torch.Generator  # the stream of batch orders (and dynamic binarizations)
     run: RunDir | None
     progress: bool | None
+    device: torch.device = torch.device("cpu")  # batches move here; the data stays on the CPU
     history: list[dict] = dataclasses.field(default_factory=list)
 
     def fit(self, start: int = 0) -> None:
@@ -219,8 +253,8 @@ class _Loop:
             elbo = KLWeighted(elbo, config.kl_weight)
             if fused is not None:
                 fused.kl_weight = config.kl_weight
-        batch = next(iter(self.dataset.test_batches(config.batch_size)))
-        with torch.random.fork_rng():
+        batch = next(iter(self.dataset.test_batches(config.batch_size))).to(self.device)
+        with fork_rng(self.device):
             with torch.no_grad(), pyro.validation_enabled(False), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Pyro's NaN warning: we say it ourselves below
                 loss = elbo.loss(vae.model, vae.guide, batch)
@@ -242,6 +276,7 @@ class _Loop:
         step = (epoch - 1) * steps  # the global step: a resumed warm-up continues where it was
         vae.train()
         for batch in self.dataset.train_batches(config.batch_size, self.batches):
+            batch = batch.to(self.device, non_blocking=True)
             if config.kl_weighted:
                 elbo.kl_weight = warmup_weight(config.kl_weight, config.kl_warmup * steps, step)
             step += 1
@@ -257,7 +292,7 @@ class _Loop:
         record = {
             "epoch": epoch,
             "train_elbo": -total / len(self.dataset.train),
-            "test_elbo": estimate_elbo(vae, self.dataset.test, evaluator),
+            "test_elbo": estimate_elbo(vae, self.dataset.test, evaluator, device=self.device),
             "seconds": time.perf_counter() - began,
             "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
         }
@@ -272,10 +307,16 @@ class _Loop:
             self.run.path / CHECKPOINT,
             self.vae,
             self.optimizer,
-            rng={"torch": torch.get_rng_state(), "batches": self.batches.get_state()},
+            rng=self._rng_states(),
             info={"epoch": record["epoch"]},
         )
         self.run.append_metrics(record)
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        states = {"torch": torch.get_rng_state(), "batches": self.batches.get_state()}
+        if self.device.type != "cpu":  # sampling on a GPU draws from its own generator
+            states[self.device.type] = rng_state(self.device)
+        return states
 
     def _diverged(self, epoch: int, what: str) -> TrainingDiverged:
         kept = ""
