@@ -7,7 +7,9 @@ User mistakes (a malformed spec, a missing data file, a damaged checkpoint) prin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -222,6 +224,8 @@ def _cmd_evaluate(args) -> int:
         precision=args.precision,
         device=device,
     )
+    if not e:  # a process of torchrun other than rank 0: rank 0 reports
+        return 0
     for name in ("log_px", "elbo", "gap"):
         label = {"log_px": "log p(x)", "elbo": "ELBO", "gap": "gap"}[name]
         stats = e[name]
@@ -521,10 +525,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The commands that torchrun can run in several processes (the others run in one).
+PARALLEL_COMMANDS = ("train", "evaluate")
+
+
+def _run(args) -> int:
+    """The command, in the processes torchrun started if it did: rank 0 prints and writes."""
+    from .runs.distributed import session
+
+    if os.environ.get("WORLD_SIZE", "1") != "1" and args.command not in PARALLEL_COMMANDS:
+        raise PyroVaeError(
+            f"torchrun runs {' and '.join(PARALLEL_COMMANDS)} in several processes; run "
+            f"'{args.command}' in one"
+        )
+    kind = resolve_device(args.device).type if hasattr(args, "device") else "cpu"
+    with session(kind) as w:
+        if w.is_main:
+            return args.handler(args)
+        if hasattr(args, "progress"):
+            args.progress = False
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return args.handler(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        return _run(args)
     except PyroVaeError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

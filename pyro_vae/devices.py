@@ -22,7 +22,7 @@ def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
     text = "auto" if text is None else str(text).strip().lower()
     if text == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -44,6 +44,8 @@ def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
             )
     if kind == "mps" and not _mps_available():
         raise PyroVaeError(f"--device {text!r}: this machine has no MPS device")
+    if kind == "cuda" and not index:  # the current device (under torchrun, the local rank's)
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(text)
 
 

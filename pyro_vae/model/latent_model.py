@@ -52,12 +52,16 @@ class Node(nn.Module):
                 raise SpecError(path, f"{spec.key}.net", str(e)) from None
 
     def forward(self, values: dict[str, torch.Tensor]):
+        return self.family(self.raw(values))
+
+    def raw(self, values: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The net's output for the parents' ``values`` (None for a node without a net)."""
         raw = None if self.net is None else self.net([values[p] for p in self.given])
         if raw is not None and raw.dtype in REDUCED_PRECISION:
             # Under autocast the nets compute in bf16/fp16; the family's densities are sums
             # over many terms and are computed in float32.
             raw = raw.float()
-        return self.family(raw)
+        return raw
 
 
 def _guide_order(guide: GuideSpec, model_order: list[str]) -> list[str]:

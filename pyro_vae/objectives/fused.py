@@ -71,12 +71,17 @@ class FusedELBO:
             raise ValueError("FusedELBO computes the loss of its own vae.model and vae.guide")
         return self.negative_elbo(x)
 
-    def negative_elbo(self, x: torch.Tensor) -> torch.Tensor:
+    def negative_elbo(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+        """−ELBO summed over the batch ``x``; with ``rows``, over those rows only, the latents
+        of every row still drawn as for the whole batch: data-parallel training, where each
+        process scores its shard of the batch and all draw what one process would
+        (:mod:`pyro_vae.runs.distributed`)."""
         batch = x.shape[:1]
+        mine = slice(None) if rows is None else rows
         values: dict[str, torch.Tensor] = {DATA: x}
         guide: dict[str, torch.distributions.Distribution] = {}
         for name, node in self.vae.inference.items():  # the guide's order: same random draws
-            q = node(values)
+            q = node(values) if rows is None else self._padded(node, values, rows, batch)
             if q.batch_shape != batch:  # a node without parents: pyro.plate expands it
                 q = q.expand(batch)
             values[name] = q.rsample()
@@ -85,31 +90,44 @@ class FusedELBO:
         # Pyro's order of summation (model sites in model order, then the guide's), so that the
         # two agree to the last few bits, not just in value.
         model_terms = [
-            self._latent_term(node(values), guide[node.name], values[node.name])
+            self._latent_term(node(values), guide[node.name], values[node.name])[mine].sum()
             for node in self.vae.prior
         ]
-        model_terms.append(self.vae.likelihood(values).log_prob(x).sum())
+        scored = values if rows is None else {k: v[rows] for k, v in values.items()}
+        model_terms.append(self.vae.likelihood(scored).log_prob(x[mine]).sum())
         elbo = sum(model_terms[1:], model_terms[0])
         if not self.analytic_kl:
             for name, q in guide.items():
-                elbo = elbo - self._weighted(q.log_prob(values[name])).sum()
+                elbo = elbo - self._weighted(q.log_prob(values[name]))[mine].sum()
         return -elbo
+
+    @staticmethod
+    def _padded(node, values, rows: slice, batch: torch.Size):
+        """q(· | x) of the whole batch with the net run on ``rows`` only: the other rows get the
+        family's value at raw parameters 0, which only their (discarded) draws see. A node
+        with latent parents runs on the whole batch, whose draws every process has."""
+        if node.net is None or tuple(node.given) != (DATA,):
+            return node(values)
+        raw = node.raw({DATA: values[DATA][rows]})
+        before = raw.new_zeros(rows.start, *raw.shape[1:])
+        after = raw.new_zeros(batch[0] - rows.stop, *raw.shape[1:])
+        return node.family(torch.cat([before, raw, after]))
 
     def _weighted(self, log_density: torch.Tensor) -> torch.Tensor:
         """A latent's per-datapoint term times β, before summing, as Pyro scales a site."""
         return log_density if self.kl_weight == 1 else log_density * self.kl_weight
 
     def _latent_term(self, p, q, z: torch.Tensor) -> torch.Tensor:
-        """Σ_n of this latent's part of the ELBO, less log q for the sampled estimator."""
+        """This latent's part of the ELBO per datapoint, less log q for the sampled estimator."""
         if self.analytic_kl:
             # As TraceMeanField_ELBO: −KL(q‖p) where a closed form is registered, else sampled.
             kl = closed_form_kl(q, p)
             if kl is None:
-                return self._weighted(p.log_prob(z)).sum() - self._weighted(q.log_prob(z)).sum()
+                return self._weighted(p.log_prob(z)) - self._weighted(q.log_prob(z))
             if not torch.is_tensor(kl):
-                kl = torch.as_tensor(kl).expand(q.batch_shape)
-            return -self._weighted(kl).sum()
-        return self._weighted(p.log_prob(z)).sum()  # log q(z) is subtracted after the model's
+                kl = torch.as_tensor(kl)
+            return -self._weighted(kl.expand(q.batch_shape))
+        return self._weighted(p.log_prob(z))  # log q(z) is subtracted after the model's
 
 
 def fused_elbo(vae: LatentModel, analytic_kl: bool) -> FusedELBO | None:

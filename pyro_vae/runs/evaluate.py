@@ -37,10 +37,12 @@ from ..inference.gap import refined_elbo
 from ..inference.log_likelihood import log_likelihood
 from ..inference.precision import check_precision
 from ..inference.stats import khat_counts, mean_stderr, sample_stderr
+from ..inference.streams import datapoint_seeds
 from ..inference.surgery import ACTIVE_THRESHOLD, elbo_surgery, latent_usage
 from ..objectives.registry import default_objective
 from . import plots
 from .config import prepare_data
+from .distributed import gather, shard, world
 from .files import atomic_path
 from .report import render_report
 from .run_dir import checkpoint_epoch, load_run
@@ -119,39 +121,65 @@ def evaluate_run(
     x = dataset.test[indices].to(module_device(vae))
     estimator = "trace_mean_field" if default_objective(vae) == "trace_mean_field" else "trace"
     pyro.set_rng_seed(seed)
-    arrays, summary = {"test_index": indices.numpy()}, {}
-
+    # Under torchrun each process takes a contiguous shard of the datapoints; rank 0 gathers.
+    w = world()
+    mine = indices[shard(len(indices), w)]
+    x = dataset.test[mine].to(module_device(vae))
     began = time.perf_counter()
-    curve = _importance_sampling(
+    columns, curve = _importance_sampling(
         vae,
         x,
-        indices.tolist(),
+        mine.tolist(),
         num_samples,
         elbo_samples,
         estimator,
         proposal,
         batch_size,
         progress,
-        arrays,
         seed,
         precision,
     )
     seconds = time.perf_counter() - began
+    timings = {}
+    if w.rank:  # AIS and refinement draw from the global stream: another one per process
+        pyro.set_rng_seed(datapoint_seeds(seed, [w.rank])[0] % 2**32)
     if ais:
-        summary["ais"] = _ais(vae, x, ais_samples, ais_steps, batch_size, progress, arrays)
+        began_ais = time.perf_counter()
+        columns.update(_ais(vae, x, ais_samples, ais_steps, batch_size, progress))
+        timings["ais"] = time.perf_counter() - began_ais
+    steps = 0
     if decompose:
-        summary["decomposition"] = _decompose(vae, x, elbo_samples, batch_size, progress, arrays)
-    if surgery:
-        summary["surgery"], summary["latent_usage"] = _surgery(vae, x)
+        began_refine = time.perf_counter()
+        refined, steps = _decompose(vae, x, elbo_samples, batch_size, progress)
+        columns.update(refined)
+        timings["decomposition"] = time.perf_counter() - began_refine
+    parts = gather((columns, curve, steps))
+    if not w.is_main:
+        return {}
+    arrays = {"test_index": indices.numpy()}
+    arrays.update({k: np.concatenate([p[0][k] for p in parts]) for k in columns})
+    curve = {k: np.concatenate([p[1][k] for p in parts], axis=1) for k in curve}
+    steps = max(p[2] for p in parts)
+    arrays["gap"] = arrays["log_px"] - arrays["elbo"]
+    arrays["gap_stderr"] = np.hypot(arrays["stderr"], arrays["elbo_stderr"])
+    summary = {}
+    if ais:
+        summary["ais"] = _ais_summary(arrays, ais_samples, ais_steps, timings["ais"])
+    if decompose:
+        summary["decomposition"] = _decomposition_summary(arrays, steps, timings["decomposition"])
+    if surgery:  # the aggregate posterior is over all datapoints: one process
+        every = dataset.test[indices].to(module_device(vae))
+        summary["surgery"], summary["latent_usage"] = _surgery(vae, every)
 
     summary = {
         "data": config.data,
         "split": "test",
-        "num_data": len(x),
+        "num_data": len(indices),
         "num_test": len(dataset.test),
         "num_samples": num_samples,
         "proposal": proposal,
         "precision": precision,
+        "processes": w.size,
         "elbo_samples": elbo_samples,
         "elbo_estimator": estimator,
         "log_px": _stats(arrays["log_px"], arrays["stderr"]),
@@ -159,7 +187,7 @@ def evaluate_run(
         "gap": _stats(arrays["gap"], arrays["gap_stderr"]),
         "ess_median": float(np.median(arrays["ess"])),
         **khat_counts(arrays["khat"]),
-        "log_px_by_num_samples": curve,
+        "log_px_by_num_samples": _curve(curve),
         "seconds": seconds,
         **summary,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -189,15 +217,15 @@ def _importance_sampling(
     proposal,
     batch_size,
     progress,
-    arrays,
     seed,
     precision,
-) -> list[dict]:
-    """log p̂(x) by importance sampling and the ELBO, per datapoint, into ``arrays``; returns
-    the curve of log p̂ against K."""
+) -> tuple[dict[str, np.ndarray], dict[int, np.ndarray]]:
+    """log p̂(x) by importance sampling and the ELBO, per datapoint; and the curve of log p̂
+    against K: for each K, a (2, N) array of the estimate from the first K samples and its
+    standard error."""
     record_at = _curve_points(num_samples)
     columns = {k: [] for k in ("log_px", "stderr", "ess", "khat", "elbo", "elbo_stderr")}
-    curve = {k: ([], []) for k in [*record_at, num_samples]}
+    curve = {k: [] for k in [*record_at, num_samples]}
     if not record_at:  # K = 1: the curve is the single estimate
         record_at = [num_samples]
     # Each datapoint draws from its own stream, seeded by (seed, its row in the test set): its
@@ -234,22 +262,30 @@ def _importance_sampling(
         ):
             columns[name].append(value)
         for k, (values, errors) in (ll.by_num_samples or {}).items():
-            curve[k][0].append(values)
-            curve[k][1].append(errors)
-    arrays.update({k: torch.cat(v).numpy() for k, v in columns.items()})
-    arrays["gap"] = arrays["log_px"] - arrays["elbo"]
-    arrays["gap_stderr"] = np.hypot(arrays["stderr"], arrays["elbo_stderr"])
+            curve[k].append(torch.stack([values, errors]))
+    return (
+        {k: _cat(v) for k, v in columns.items()},
+        {k: _cat(v, axis=1, rows=2) for k, v in curve.items()},
+    )
+
+
+def _cat(parts: list[torch.Tensor], axis: int = 0, rows: int = 0) -> np.ndarray:
+    """The parts as one float64 NumPy array (an empty one for a shard without datapoints)."""
+    if not parts:
+        return np.zeros((rows, 0) if rows else 0)
+    joined = torch.cat(parts, dim=axis).cpu()
+    return (joined if joined.dtype == torch.bool else joined.double()).numpy()
+
+
+def _curve(curve: dict[int, np.ndarray]) -> list[dict]:
     points = []
     for k, (values, errors) in curve.items():
-        error = mean_stderr(torch.cat(errors)) if k > 1 else None  # undefined for K = 1
-        points.append(
-            {"num_samples": k, "log_px": torch.cat(values).mean().item(), "mc_stderr": error}
-        )
+        error = mean_stderr(torch.from_numpy(errors)) if k > 1 else None  # undefined for K = 1
+        points.append({"num_samples": k, "log_px": float(values.mean()), "mc_stderr": error})
     return points
 
 
-def _ais(vae, x, num_samples, num_steps, batch_size, progress, arrays) -> dict:
-    began = time.perf_counter()
+def _ais(vae, x, num_samples, num_steps, batch_size, progress) -> dict[str, np.ndarray]:
     columns = {"ais_log_px": [], "ais_stderr": [], "ais_acceptance": []}
     for batch in _batches(x, batch_size, progress, f"AIS, {num_samples} chains"):
         ll = log_likelihood(
@@ -258,7 +294,10 @@ def _ais(vae, x, num_samples, num_steps, batch_size, progress, arrays) -> dict:
         columns["ais_log_px"].append(ll.log_px)
         columns["ais_stderr"].append(ll.stderr)
         columns["ais_acceptance"].append(ll.details["acceptance"].double())
-    arrays.update({k: torch.cat(v).numpy() for k, v in columns.items()})
+    return {k: _cat(v) for k, v in columns.items()}
+
+
+def _ais_summary(arrays, num_samples, num_steps, seconds) -> dict:
     difference = arrays["ais_log_px"] - arrays["log_px"]
     return {
         "num_samples": num_samples,
@@ -266,14 +305,12 @@ def _ais(vae, x, num_samples, num_steps, batch_size, progress, arrays) -> dict:
         "log_px": _stats(arrays["ais_log_px"], arrays["ais_stderr"]),
         "minus_is": {"mean": float(difference.mean()), "stderr": sample_stderr(difference)},
         "acceptance_mean": float(arrays["ais_acceptance"].mean()),
-        "seconds": time.perf_counter() - began,
+        "seconds": seconds,
     }
 
 
-def _decompose(vae, x, elbo_samples, batch_size, progress, arrays) -> dict:
-    """The refined ELBO per datapoint and the two gaps, against the best log p̂ measured (AIS
-    where it ran, else importance sampling)."""
-    began = time.perf_counter()
+def _decompose(vae, x, elbo_samples, batch_size, progress) -> tuple[dict, int]:
+    """The ELBO of q refined per datapoint, and the most refinement steps a batch took."""
     columns = {"elbo_refined": [], "elbo_refined_stderr": [], "refine_converged": []}
     steps = 0
     for batch in _batches(x, batch_size, progress, "refining q per datapoint"):
@@ -285,7 +322,12 @@ def _decompose(vae, x, elbo_samples, batch_size, progress, arrays) -> dict:
         columns["elbo_refined_stderr"].append(refined.stderr)
         columns["refine_converged"].append(converged)
         steps = max(steps, taken)
-    arrays.update({k: torch.cat(v).numpy() for k, v in columns.items()})
+    return {k: _cat(v) for k, v in columns.items()}, steps
+
+
+def _decomposition_summary(arrays, steps: int, seconds: float) -> dict:
+    """The two gaps per datapoint (into ``arrays``), against the best log p̂ measured (AIS
+    where it ran, else importance sampling)."""
     source = "ais" if "ais_log_px" in arrays else "is"
     log_px = arrays["ais_log_px"] if source == "ais" else arrays["log_px"]
     log_px_stderr = arrays["ais_stderr"] if source == "ais" else arrays["stderr"]
@@ -303,7 +345,7 @@ def _decompose(vae, x, elbo_samples, batch_size, progress, arrays) -> dict:
         ),
         "converged": int(arrays["refine_converged"].sum()),
         "max_refine_steps": steps,
-        "seconds": time.perf_counter() - began,
+        "seconds": seconds,
     }
 
 

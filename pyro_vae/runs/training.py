@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pyro
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..data import Dataset
@@ -32,6 +34,7 @@ from ..objectives.kl_weight import KLWeighted, warmup_weight
 from ..objectives.registry import ObjectiveChoice, default_objective
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig, prepare_data
+from .distributed import World, all_sum, any_true, gather, on_main, shard, world
 from .pairs import PyroPair, trainable
 from .run_dir import CHECKPOINT, METRICS, RunDir
 
@@ -122,7 +125,7 @@ def train(
     steps = trainable(vae, first)
     run = RunDir(out) if out is not None else None
     if run:
-        run.create(vae, config, dataset)
+        on_main(lambda: run.create(vae, config, dataset))
     pyro.set_rng_seed(config.seed)
     loop = _Loop(
         steps,
@@ -177,12 +180,14 @@ def resume(
     if changes:
         config = dataclasses.replace(config, **changes)
         config.validate()
-        run.update_config(config)
+        on_main(lambda: run.update_config(config))
     dataset = prepare_data(vae, config)
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
     try:
         optimizer.load_state_dict(checkpoint.optimizer)
-        torch.set_rng_state(checkpoint.rng["torch"])
+        # Under torchrun each process continues its own stream (saved beside rank 0's).
+        rank_state = checkpoint.rng.get(f"torch.rank{world().rank}")
+        torch.set_rng_state(checkpoint.rng["torch"] if rank_state is None else rank_state)
         if device.type != "cpu" and device.type in checkpoint.rng:
             set_rng_state(device, checkpoint.rng[device.type])
         batches = torch.Generator()
@@ -192,8 +197,9 @@ def resume(
     # The checkpoint, not metrics.jsonl, says where training stopped.
     done = int(checkpoint.info.get("epoch", 0))
     loop = _Loop(vae, dataset, config, optimizer, batches, run, progress, device)
+    loop.own_stream = rank_state is not None
     loop.history = run.read_metrics(up_to_epoch=done)
-    run.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in loop.history))
+    on_main(lambda: run.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in loop.history)))
     loop.fit(start=done)
     return TrainResult(vae, config, dataset, loop.history, run.path)
 
@@ -211,11 +217,14 @@ class _Loop:
     progress: bool | None
     device: torch.device = torch.device("cpu")  # batches move here; the data stays on the CPU
     history: list[dict] = dataclasses.field(default_factory=list)
+    world: World = dataclasses.field(default_factory=world)
+    own_stream: bool = False  # this process's random stream was restored (torchrun, resume)
 
     def fit(self, start: int = 0) -> None:
         """Train epochs ``start + 1`` to ``config.epochs``, then write the report."""
         elbo = self._step_estimator(start + 1)
         evaluator = eval_objective(self.vae)
+        step = self._parallel(elbo) if self.world.parallel else None
         steps_per_epoch = math.ceil(len(self.dataset.train) / self.config.batch_size)
         bar = tqdm(
             total=(self.config.epochs - start) * steps_per_epoch,
@@ -226,12 +235,12 @@ class _Loop:
         )
         with bar, pyro.validation_enabled(False):
             for epoch in range(start + 1, self.config.epochs + 1):
-                record = self._epoch(epoch, elbo, evaluator, bar)
+                record = self._epoch(epoch, elbo, evaluator, bar, step)
                 self.history.append(record)
                 bar.set_postfix(epoch=epoch, test_elbo=f"{record['test_elbo']:.2f}")
                 if self.run:
                     self._save(record)
-        if self.run:
+        if self.run and self.world.is_main:
             from .report import write_training_report
 
             write_training_report(self.run.path, self.vae, self.dataset, self.config, self.history)
@@ -267,7 +276,31 @@ class _Loop:
         with pyro.validation_enabled(True):
             return checked_step(vae, elbo, fused, batch)
 
-    def _epoch(self, epoch: int, elbo, evaluator, bar) -> dict:
+    def _parallel(self, elbo):
+        """The step of data-parallel training: each process's shard of every batch, through
+        ``DistributedDataParallel`` (:mod:`pyro_vae.runs.distributed`)."""
+        if not isinstance(self.vae, LatentModel):
+            raise PyroVaeError("torchrun trains spec-built models only")
+        if not isinstance(elbo, FusedELBO) and not self.own_stream:
+            # Pyro's estimators draw the latents of their own shard: from a stream of their own.
+            torch.manual_seed(hash((self.config.seed, self.world.rank)) % 2**62)
+        ids = [self.device.index or 0] if self.device.type == "cuda" else None
+        module = _ShardLoss(self.vae, elbo, self.world)
+        return DistributedDataParallel(
+            module, device_ids=ids, find_unused_parameters=self._has_unused(module)
+        )
+
+    def _has_unused(self, module: _ShardLoss) -> bool:
+        """Whether some parameter gets no gradient (DDP must then look for such parameters
+        at every step): tried on one batch, without shifting the random stream."""
+        batch = next(iter(self.dataset.test_batches(self.config.batch_size))).to(self.device)
+        params = [p for p in self.vae.parameters() if p.requires_grad]
+        with fork_rng(self.device):
+            loss = module(batch, shard(len(batch), self.world))
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return any(g is None for g in grads)
+
+    def _epoch(self, epoch: int, elbo, evaluator, bar, parallel=None) -> dict:
         vae, config, optimizer = self.vae, self.config, self.optimizer
         began, total = time.perf_counter(), 0.0
         for group in optimizer.param_groups:
@@ -280,18 +313,23 @@ class _Loop:
             if config.kl_weighted:
                 elbo.kl_weight = warmup_weight(config.kl_weight, config.kl_warmup * steps, step)
             step += 1
-            loss = elbo.differentiable_loss(vae.model, vae.guide, batch) / len(batch)
-            if not torch.isfinite(loss):
+            if parallel is None:
+                loss = elbo.differentiable_loss(vae.model, vae.guide, batch) / len(batch)
+                bad = not torch.isfinite(loss)
+            else:  # every process stops if one must, or the others would wait for it
+                loss = parallel(batch, shard(len(batch), self.world))
+                bad = any_true(not torch.isfinite(loss))
+            if bad:
                 raise self._diverged(epoch, f"the loss became {loss.item()}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(batch)
+            total += loss.item() * len(batch) / self.world.size
             bar.update()
         vae.eval()
         record = {
             "epoch": epoch,
-            "train_elbo": -total / len(self.dataset.train),
+            "train_elbo": -all_sum(total) / len(self.dataset.train),
             "test_elbo": estimate_elbo(vae, self.dataset.test, evaluator, device=self.device),
             "seconds": time.perf_counter() - began,
             "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
@@ -303,11 +341,17 @@ class _Loop:
         return record
 
     def _save(self, record: dict) -> None:
+        states = gather(self._rng_states())
+        if not self.world.is_main:
+            return
+        rng = dict(states[0])
+        for rank, other in enumerate(states[1:], 1):
+            rng[f"torch.rank{rank}"] = other["torch"]
         save_checkpoint(
             self.run.path / CHECKPOINT,
             self.vae,
             self.optimizer,
-            rng=self._rng_states(),
+            rng=rng,
             info={"epoch": record["epoch"]},
         )
         self.run.append_metrics(record)
@@ -325,3 +369,21 @@ class _Loop:
         return TrainingDiverged(
             f"training diverged in epoch {epoch}: {what}{kept}. Try a smaller --lr"
         )
+
+
+class _ShardLoss(nn.Module):
+    """This process's part of a global batch's mean loss, as a module for
+    ``DistributedDataParallel``: the loss of its rows times (processes / batch size), so that
+    the average of the processes' gradients is the gradient of the batch's mean loss. The fused
+    step draws every row's latents (the draws one process makes) and scores its own rows."""
+
+    def __init__(self, vae: LatentModel, elbo, w: World):
+        super().__init__()
+        self.vae, self.elbo, self.processes = vae, elbo, w.size
+
+    def forward(self, batch: torch.Tensor, rows: slice) -> torch.Tensor:
+        if isinstance(self.elbo, FusedELBO):
+            total = self.elbo.negative_elbo(batch, rows)
+        else:
+            total = self.elbo.differentiable_loss(self.vae.model, self.vae.guide, batch[rows])
+        return total * self.processes / len(batch)
