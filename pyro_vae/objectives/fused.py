@@ -77,7 +77,10 @@ class FusedELBO:
         process scores its shard of the batch and all draw what one process would
         (:mod:`pyro_vae.runs.distributed`)."""
         batch = x.shape[:1]
-        mine = slice(None) if rows is None else rows
+
+        def mine(t):  # this process's rows (without a slice op when it has them all)
+            return t if rows is None else t[rows]
+
         values: dict[str, torch.Tensor] = {DATA: x}
         guide: dict[str, torch.distributions.Distribution] = {}
         for name, node in self.vae.inference.items():  # the guide's order: same random draws
@@ -90,15 +93,15 @@ class FusedELBO:
         # Pyro's order of summation (model sites in model order, then the guide's), so that the
         # two agree to the last few bits, not just in value.
         model_terms = [
-            self._latent_term(node(values), guide[node.name], values[node.name])[mine].sum()
+            mine(self._latent_term(node(values), guide[node.name], values[node.name])).sum()
             for node in self.vae.prior
         ]
         scored = values if rows is None else {k: v[rows] for k, v in values.items()}
-        model_terms.append(self.vae.likelihood(scored).log_prob(x[mine]).sum())
+        model_terms.append(self.vae.likelihood(scored).log_prob(mine(x)).sum())
         elbo = sum(model_terms[1:], model_terms[0])
         if not self.analytic_kl:
             for name, q in guide.items():
-                elbo = elbo - self._weighted(q.log_prob(values[name]))[mine].sum()
+                elbo = elbo - mine(self._weighted(q.log_prob(values[name]))).sum()
         return -elbo
 
     @staticmethod
