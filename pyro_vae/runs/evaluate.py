@@ -24,6 +24,7 @@ import json
 import resource
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -126,19 +127,10 @@ def evaluate_run(
     mine = indices[shard(len(indices), w)]
     x = dataset.test[mine].to(module_device(vae))
     began = time.perf_counter()
-    columns, curve = _importance_sampling(
-        vae,
-        x,
-        mine.tolist(),
-        num_samples,
-        elbo_samples,
-        estimator,
-        proposal,
-        batch_size,
-        progress,
-        seed,
-        precision,
+    sampling = _Sampling(
+        num_samples, elbo_samples, estimator, proposal, batch_size, progress, seed, precision
     )
+    columns, curve = _importance_sampling(vae, x, mine.tolist(), sampling)
     seconds = time.perf_counter() - began
     timings = {}
     if w.rank:  # AIS and refinement draw from the global stream: another one per process
@@ -207,22 +199,27 @@ def evaluate_run(
     return summary
 
 
+@dataclass(frozen=True)
+class _Sampling:
+    """How importance sampling and the ELBO are run on a run's test datapoints."""
+
+    num_samples: int
+    elbo_samples: int
+    estimator: str  # the ELBO's: "trace" or "trace_mean_field"
+    proposal: str
+    batch_size: int
+    progress: bool | None
+    seed: int
+    precision: str
+
+
 def _importance_sampling(
-    vae,
-    x,
-    ids,
-    num_samples,
-    elbo_samples,
-    estimator,
-    proposal,
-    batch_size,
-    progress,
-    seed,
-    precision,
+    vae, x, ids, sampling: _Sampling
 ) -> tuple[dict[str, np.ndarray], dict[int, np.ndarray]]:
     """log p̂(x) by importance sampling and the ELBO, per datapoint; and the curve of log p̂
     against K: for each K, a (2, N) array of the estimate from the first K samples and its
     standard error."""
+    num_samples, seed, precision = sampling.num_samples, sampling.seed, sampling.precision
     record_at = _curve_points(num_samples)
     columns = {k: [] for k in ("log_px", "stderr", "ess", "khat", "elbo", "elbo_stderr")}
     curve = {k: [] for k in [*record_at, num_samples]}
@@ -230,7 +227,7 @@ def _importance_sampling(
         record_at = [num_samples]
     # Each datapoint draws from its own stream, seeded by (seed, its row in the test set): its
     # numbers do not depend on the batch size, on the subset or on how processes share it.
-    batches = _batches(x, batch_size, progress, f"log p(x), K={num_samples}", ids)
+    batches = _batches(x, sampling.batch_size, sampling.progress, f"log p(x), K={num_samples}", ids)
     for batch, batch_ids in batches:
         streams = {"seed": seed, "datapoint_ids": batch_ids, "precision": precision}
         ll = log_likelihood(
@@ -239,15 +236,15 @@ def _importance_sampling(
             batch,
             num_samples=num_samples,
             record_at=record_at,
-            proposal=proposal,
+            proposal=sampling.proposal,
             **streams,
         )
         bound = elbo(
             vae.model,
             vae.guide,
             batch,
-            num_samples=elbo_samples,
-            objective=estimator,
+            num_samples=sampling.elbo_samples,
+            objective=sampling.estimator,
             seed=seed + 1,  # independent of the importance samples
             datapoint_ids=batch_ids,
             precision=precision,
