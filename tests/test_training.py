@@ -185,13 +185,15 @@ def test_cli_data_options(tmp_path, capsys):
     assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
-def test_resume_trusts_the_checkpoint_not_the_metrics(tmp_path):
+def test_resume_rebuilds_the_metrics_from_the_checkpoint(tmp_path):
     straight = pv.train(small_vae(), "digits", out=tmp_path / "a", **SMALL)
     run = tmp_path / "b"
     pv.train(small_vae(), "digits", out=run, **{**SMALL, "epochs": 1})
     (run / "metrics.jsonl").write_text("")  # as if we stopped between checkpoint and metrics
     resumed = pv.resume(run, epochs=2, progress=False)
-    assert [r["epoch"] for r in resumed.history] == [2]
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     for p, q in zip(straight.vae.parameters(), resumed.vae.parameters(), strict=True):
         assert torch.equal(p, q)
 

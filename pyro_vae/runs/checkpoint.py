@@ -1,5 +1,11 @@
 """Checkpoints: one safetensors file with the weights, the optimizer state and the RNG states.
 
+The metadata carries a SHA-256 of every tensor's bytes, checked on every load, so a file
+damaged after it was written (flipped bits, a truncated copy) is refused instead of loaded, and
+the weights are checked to be finite. It also carries the run's metrics up to the checkpoint's
+epoch: the checkpoint is the one place a run's state is committed, and ``metrics.jsonl`` is
+rebuilt from it.
+
 Every tensor is saved from the CPU, so a checkpoint does not depend on the device it was
 written on; ``load_state_dict`` copies weights and optimizer state onto the model's device.
 
@@ -10,8 +16,8 @@ place, so a crash mid-write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -19,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError
+from .files import atomic_path
 
 FORMAT = "pyro_vae.checkpoint/1"
 
@@ -64,9 +71,19 @@ def save_checkpoint(
         meta["optimizer"] = json.dumps(optim_meta)
     for name, state in (rng or {}).items():
         tensors[f"rng/{name}"] = state.cpu().clone()
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    meta["sha256"] = tensors_digest(tensors)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class Checkpoint:
@@ -84,14 +101,46 @@ class Checkpoint:
                 raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
             self.info = json.loads(meta.get("info", "{}"))
             optim_meta = json.loads(meta["optimizer"]) if "optimizer" in meta else None
+            if not isinstance(self.info, dict):
+                raise ValueError("its info is not a JSON object")
+            epoch = self.info.get("epoch", 0)
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+                raise ValueError(f"its epoch is {epoch!r}, not a whole number")
         except Exception as e:  # safetensors raises several types for a damaged file
             raise CheckpointError(
                 f"{self.path}: not a readable pyro_vae checkpoint ({e})"
             ) from None
+        # Checkpoints written before checksums were recorded load without the check.
+        if "sha256" in meta and tensors_digest(tensors) != meta["sha256"]:
+            raise CheckpointError(
+                f"{self.path}: damaged: its tensors no longer match the checksum written with "
+                f"them; restore it from a copy (the run cannot continue from this file)"
+            )
+        for key, value in tensors.items():
+            weight = key.startswith("model/") and value.is_floating_point()
+            if weight and not torch.isfinite(value).all():
+                raise CheckpointError(
+                    f"{self.path}: weight '{key[6:]}' holds NaN or infinite values; the "
+                    f"run diverged before this checkpoint was written"
+                )
         self.model = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
         self.rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng/")}
         optim = {k: v for k, v in tensors.items() if k.startswith("optim/")}
         self.optimizer = _unflatten_optimizer(optim, optim_meta) if optim_meta else None
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the checkpoint was written after (0: before training)."""
+        return int(self.info.get("epoch", 0))
+
+    @property
+    def metrics(self) -> list[dict] | None:
+        """The run's metrics up to :attr:`epoch`, one record per epoch, if the checkpoint
+        carries them (checkpoints of older versions do not)."""
+        records = self.info.get("metrics")
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            return None
+        return records
 
     def load_into(self, module: torch.nn.Module) -> None:
         """Copy the weights into ``module``; a mismatch names the checkpoint and the keys."""

@@ -41,8 +41,8 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise PyroVaeError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "eps", "lr_decay"):
-            if not getattr(self, name) > 0:
-                raise PyroVaeError(f"{name} must be > 0, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) < math.inf:
+                raise PyroVaeError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         beta = self.kl_weight
         if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 <= beta < math.inf:
             raise PyroVaeError(f"kl_weight must be a finite number >= 0, got {beta!r}")

@@ -46,7 +46,7 @@ from .config import prepare_data
 from .distributed import gather, shard, world
 from .files import atomic_path
 from .report import render_report
-from .run_dir import checkpoint_epoch, load_run
+from .run_dir import checkpoint_epoch, load_run, one_writer
 
 
 def _json_safe(value):
@@ -93,6 +93,7 @@ def _batches(x: torch.Tensor, batch_size: int, progress, desc: str, ids=None):
             bar.update(len(batch))
 
 
+@one_writer
 def evaluate_run(
     run_dir: str | Path,
     *,

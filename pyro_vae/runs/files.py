@@ -20,9 +20,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
+        durable(tmp)
         os.replace(tmp, path)
+        durable(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def durable(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk: a rename after it cannot
+    outlive a crash that loses the data it points at."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a folder cannot be opened on some systems; the rename is atomic anyway
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -7,8 +7,16 @@ epoch), and, at the end, ``report.json``, ``report.md`` and ``plots/*.png``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from ..data import Dataset
 from ..devices import resolve_device
@@ -17,9 +25,11 @@ from ..model.latent_model import LatentModel
 from ..spec.parse import parse_guide, parse_model
 from .checkpoint import Checkpoint
 from .config import TrainConfig
+from .distributed import on_main
 from .files import write_text_atomic
 
 CONFIG, CHECKPOINT, METRICS = "config.json", "checkpoint.safetensors", "metrics.jsonl"
+LOCK = ".lock"
 
 
 class RunDir:
@@ -77,28 +87,86 @@ class RunDir:
         )
         return LatentModel(model, guide, meta["image_shape"] or meta["data_shape"]), config
 
-    def append_metrics(self, record: dict) -> None:
-        with open(self.path / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+    def write_metrics(self, history: list[dict]) -> None:
+        """``metrics.jsonl`` from the run's history, replaced in one rename."""
+        self.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in history))
 
-    def read_metrics(self, up_to_epoch: int | None = None) -> list[dict]:
+    def history(self, checkpoint: Checkpoint) -> list[dict]:
+        """The metrics of epochs 1 … ``checkpoint.epoch``: the ones committed with the
+        checkpoint, or, for a checkpoint that carries none, ``metrics.jsonl`` up to its epoch
+        (a torn or unreadable line is dropped: the checkpoint, not that file, decides)."""
+        if checkpoint.metrics is not None:
+            return [r for r in checkpoint.metrics if r.get("epoch", 0) <= checkpoint.epoch]
         path = self.path / METRICS
         if not path.exists():
             return []
         records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
-                raise CheckpointError(f"{path}: line {number} is not JSON") from None
-        return [r for r in records if up_to_epoch is None or r["epoch"] <= up_to_epoch]
+                continue
+            if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+                records.append(record)
+        return [r for r in records if r["epoch"] <= checkpoint.epoch]
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run directory for one writer: a second training, resume or evaluation of
+        the same directory is refused while this one runs (an advisory lock on ``.lock``,
+        released by the system if the process dies)."""
+        if not (self.path / CONFIG).is_file():
+            raise CheckpointError(
+                f"{self.path / CONFIG}: missing; {self.path} is not a run directory"
+            )
+        if fcntl is None:  # no fcntl (Windows): no lock
+            yield
+            return
+        path = self.path / LOCK
+        with open(path, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise PyroVaeError(
+                    f"{self.path}: in use by another pyro-vae process (pid {holder}); wait for "
+                    f"it to finish, or use another run directory"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def holding(run: RunDir | None):
+    """The run directory's lock, held by rank 0 while the block runs (no lock without a run
+    directory); if another process holds it, every process stops with the error."""
+    with contextlib.ExitStack() as stack:
+        if run is not None:
+            on_main(lambda: stack.enter_context(run.lock()))
+        yield
+
+
+def one_writer(fn):
+    """``fn(run_dir, ...)`` with the run directory's lock held (:func:`holding`)."""
+
+    @functools.wraps(fn)
+    def locked(run_dir, *args, **kwargs):
+        with holding(RunDir(run_dir)):
+            return fn(run_dir, *args, **kwargs)
+
+    return locked
 
 
 def checkpoint_epoch(run_dir: str | Path) -> int:
     """The epoch the run's checkpoint was written after."""
-    return int(Checkpoint(Path(run_dir) / CHECKPOINT).info.get("epoch", 0))
+    return Checkpoint(Path(run_dir) / CHECKPOINT).epoch
 
 
 def run_metadata(run_dir: str | Path) -> dict:

@@ -12,7 +12,6 @@ files are described in :mod:`pyro_vae.runs.run_dir`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 import warnings
@@ -36,7 +35,7 @@ from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig, prepare_data
 from .distributed import World, all_sum, any_true, gather, on_main, shard, world
 from .pairs import PyroPair, trainable
-from .run_dir import CHECKPOINT, METRICS, RunDir
+from .run_dir import CHECKPOINT, RunDir, holding
 
 
 @dataclass
@@ -137,7 +136,8 @@ def train(
         progress,
         device,
     )
-    loop.fit()
+    with holding(run):
+        loop.fit()
     return TrainResult(vae, config, dataset, loop.history, run.path if run else None)
 
 
@@ -172,35 +172,46 @@ def resume(
     random draws then differ from an uninterrupted run's.
     """
     run = RunDir(run_dir)
-    vae, config = run.build()
-    checkpoint = Checkpoint(run.path / CHECKPOINT)
-    checkpoint.load_into(vae)
-    device = _placed(vae, device)
-    changes = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
-    if changes:
+    with holding(run):
+        # Everything is read and checked before anything in the run directory changes.
+        vae, config = run.build()
+        checkpoint = Checkpoint(run.path / CHECKPOINT)
+        checkpoint.load_into(vae)
+        done = checkpoint.epoch  # the checkpoint, not metrics.jsonl, says where training is
+        if checkpoint.optimizer is None or not {"torch", "batches"} <= set(checkpoint.rng):
+            raise CheckpointError(
+                f"{checkpoint.path}: holds weights only, without the optimizer and random "
+                f"states a run continues from; it can be evaluated, not resumed"
+            )
+        changes = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
         config = dataclasses.replace(config, **changes)
         config.validate()
-        on_main(lambda: run.update_config(config))
-    dataset = prepare_data(vae, config)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
-    try:
-        optimizer.load_state_dict(checkpoint.optimizer)
-        # Under torchrun each process continues its own stream (saved beside rank 0's).
-        rank_state = checkpoint.rng.get(f"torch.rank{world().rank}")
-        torch.set_rng_state(checkpoint.rng["torch"] if rank_state is None else rank_state)
-        if device.type != "cpu" and device.type in checkpoint.rng:
-            set_rng_state(device, checkpoint.rng[device.type])
-        batches = torch.Generator()
-        batches.set_state(checkpoint.rng["batches"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{checkpoint.path}: incomplete training state ({e})") from None
-    # The checkpoint, not metrics.jsonl, says where training stopped.
-    done = int(checkpoint.info.get("epoch", 0))
-    loop = _Loop(vae, dataset, config, optimizer, batches, run, progress, device)
-    loop.own_stream = rank_state is not None
-    loop.history = run.read_metrics(up_to_epoch=done)
-    on_main(lambda: run.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in loop.history)))
-    loop.fit(start=done)
+        if config.epochs < done:
+            raise PyroVaeError(
+                f"--epochs {config.epochs}: {run.path} has already trained {done} epochs; "
+                f"give the new total, at least {done}"
+            )
+        device = _placed(vae, device)
+        dataset = prepare_data(vae, config)
+        optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
+        try:
+            optimizer.load_state_dict(checkpoint.optimizer)
+            # Under torchrun each process continues its own stream (saved beside rank 0's).
+            rank_state = checkpoint.rng.get(f"torch.rank{world().rank}")
+            torch.set_rng_state(checkpoint.rng["torch"] if rank_state is None else rank_state)
+            if device.type != "cpu" and device.type in checkpoint.rng:
+                set_rng_state(device, checkpoint.rng[device.type])
+            batches = torch.Generator()
+            batches.set_state(checkpoint.rng["batches"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{checkpoint.path}: incomplete training state ({e})") from None
+        loop = _Loop(vae, dataset, config, optimizer, batches, run, progress, device)
+        loop.own_stream = rank_state is not None
+        loop.history = run.history(checkpoint)
+        if changes:
+            on_main(lambda: run.update_config(config))
+        on_main(lambda: run.write_metrics(loop.history))  # torn or stale lines are dropped
+        loop.fit(start=done)
     return TrainResult(vae, config, dataset, loop.history, run.path)
 
 
@@ -347,14 +358,16 @@ class _Loop:
         rng = dict(states[0])
         for rank, other in enumerate(states[1:], 1):
             rng[f"torch.rank{rank}"] = other["torch"]
+        # The checkpoint commits the epoch, its metrics with it; metrics.jsonl is then
+        # rewritten from them, so a crash between the two leaves nothing resume cannot repair.
         save_checkpoint(
             self.run.path / CHECKPOINT,
             self.vae,
             self.optimizer,
             rng=rng,
-            info={"epoch": record["epoch"]},
+            info={"epoch": record["epoch"], "metrics": self.history},
         )
-        self.run.append_metrics(record)
+        self.run.write_metrics(self.history)
 
     def _rng_states(self) -> dict[str, torch.Tensor]:
         states = {"torch": torch.get_rng_state(), "batches": self.batches.get_state()}
