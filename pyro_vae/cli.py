@@ -18,6 +18,61 @@ from .errors import PyroVaeError
 from .objectives.registry import OBJECTIVES, ObjectiveChoice
 from .tables import fmt
 
+#: Seeds are 32-bit: NumPy's generators, which the data loaders use, take no larger one.
+MAX_SEED = 2**32 - 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one line (no usage block) through ``main``."""
+
+    def error(self, message):
+        raise PyroVaeError(f"{self.prog}: {message}")
+
+
+def whole(low: int, high: int):
+    """argparse type: a whole number in ``[low, high]``, refused before any work starts."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {low:,} to {high:,}, got {text}"
+            )
+        return value
+
+    return parse
+
+
+def positive(text: str) -> float:
+    """argparse type: a finite number > 0 (learning rates, Adam's eps, factors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """argparse type: a finite number >= 0 (the KL weight β)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return abs(value)  # -0.0 as 0
+
+
+# Upper bounds: far above any sensible run, low enough that a typo is refused before it
+# allocates (10⁹ samples) or runs for years.
+COUNT = whole(1, 10**7)
+SEED = whole(0, MAX_SEED)
+
 
 def _cmd_check(args) -> int:
     from .model.families import FAMILIES
@@ -181,12 +236,14 @@ def _cmd_sample(args) -> int:
         if args.attributes:
             print(attribute_grid(args.run, plots / "attributes.png", seed=args.seed, device=device))
         return 0
+    out = Path(args.output or Path(args.run) / "plots" / "samples.png")
+    if out.suffix.lower() != ".png" or out.is_dir():
+        raise PyroVaeError(f"--output {args.output}: expected the path of a .png file")
     vae, config = load_run(args.run, device=device)
     image_shape = run_metadata(args.run)["image_shape"]
     if not image_shape:
         raise PyroVaeError(f"data set '{config.data}' is not made of images; nothing to draw")
     torch.manual_seed(args.seed)
-    out = Path(args.output or Path(args.run) / "plots" / "samples.png")
     image_grid(vae.sample(args.n).cpu(), tuple(image_shape), out, f"{args.n} samples")
     print(out)
     return 0
@@ -195,17 +252,6 @@ def _cmd_sample(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .runs.evaluate import evaluate_run
 
-    for flag in (
-        "num_samples",
-        "elbo_samples",
-        "max_data",
-        "batch_size",
-        "ais_samples",
-        "ais_steps",
-    ):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise PyroVaeError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     device = resolve_device(args.device)
     e = evaluate_run(
         args.run,
@@ -273,10 +319,6 @@ def _cmd_compare(args) -> int:
     for text in args.estimators or []:  # refuse a misspelt estimator before any work
         ObjectiveChoice.parse(text)
     device = resolve_device(args.device)
-    for flag in ("repeats", "num_data", "reference_samples", "num_samples", "max_data"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise PyroVaeError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.train:
         if args.model is None or args.out is None or args.run is not None:
             raise PyroVaeError("compare --train needs --model and --out (and no run directory)")
@@ -353,7 +395,7 @@ def _add_device(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyro-vae", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="pyro-vae", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="validate a model (and guide) spec and print the DAG")
@@ -381,25 +423,25 @@ def build_parser() -> argparse.ArgumentParser:
         "iwae:k=50 or renyi:k=5,alpha=0.5 (default: trace_mean_field where valid, else trace; "
         "trace_enum for enumerated latents)",
     )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--eps", type=float, help="Adam's eps")
-    p.add_argument("--lr-decay", type=float, help="per-epoch learning-rate factor (default 1)")
+    p.add_argument("--epochs", type=whole(1, 10**6))
+    p.add_argument("--batch-size", type=COUNT)
+    p.add_argument("--lr", type=positive)
+    p.add_argument("--eps", type=positive, help="Adam's eps")
+    p.add_argument("--lr-decay", type=positive, help="per-epoch learning-rate factor (default 1)")
     p.add_argument(
         "--kl-weight",
-        type=float,
+        type=non_negative,
         metavar="BETA",
         help="weight β of the KL term of the training ELBO (the β-VAE; default 1, the ELBO)",
     )
     p.add_argument(
         "--kl-warmup",
-        type=int,
+        type=whole(0, 10**6),
         metavar="EPOCHS",
         help="ramp β linearly from 0 over this many epochs (default 0: no warm-up)",
     )
-    p.add_argument("--num-particles", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--num-particles", type=whole(1, 10**5))
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--binarization", choices=["none", "static", "dynamic"])
     p.add_argument(
         "--fused",
@@ -428,12 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="log p(x) by importance sampling, ELBO and their gap")
     p.add_argument("run", help="run directory")
-    p.add_argument("--num-samples", type=int, default=1000, help="K per datapoint (1000)")
-    p.add_argument("--elbo-samples", type=int, default=100, help="samples for the ELBO (100)")
+    p.add_argument("--num-samples", type=COUNT, default=1000, help="K per datapoint (1000)")
+    p.add_argument("--elbo-samples", type=COUNT, default=100, help="samples for the ELBO (100)")
     p.add_argument(
-        "--max-data", type=int, help="evaluate a seeded random subset of N test datapoints (all)"
+        "--max-data", type=COUNT, help="evaluate a seeded random subset of N test datapoints (all)"
     )
-    p.add_argument("--batch-size", type=int, default=100, help="datapoints per pass (100)")
+    p.add_argument("--batch-size", type=COUNT, default=100, help="datapoints per pass (100)")
     p.add_argument(
         "--proposal",
         choices=["guide", "prior"],
@@ -447,8 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="importance sampling and ELBO in float32, or with bfloat16 matrix products",
     )
     p.add_argument("--ais", action="store_true", help="also estimate log p(x) by AIS")
-    p.add_argument("--ais-samples", type=int, default=16, help="AIS chains per datapoint (16)")
-    p.add_argument("--ais-steps", type=int, default=500, help="AIS intermediate densities (500)")
+    p.add_argument("--ais-samples", type=COUNT, default=16, help="AIS chains per datapoint (16)")
+    p.add_argument("--ais-steps", type=COUNT, default=500, help="AIS intermediate densities (500)")
     p.add_argument(
         "--decompose",
         action="store_true",
@@ -459,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ELBO surgery (mutual information, marginal KL), KL per dimension, active units",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     _add_device(p)
     p.set_defaults(handler=_cmd_evaluate)
@@ -480,25 +522,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="estimators, e.g. trace trace_mean_field iwae:k=50 renyi:k=5,alpha=0.5 "
         "(with --train: the training objectives)",
     )
-    p.add_argument("--repeats", type=int, help="repetitions per estimator (100)")
+    p.add_argument("--repeats", type=COUNT, help="repetitions per estimator (100)")
     p.add_argument(
         "--num-data",
-        type=int,
+        type=COUNT,
         help="how many test datapoints (a seeded random subset) the estimators see (100)",
     )
-    p.add_argument("--reference-samples", type=int, help="K for the reference log p̂(x) (5000)")
+    p.add_argument("--reference-samples", type=COUNT, help="K for the reference log p̂(x) (5000)")
     p.add_argument("--train", action="store_true", help="train once per objective, then compare")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=whole(1, 10**6))
+    p.add_argument("--batch-size", type=COUNT)
+    p.add_argument("--lr", type=positive)
     p.add_argument("--binarization", choices=["none", "static", "dynamic"])
-    p.add_argument("--num-samples", type=int, help="--train: K for each run's log p̂(x) (1000)")
+    p.add_argument("--num-samples", type=COUNT, help="--train: K for each run's log p̂(x) (1000)")
     p.add_argument(
-        "--max-data", type=int, help="--train: evaluate a seeded random subset of N test datapoints"
+        "--max-data",
+        type=COUNT,
+        help="--train: evaluate a seeded random subset of N test datapoints",
     )
     p.add_argument("--download", action="store_true", help="download missing data files")
     p.add_argument("--data-option", action="append", metavar="KEY=VALUE")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--out", help="output directory (default for a run: RUN/compare)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     _add_device(p)
@@ -506,8 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw samples of a trained run as an image grid")
     p.add_argument("run", help="run directory")
-    p.add_argument("--n", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=whole(1, 10**4), default=64, help="how many samples (64)")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--output", help="PNG path (default: RUN/plots/samples.png)")
     p.add_argument(
         "--interpolate",
@@ -549,9 +593,8 @@ def _run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return _run(args)
+        return _run(build_parser().parse_args(argv))
     except PyroVaeError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -561,6 +604,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`pyro-vae check m | head`): stop quietly
         sys.stderr.close()
         return 0
+    except OSError as e:  # the last net under the commands' own checks: a disk, a permission
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "error: out of memory; lower --batch-size, the number of samples or the model's sizes",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def test_evaluate_gives_each_datapoint_the_same_numbers_whatever_the_batch(train
 
 def test_evaluate_bad_arguments_exit_2(trained_run, tmp_path, capsys):
     assert main(["evaluate", str(trained_run), "--num-samples", "0"]) == 2
-    assert "--num-samples must be >= 1" in capsys.readouterr().err
+    assert "argument --num-samples: must be a whole number from 1" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "is not a run directory" in capsys.readouterr().err
 
@@ -108,7 +108,7 @@ def test_evaluate_edge_cases(trained_run, tmp_path, capsys):
     ]
     for flag in ("--batch-size", "--max-data", "--elbo-samples"):
         assert main(["evaluate", str(trained_run), flag, "0"]) == 2
-        assert f"{flag} must be >= 1, got 0" in capsys.readouterr().err
+        assert f"{flag}: must be a whole number from 1 to 10,000,000, got 0" in capsys.readouterr().err
     # A run stopped before its report still evaluates, and its report shows the evaluation.
     (trained_run / "report.json").unlink()
     assert (

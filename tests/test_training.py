@@ -71,7 +71,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(
         families.Bernoulli, "forward", lambda self, raw=None: original(self, raw * float("nan"))
     )
-    with pytest.raises(pv.TrainingDiverged, match="epoch 2.*last good checkpoint \\(epoch 1\\)"):
+    with pytest.raises(pv.TrainingDiverged, match="epoch 2.*checkpoint of epoch 1 is kept"):
         pv.resume(run, epochs=3, progress=False)
     assert (run / "checkpoint.safetensors").read_bytes() == before
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
@@ -275,5 +275,5 @@ def test_config_json_keeps_its_format_and_older_runs_load(tmp_path):
     assert pv.TrainConfig.from_dict(older) == config
     meta["config"]["objective"] = "iwea"
     (run / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(pv.CheckpointError, match="config.json: unreadable .*did you mean 'iwae'"):
+    with pytest.raises(pv.CheckpointError, match="config.json: damaged run configuration .*did you mean 'iwae'"):
         pv.load_run(run)

@@ -8,9 +8,43 @@ import math
 from dataclasses import dataclass, field
 
 from ..data import Dataset, load_dataset
+from ..data.binarize import check_binarization
 from ..errors import DataError, PyroVaeError
 from ..model.latent_model import LatentModel
 from ..objectives.registry import ObjectiveChoice
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a numeric setting may take: ``kind`` (int or float) from ``low`` (excluded
+    when ``open_low``) to ``high``; the upper bounds are far above any sensible run and refuse
+    a typo before it allocates or runs for years."""
+
+    kind: type
+    low: float
+    high: float
+    open_low: bool = False
+
+    def check(self, name: str, value) -> None:
+        number = not isinstance(value, bool) and isinstance(value, int | float)
+        whole = number and math.isfinite(value) and value == int(value)
+        above = number and (value > self.low if self.open_low else value >= self.low)
+        if not (above and value <= self.high and (self.kind is float or whole)):
+            kind = "whole number" if self.kind is int else "finite number"
+            low = f"> {self.low:g}" if self.open_low else f">= {self.low:g}"
+            raise PyroVaeError(f"{name} must be a {kind} {low} and <= {self.high:g}, got {value!r}")
+
+
+LIMITS = {
+    "epochs": Limit(int, 1, 10**6),
+    "batch_size": Limit(int, 1, 10**7),
+    "lr": Limit(float, 0, 1e6, open_low=True),
+    "eps": Limit(float, 0, 1e6, open_low=True),
+    "lr_decay": Limit(float, 0, 1e6, open_low=True),
+    "kl_weight": Limit(float, 0, 1e6),
+    "kl_warmup": Limit(int, 0, 10**6),
+    "seed": Limit(int, 0, 2**32 - 1),  # NumPy's generators (the data loaders') take no larger
+}
 
 
 @dataclass
@@ -37,18 +71,18 @@ class TrainConfig:
     fused: bool = True  # use the fused step (pyro_vae.objectives.fused) where it applies
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise PyroVaeError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "eps", "lr_decay"):
-            if not 0 < getattr(self, name) < math.inf:
-                raise PyroVaeError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
-        beta = self.kl_weight
-        if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 <= beta < math.inf:
-            raise PyroVaeError(f"kl_weight must be a finite number >= 0, got {beta!r}")
-        warmup = self.kl_warmup
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise PyroVaeError(f"kl_warmup must be a whole number of epochs >= 0, got {warmup!r}")
+        """Refuse a setting of the wrong type or out of range, naming it (``config.json`` is
+        read through here too, so a hand-edited file is checked like the command line)."""
+        for name, limit in LIMITS.items():
+            limit.check(name, getattr(self, name))
+        if not isinstance(self.data, str) or not self.data:
+            raise PyroVaeError(f"data must be a data set name or file, got {self.data!r}")
+        if not isinstance(self.data_options, dict):
+            raise PyroVaeError(f"data_options must be a table, got {self.data_options!r}")
+        if not isinstance(self.fused, bool):
+            raise PyroVaeError(f"fused must be true or false, got {self.fused!r}")
+        if self.binarization is not None:
+            check_binarization(self.binarization)
         if self.objective is not None:
             self.objective.check_kl_weight(self.kl_weight, self.kl_warmup)
 

@@ -41,13 +41,22 @@ class RunDir:
     def write_text(self, name: str, text: str) -> None:
         write_text_atomic(self.path / name, text)
 
-    def create(self, vae: LatentModel, config: TrainConfig, dataset: Dataset) -> None:
-        if self.path.exists() and any(self.path.iterdir()):
+    def check_new(self) -> None:
+        """Refuse a path that cannot become a new run directory, before any work starts."""
+        if self.path.exists() and not self.path.is_dir():
+            raise PyroVaeError(f"{self.path}: exists and is not a directory; choose another --out")
+        if self.path.is_dir() and set(os.listdir(self.path)) - {LOCK}:
             raise PyroVaeError(
                 f"{self.path}: run directory exists and is not empty; resume it with --resume "
                 f"or choose another --out"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
+        parent = next((p for p in self.path.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise PyroVaeError(f"{self.path}: lies under {parent}, which is a file")
+
+    def create(self, vae: LatentModel, config: TrainConfig, dataset: Dataset) -> None:
+        """Write the specs and ``config.json`` into a new (or empty) directory."""
+        self.check_new()
         self.write_text("model.toml", vae.model_spec.text)
         self.write_text("guide.toml", vae.guide_spec.text)
         meta = {
@@ -69,23 +78,45 @@ class RunDir:
         path = self.path / CONFIG
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
             config = TrainConfig.from_dict(meta["config"])
+            config.validate()
+            for key in ("data_shape", "image_shape"):
+                shape = meta.get(key)
+                if not (shape is None and key == "image_shape") and not _is_shape(shape):
+                    raise ValueError(f"'{key}' is {shape!r}, not a list of sizes")
         except FileNotFoundError:
             raise CheckpointError(f"{path}: missing; {self.path} is not a run directory") from None
-        except (ValueError, KeyError, TypeError, PyroVaeError) as e:
-            raise CheckpointError(f"{path}: unreadable run configuration ({e})") from None
+        except KeyError as e:
+            raise CheckpointError(f"{path}: damaged run configuration (no key {e})") from None
+        except (ValueError, TypeError, AttributeError, PyroVaeError) as e:
+            raise CheckpointError(f"{path}: damaged run configuration ({e})") from None
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from None
         return config, meta
 
     def build(self) -> tuple[LatentModel, TrainConfig]:
         """Rebuild the model from the run's own spec copies (not the files it came from)."""
         config, meta = self.read_config()
-        model = parse_model(
-            (self.path / "model.toml").read_text(encoding="utf-8"), self.path / "model.toml"
-        )
-        guide = parse_guide(
-            (self.path / "guide.toml").read_text(encoding="utf-8"), self.path / "guide.toml"
-        )
+        model = parse_model(self._spec_copy("model.toml"), self.path / "model.toml")
+        guide = parse_guide(self._spec_copy("guide.toml"), self.path / "guide.toml")
         return LatentModel(model, guide, meta["image_shape"] or meta["data_shape"]), config
+
+    def _spec_copy(self, name: str) -> str:
+        """The text of the run's copy of a spec (the run is rebuilt from it)."""
+        path = self.path / name
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CheckpointError(
+                f"{path}: missing; the run is rebuilt from its own copy of the spec (restore "
+                f"it from the spec the run was trained with)"
+            ) from None
+        except UnicodeDecodeError:
+            raise CheckpointError(f"{path}: damaged: not a UTF-8 text file") from None
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from None
 
     def write_metrics(self, history: list[dict]) -> None:
         """``metrics.jsonl`` from the run's history, replaced in one rename."""
@@ -111,11 +142,18 @@ class RunDir:
         return [r for r in records if r["epoch"] <= checkpoint.epoch]
 
     @contextlib.contextmanager
-    def lock(self):
+    def lock(self, new: bool = False):
         """Hold the run directory for one writer: a second training, resume or evaluation of
         the same directory is refused while this one runs (an advisory lock on ``.lock``,
-        released by the system if the process dies)."""
-        if not (self.path / CONFIG).is_file():
+        released by the system if the process dies). ``new``: the directory is being created
+        (made here if missing); otherwise it must already be a run directory."""
+        if new:
+            self.check_new()
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise PyroVaeError(f"{self.path}: cannot be created ({e.strerror})") from None
+        elif not (self.path / CONFIG).is_file():
             raise CheckpointError(
                 f"{self.path / CONFIG}: missing; {self.path} is not a run directory"
             )
@@ -144,12 +182,13 @@ class RunDir:
 
 
 @contextlib.contextmanager
-def holding(run: RunDir | None):
-    """The run directory's lock, held by rank 0 while the block runs (no lock without a run
-    directory); if another process holds it, every process stops with the error."""
+def holding(run: RunDir | None, new: bool = False):
+    """The run directory's lock (:meth:`RunDir.lock`), held by rank 0 while the block runs (no
+    lock without a run directory); if another process holds it, every process stops with the
+    error."""
     with contextlib.ExitStack() as stack:
         if run is not None:
-            on_main(lambda: stack.enter_context(run.lock()))
+            on_main(lambda: stack.enter_context(run.lock(new)))
         yield
 
 
@@ -162,6 +201,14 @@ def one_writer(fn):
             return fn(run_dir, *args, **kwargs)
 
     return locked
+
+
+def _is_shape(shape) -> bool:
+    return (
+        isinstance(shape, list)
+        and 0 < len(shape) <= 4
+        and all(not isinstance(n, bool) and isinstance(n, int) and n >= 1 for n in shape)
+    )
 
 
 def checkpoint_epoch(run_dir: str | Path) -> int:

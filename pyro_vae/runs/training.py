@@ -34,6 +34,7 @@ from ..objectives.registry import ObjectiveChoice, default_objective
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig, prepare_data
 from .distributed import World, all_sum, any_true, gather, on_main, shard, world
+from .memory import check_step_memory
 from .pairs import PyroPair, trainable
 from .run_dir import CHECKPOINT, RunDir, holding
 
@@ -117,26 +118,31 @@ def train(
             "run directories are for spec-built models (a run is rebuilt from its specs); train "
             "a hand-written pair with out=None and keep its parameters yourself"
         )
+    run = RunDir(out) if out is not None else None
+    if run:  # everything is checked before the directory is made
+        on_main(run.check_new)
     device = _placed(vae, device)
     config.objective.build(vae)  # refuse a pair the objective cannot train, before any work
     dataset = prepare_data(vae, config)
     first = next(iter(dataset.test_batches(config.batch_size))).to(device)
     steps = trainable(vae, first)
-    run = RunDir(out) if out is not None else None
-    if run:
-        on_main(lambda: run.create(vae, config, dataset))
-    pyro.set_rng_seed(config.seed)
-    loop = _Loop(
-        steps,
-        dataset,
-        config,
-        torch.optim.Adam(steps.parameters(), lr=config.lr, eps=config.eps),
-        torch.Generator().manual_seed(config.seed),
-        run,
-        progress,
-        device,
-    )
-    with holding(run):
+    check_step_memory(steps, config, first, device)
+    with holding(run, new=True):
+        if run:
+            on_main(lambda: run.create(vae, config, dataset))
+        pyro.set_rng_seed(config.seed)
+        loop = _Loop(
+            steps,
+            dataset,
+            config,
+            torch.optim.Adam(steps.parameters(), lr=config.lr, eps=config.eps),
+            torch.Generator().manual_seed(config.seed),
+            run,
+            progress,
+            device,
+        )
+        if run:  # epoch 0: a run stopped in its first epoch resumes from its start
+            loop.commit(0)
         loop.fit()
     return TrainResult(vae, config, dataset, loop.history, run.path if run else None)
 
@@ -250,7 +256,7 @@ class _Loop:
                 self.history.append(record)
                 bar.set_postfix(epoch=epoch, test_elbo=f"{record['test_elbo']:.2f}")
                 if self.run:
-                    self._save(record)
+                    self.commit(epoch)
         if self.run and self.world.is_main:
             from .report import write_training_report
 
@@ -351,7 +357,8 @@ class _Loop:
             raise self._diverged(epoch, "the test ELBO became non-finite")
         return record
 
-    def _save(self, record: dict) -> None:
+    def commit(self, epoch: int) -> None:
+        """Save the state after ``epoch``: the checkpoint, then ``metrics.jsonl`` from it."""
         states = gather(self._rng_states())
         if not self.world.is_main:
             return
@@ -365,7 +372,7 @@ class _Loop:
             self.vae,
             self.optimizer,
             rng=rng,
-            info={"epoch": record["epoch"], "metrics": self.history},
+            info={"epoch": epoch, "metrics": self.history},
         )
         self.run.write_metrics(self.history)
 
@@ -376,12 +383,13 @@ class _Loop:
         return states
 
     def _diverged(self, epoch: int, what: str) -> TrainingDiverged:
-        kept = ""
-        if self.run and epoch > 1:
-            kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {self.run.path}"
-        return TrainingDiverged(
-            f"training diverged in epoch {epoch}: {what}{kept}. Try a smaller --lr"
-        )
+        advice = "try a smaller --lr"
+        if self.run:
+            advice = (
+                f"the checkpoint of epoch {epoch - 1} is kept; continue with a smaller "
+                f"learning rate: pyro-vae train --resume {self.run.path} --lr SMALLER"
+            )
+        return TrainingDiverged(f"training diverged in epoch {epoch}: {what}; {advice}")
 
 
 class _ShardLoss(nn.Module):

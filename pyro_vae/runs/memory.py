@@ -1,0 +1,88 @@
+"""The memory of one training step, estimated before training starts.
+
+A step keeps, for the backward pass, tensors that grow with the number of rows it scores:
+``batch_size × particles`` (``iwae:k=50`` scores 50 rows per datapoint). Instead of modelling
+every net, the estimate *measures* what autograd saves for one and for two rows of a
+one-particle step (``torch.autograd.graph.saved_tensors_hooks``), which gives the cost of a row
+and the fixed part, and extrapolates to the configured batch:
+
+.. math:: \\text{bytes} \\approx \\text{fixed} + \\text{per row} \\cdot B \\cdot K
+          + 4 \\cdot \\text{parameter bytes}
+
+(the parameters, their gradients and Adam's two moments). A step that would need more than the
+device has is refused with the figure and the settings at fault, instead of failing in the
+allocator (or being killed by the system) mid-epoch. This works for any Pyro pair: it only runs
+the pair's own objective.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pyro
+import torch
+
+from ..devices import fork_rng
+from ..errors import PyroVaeError
+from ..objectives.registry import ObjectiveChoice
+
+
+def saved_bytes(loss_fn) -> int:
+    """Bytes of the distinct tensors autograd saves while ``loss_fn()`` runs."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss_fn()
+    return sum(storages.values())
+
+
+def step_bytes(pair, choice: ObjectiveChoice, batch: torch.Tensor, batch_size: int) -> int:
+    """Estimated peak bytes of one step of ``choice`` on ``batch_size`` datapoints (see the
+    module docstring); ``batch`` holds at least two datapoints to measure on."""
+    one_particle = ObjectiveChoice(choice.name, 1, dict(choice.options)).build(pair)
+
+    def measured(rows: int) -> int:
+        x = batch[:rows]
+        return saved_bytes(lambda: one_particle.differentiable_loss(pair.model, pair.guide, x))
+
+    with fork_rng(batch.device), pyro.validation_enabled(False), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one, two = measured(1), measured(2)
+    per_row = max(two - one, 0)
+    parameters = sum(p.numel() * p.element_size() for p in pair.parameters())
+    return max(one - per_row, 0) + per_row * batch_size * choice.num_particles + 4 * parameters
+
+
+def device_bytes(device: torch.device) -> int | None:
+    """The memory of ``device``: a GPU's own, else the machine's (None if unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_step_memory(pair, config, batch: torch.Tensor, device: torch.device) -> None:
+    """Refuse a training step that needs more memory than ``device`` has, naming the settings
+    that set its size (``--batch-size`` and the objective's ``k``)."""
+    available = device_bytes(device)
+    if available is None or len(batch) < 2:
+        return
+    try:
+        needed = step_bytes(pair, config.objective, batch, config.batch_size)
+    except Exception:  # the first step reports a pair that cannot run, with its own message
+        return
+    if needed > available:
+        choice, rows = config.objective, config.batch_size * config.objective.num_particles
+        raise PyroVaeError(
+            f"--batch-size {config.batch_size} with --objective {choice.label}: one training "
+            f"step scores {rows:,} rows and needs about {needed / 2**30:,.1f} GiB, more than "
+            f"the {available / 2**30:,.1f} GiB of {device}; lower --batch-size or k"
+        )
