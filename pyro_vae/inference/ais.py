@@ -41,8 +41,10 @@ from tqdm.auto import tqdm
 
 from ..devices import module_device
 from ..errors import ModelGuideError
+from ..tables import Table, TabularResult, fmt_pm, jsonable
 from .importance import _sample_sites
 from .latents import Latents, continuous_latents, log_densities, sample_latents
+from .stats import mean_stderr
 from .weights import LogLikelihood, _check_num_samples, _StreamingWeights
 
 SIGMOID_DELTA = 4.0
@@ -177,8 +179,8 @@ def ais_log_likelihood(
     return result
 
 
-@dataclass
-class BDMC:
+@dataclass(repr=False)
+class BDMC(TabularResult):
     """Stochastic bounds on log p(x) of data simulated from the model (float64, per datapoint):
     ``lower`` from forward AIS, ``upper`` from reverse AIS started at the exact posterior
     sample ``latents`` of each simulated datapoint ``data``."""
@@ -206,6 +208,50 @@ class BDMC:
             "num_samples": self.num_samples,
             "num_steps": self.num_steps,
         }
+
+    def to_dict(self) -> dict:
+        """:meth:`summary`, the Monte Carlo standard errors of the two means and the
+        per-datapoint bounds; not the simulated data and latents (inputs, and large)."""
+        per_datapoint = {
+            "lower": self.lower,
+            "upper": self.upper,
+            "lower_stderr": self.lower_stderr,
+            "upper_stderr": self.upper_stderr,
+            "gap": self.gap,
+        }
+        return jsonable(
+            {
+                **self.summary(),
+                "lower_stderr": mean_stderr(self.lower_stderr),
+                "upper_stderr": mean_stderr(self.upper_stderr),
+                "per_datapoint": per_datapoint,
+            }
+        )
+
+    def repr_fields(self) -> dict:
+        s = self.summary()
+        return {k: s[k] for k in ("num_data", "num_samples", "num_steps", "lower", "upper", "gap")}
+
+    def table(self) -> Table:
+        gap_stderr = mean_stderr(torch.hypot(self.lower_stderr, self.upper_stderr))
+        rows = [
+            [
+                "upper bound (reverse AIS)",
+                fmt_pm(self.upper.mean().item(), mean_stderr(self.upper_stderr)),
+            ],
+            [
+                "lower bound (forward AIS)",
+                fmt_pm(self.lower.mean().item(), mean_stderr(self.lower_stderr)),
+            ],
+            ["gap (upper − lower)", fmt_pm(self.gap.mean().item(), gap_stderr)],
+        ]
+        return Table(
+            f"BDMC on {len(self.lower)} simulated datapoints: {self.num_samples} chains, "
+            f"{self.num_steps} steps (log p(x), nats per datapoint)",
+            ["", "mean ± MC stderr"],
+            rows,
+            ["the bounds sandwich log p(x) in expectation; a small gap: AIS is close to exact"],
+        )
 
 
 def _simulate(model, num_data: int, data_shape, device) -> tuple[torch.Tensor, dict, str]:

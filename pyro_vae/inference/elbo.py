@@ -11,16 +11,22 @@ from dataclasses import dataclass
 import pyro
 import torch
 
+from ..tables import Table, TabularResult, fmt, fmt_pm, jsonable
 from .importance import inspect_pair, log_weights
-from .log_likelihood import log_likelihood
+from .log_likelihood import khat_summary, log_likelihood
 from .precision import computing_in, data_device
 from .stats import mean_stderr
 from .streams import each_datapoint
 from .weights import LogLikelihood, _check_num_samples, _chunks
 
 
-@dataclass
-class ElboEstimate:
+def non_finite_count(values: torch.Tensor) -> int:
+    """How many per-datapoint estimates are NaN or infinite (a mean over them is too)."""
+    return int((~torch.isfinite(values)).sum())
+
+
+@dataclass(repr=False)
+class ElboEstimate(TabularResult):
     """Per-datapoint ELBO estimates with their Monte Carlo standard errors."""
 
     elbo: torch.Tensor
@@ -34,6 +40,38 @@ class ElboEstimate:
     @property
     def mean_stderr(self) -> float:
         return mean_stderr(self.stderr)
+
+    def summary(self) -> dict:
+        return {
+            "elbo": self.mean,
+            "elbo_stderr": self.mean_stderr,
+            "num_samples": self.num_samples,
+            "num_data": len(self.elbo),
+            "non_finite": non_finite_count(self.elbo),
+        }
+
+    def to_dict(self) -> dict:
+        per_datapoint = {"elbo": self.elbo, "stderr": self.stderr}
+        return jsonable({**self.summary(), "per_datapoint": per_datapoint})
+
+    def repr_fields(self) -> dict:
+        return {
+            "num_data": len(self.elbo),
+            "num_samples": self.num_samples,
+            "mean": self.mean,
+            "mean_stderr": self.mean_stderr,
+        }
+
+    def table(self) -> Table:
+        rows = [
+            ["datapoints", len(self.elbo)],
+            ["samples per datapoint", self.num_samples],
+            ["ELBO, mean ± MC stderr", fmt_pm(self.mean, self.mean_stderr)],
+        ]
+        bad = non_finite_count(self.elbo)
+        if bad:
+            rows.append(["non-finite estimates", bad])
+        return Table("ELBO estimate (nats per datapoint)", ["", ""], rows)
 
 
 def elbo(
@@ -102,8 +140,8 @@ def elbo(
     return ElboEstimate(mean, stderr, num_samples)
 
 
-@dataclass
-class ElboGap:
+@dataclass(repr=False)
+class ElboGap(TabularResult):
     """ELBO, log p̂(x) and gap = log p̂(x) − ELBO ≈ KL(q(z | x) ‖ p(z | x)), per datapoint."""
 
     elbo: ElboEstimate
@@ -135,6 +173,57 @@ class ElboGap:
             "gap": self.mean,
             "gap_stderr": self.mean_stderr,
         }
+
+    def to_dict(self) -> dict:
+        """:meth:`summary`, the sample sizes and k̂ counts, and the per-datapoint values."""
+        ll = self.log_likelihood
+        per_datapoint = {
+            "elbo": self.elbo.elbo,
+            "elbo_stderr": self.elbo.stderr,
+            "log_px": ll.log_px,
+            "log_px_stderr": ll.stderr,
+            "gap": self.gap,
+            "gap_stderr": self.stderr,
+        }
+        return jsonable(
+            {
+                **self.summary(),
+                "num_data": len(self.gap),
+                "num_samples": ll.num_samples,
+                "elbo_samples": self.elbo.num_samples,
+                **khat_summary(ll),
+                "per_datapoint": per_datapoint,
+            }
+        )
+
+    def repr_fields(self) -> dict:
+        return {
+            "num_data": len(self.gap),
+            "elbo": self.elbo.mean,
+            "log_px": self.log_likelihood.mean,
+            "gap": self.mean,
+            "gap_stderr": self.mean_stderr,
+        }
+
+    def table(self) -> Table:
+        ll = self.log_likelihood
+        rows = [
+            ["log p̂(x)", fmt_pm(ll.mean, ll.mean_stderr), f"K = {ll.num_samples}"],
+            [
+                "ELBO",
+                fmt_pm(self.elbo.mean, self.elbo.mean_stderr),
+                f"{self.elbo.num_samples} draws",
+            ],
+            ["gap", fmt_pm(self.mean, self.mean_stderr), "≈ KL(q(z|x) ‖ p(z|x))"],
+        ]
+        num_data = len(self.gap)
+        unreliable = fmt(khat_summary(ll)["khat_above_0.7"], "d")
+        notes = [f"Pareto k̂ > 0.7 (log p̂ unreliable) on {unreliable} of {num_data} datapoints"]
+        bad = non_finite_count(self.gap)
+        if bad:
+            notes.append(f"{bad} of {num_data} datapoints have a non-finite gap")
+        title = f"ELBO gap over {num_data} datapoints (nats per datapoint)"
+        return Table(title, ["", "mean ± MC stderr", ""], rows, notes, align="lrl")
 
 
 def elbo_gap(

@@ -37,6 +37,7 @@ import pyro.poutine as poutine
 import torch
 
 from ..errors import ModelGuideError
+from ..tables import Table, TabularResult, fmt, jsonable
 from .elbo import ElboEstimate, elbo
 from .importance import DATA_PLATE, log_weights
 from .latents import continuous_latents
@@ -148,8 +149,8 @@ def local_guide(guide, args, kwargs, latents) -> tuple[list[_LocalSite], Callabl
     return sites, program
 
 
-@dataclass
-class GapDecomposition:
+@dataclass(repr=False)
+class GapDecomposition(TabularResult):
     """Per datapoint (float64): log p̂(x), the amortized ELBO, the ELBO of q refined for each
     datapoint, and the two gaps; stderrs are Monte Carlo."""
 
@@ -196,17 +197,46 @@ class GapDecomposition:
             "method": self.method,
         }
 
-    def __str__(self) -> str:
+    def to_dict(self) -> dict:
+        """:meth:`summary` and the per-datapoint values (``converged`` as booleans)."""
+        per_datapoint = {
+            "log_px": self.log_px,
+            "log_px_stderr": self.log_px_stderr,
+            "elbo": self.elbo,
+            "elbo_stderr": self.elbo_stderr,
+            "elbo_refined": self.elbo_refined,
+            "elbo_refined_stderr": self.elbo_refined_stderr,
+            "gap": self.gap,
+            "approximation_gap": self.approximation_gap,
+            "amortization_gap": self.amortization_gap,
+            "converged": self.converged,
+        }
+        return jsonable({**self.summary(), "per_datapoint": per_datapoint})
+
+    def repr_fields(self) -> dict:
+        return {
+            "num_data": len(self.log_px),
+            "gap": self.gap.mean().item(),
+            "approximation_gap": self.approximation_gap.mean().item(),
+            "amortization_gap": self.amortization_gap.mean().item(),
+            "converged": int(self.converged.sum()),
+            "method": self.method,
+        }
+
+    def table(self) -> Table:
         s = self.summary()
-        rows = ["log_px", "elbo_refined", "elbo", "gap", "approximation_gap", "amortization_gap"]
-        width = max(map(len, rows))
-        lines = [f"Gap decomposition of {s['num_data']} datapoints (nats per datapoint)"]
-        for name in rows:
-            mean, stderr = s[name]["mean"], s[name]["mc_stderr"]
-            lines.append(f"  {name:<{width}}  {mean:10.3f} ± {stderr:.3f}")
-        steps, done = s["refine_steps"], f"{s['converged']} of {s['num_data']}"
-        lines.append(f"  refined for {steps} steps; {done} converged")
-        return "\n".join(lines)
+        names = ["log_px", "elbo_refined", "elbo", "gap", "approximation_gap", "amortization_gap"]
+        rows = [[n, fmt(s[n]["mean"], ".3f"), fmt(s[n]["mc_stderr"], ".3f")] for n in names]
+        return Table(
+            f"Gap decomposition of {s['num_data']} datapoints (nats per datapoint)",
+            ["", "mean", "MC stderr"],
+            rows,
+            [
+                f"log_px by {s['method'].upper()}; gap = approximation_gap + amortization_gap",
+                f"refined for {s['refine_steps']} steps; {s['converged']} of {s['num_data']} "
+                "converged",
+            ],
+        )
 
 
 def refine(

@@ -29,9 +29,16 @@ from .ais import ais_log_likelihood
 from .importance import inspect_pair, log_weights, owner_method
 from .precision import computing_in, data_device
 from .streams import each_datapoint, enter_stream, random_streams
-from .weights import ROWS_PER_CHUNK, LogLikelihood, _check_num_samples, _chunks, _StreamingWeights
+from .weights import (
+    ROWS_PER_CHUNK,
+    LogLikelihood,
+    _check_num_samples,
+    _chunks,
+    _StreamingWeights,
+    khat_summary,
+)
 
-__all__ = ["ROWS_PER_CHUNK", "LogLikelihood", "log_likelihood"]
+__all__ = ["ROWS_PER_CHUNK", "LogLikelihood", "khat_summary", "log_likelihood"]
 
 METHODS = ("is", "ais")
 

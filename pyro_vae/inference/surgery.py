@@ -32,6 +32,7 @@ import pyro.poutine as poutine
 import torch
 from torch.distributions import Independent, Normal
 
+from ..tables import Table, TabularResult, fmt, jsonable
 from .importance import _per_datapoint
 from .latents import continuous_latents, log_densities, sample_latents
 from .stats import mean_stderr
@@ -42,8 +43,8 @@ ACTIVE_THRESHOLD = 0.01
 PAIRS_PER_BLOCK = 1 << 22
 
 
-@dataclass
-class ElboSurgery:
+@dataclass(repr=False)
+class ElboSurgery(TabularResult):
     """The average KL split into mutual information and marginal KL (nats, with Monte Carlo
     standard errors), over ``num_data`` datapoints with ``num_samples`` draws each."""
 
@@ -75,15 +76,37 @@ class ElboSurgery:
             "num_samples": self.num_samples,
         }
 
-    def __str__(self) -> str:
-        s = self.summary()
-        return (
-            f"ELBO surgery over {self.num_data} datapoints ({self.num_samples} draws each):\n"
-            f"  average KL(q(z|x) ‖ p(z))   {s['average_kl']:9.3f} ± {s['average_kl_stderr']:.3f}\n"
-            f"  = mutual information I[x;z] {s['mutual_information']:9.3f} ± "
-            f"{s['mutual_information_stderr']:.3f}  (at most log N = {self.log_num_data:.3f})\n"
-            f"  + marginal KL(q̄(z) ‖ p(z))  {s['marginal_kl']:9.3f} ± "
-            f"{s['marginal_kl_stderr']:.3f}"
+    def to_dict(self) -> dict:
+        """:meth:`summary` and each datapoint's KL(q(z|x) ‖ p(z))."""
+        per_datapoint = {"kl": self.kl_per_datapoint}
+        return jsonable({**self.summary(), "per_datapoint": per_datapoint})
+
+    def repr_fields(self) -> dict:
+        return {
+            "num_data": self.num_data,
+            "num_samples": self.num_samples,
+            "average_kl": self.average_kl,
+            "mutual_information": self.mutual_information,
+            "marginal_kl": self.marginal_kl,
+        }
+
+    def table(self) -> Table:
+        def row(label, value, stderr):
+            return [label, fmt(value, ".3f"), fmt(stderr, ".3f")]
+
+        return Table(
+            f"ELBO surgery over {self.num_data} datapoints ({self.num_samples} draws each; nats)",
+            ["", "value", "MC stderr"],
+            [
+                row("average KL(q(z|x) ‖ p(z))", self.average_kl, self.average_kl_stderr),
+                row(
+                    "= mutual information I[x;z]",
+                    self.mutual_information,
+                    self.mutual_information_stderr,
+                ),
+                row("+ marginal KL(q̄(z) ‖ p(z))", self.marginal_kl, self.marginal_kl_stderr),
+                row("log N (the most I[x;z] can be)", self.log_num_data, None),
+            ],
         )
 
 
@@ -129,8 +152,8 @@ def elbo_surgery(model, guide, *args, num_samples: int = 32, **kwargs) -> ElboSu
     )
 
 
-@dataclass
-class LatentUsage:
+@dataclass(repr=False)
+class LatentUsage(TabularResult):
     """Per latent: the KL of each dimension's marginals (averaged over datapoints; absent where
     the marginals have no closed form, see ``notes``), each dimension's activity, and how many
     dimensions are active."""
@@ -153,15 +176,27 @@ class LatentUsage:
             for name in self.activity
         }
 
-    def __str__(self) -> str:
-        lines = [f"Latent usage (active: Cov_x E_q[z_j] > {self.threshold})"]
-        for name, stats in self.summary().items():
-            kl = "–" if stats["kl_total"] is None else f"{stats['kl_total']:.3f}"
-            lines.append(
-                f"  {name}: {stats['active_units']} of {stats['dims']} dims active, KL {kl} nats"
-                + (f" ({self.notes[name]})" if name in self.notes else "")
-            )
-        return "\n".join(lines)
+    def to_dict(self) -> dict:
+        """The threshold, :meth:`summary` (one entry per latent) and the notes."""
+        return jsonable(
+            {"threshold": self.threshold, "latents": self.summary(), "notes": self.notes}
+        )
+
+    def repr_fields(self) -> dict:
+        return {"active_units": self.active_units, "threshold": self.threshold}
+
+    def table(self) -> Table:
+        rows = [
+            [name, stats["dims"], stats["active_units"], fmt(stats["kl_total"], ".3f")]
+            for name, stats in self.summary().items()
+        ]
+        notes = [f"{name}: {note}" for name, note in self.notes.items()]
+        return Table(
+            f"Latent usage (active: Cov_x E_q[z_j] > {self.threshold})",
+            ["latent", "dims", "active", "KL (nats)"],
+            rows,
+            notes,
+        )
 
 
 def _marginals(d, event_size: int):

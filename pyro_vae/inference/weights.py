@@ -15,13 +15,100 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..tables import Table, TabularResult, fmt, fmt_pm, jsonable
 from .stats import khat_counts, mean_stderr
 
 ROWS_PER_CHUNK = 16384  # samples × datapoints per pass: bounds memory whatever K is
 
 
-@dataclass
-class LogLikelihood:
+def khat_summary(result: LogLikelihood) -> dict:
+    """:func:`~pyro_vae.inference.stats.khat_counts` of ``result``'s k̂; None for each count
+    where k̂ cannot be had (a result assembled without its largest weights)."""
+    if result._khat is None and result.largest_log_weights is None:
+        return {"khat_median": None, "khat_above_0.7": None, "khat_undefined": None}
+    return khat_counts(result.khat)
+
+
+class _LogLikelihoodTable(TabularResult):
+    """How a :class:`LogLikelihood` prints (a table of its summary numbers, no tensors) and
+    its JSON form."""
+
+    def repr_fields(self) -> dict:
+        return {
+            "num_data": len(self.log_px),
+            "num_samples": self.num_samples,
+            "method": self.method,
+            "mean": self.mean,
+            "mean_stderr": self.mean_stderr,
+        }
+
+    def to_dict(self) -> dict:
+        """The numbers of ``summary()`` (None where k̂ is unavailable) with the method, the
+        mean ESS, the count of non-finite estimates, the per-datapoint values, the curve
+        against K (``by_num_samples``) and the method's details."""
+        khat = khat_summary(self)
+        per_datapoint = {"log_px": self.log_px, "stderr": self.stderr, "ess": self.ess}
+        if khat["khat_median"] is not None or khat["khat_undefined"] is not None:
+            per_datapoint["khat"] = self.khat
+        curve = {
+            k: {"log_px": log_px, "stderr": stderr}
+            for k, (log_px, stderr) in (self.by_num_samples or {}).items()
+        }
+        return jsonable(
+            {
+                "log_px": self.mean,
+                "stderr": self.mean_stderr,
+                "ess_median": self.ess.median().item(),
+                "ess_mean": self.ess.mean().item(),
+                **khat,
+                "num_samples": self.num_samples,
+                "num_data": len(self.log_px),
+                "method": self.method,
+                "non_finite": int((~torch.isfinite(self.log_px)).sum()),
+                "per_datapoint": per_datapoint,
+                "by_num_samples": curve or None,
+                "details": self.details,
+            }
+        )
+
+    def table(self) -> Table:
+        num_data, k = len(self.log_px), self.num_samples
+        khat = khat_summary(self)
+        rows = [
+            ["datapoints", num_data],
+            ["log p̂(x), mean ± MC stderr", fmt_pm(self.mean, self.mean_stderr)],
+            ["ESS, mean (of K)", fmt(self.ess.mean().item(), ".1f")],
+            ["ESS, min", fmt(self.ess.min().item(), ".1f")],
+            ["Pareto k̂, median", fmt(khat["khat_median"], ".3f")],
+            ["k̂ > 0.7 (unreliable)", fmt(khat["khat_above_0.7"], "d")],
+        ]
+        if khat["khat_undefined"]:
+            rows.append(["k̂ undefined", khat["khat_undefined"]])
+        non_finite = int((~torch.isfinite(self.log_px)).sum())
+        if non_finite:
+            rows.append(["non-finite log p̂(x)", non_finite])
+        for recorded, (log_px, stderr) in (self.by_num_samples or {}).items():
+            if recorded != k:
+                rows.append(
+                    [
+                        f"log p̂(x), first {recorded}",
+                        fmt_pm(log_px.mean().item(), mean_stderr(stderr)),
+                    ]
+                )
+        if self.method == "ais":
+            title = (
+                f"log p̂(x) by annealed importance sampling: K = {k} chains per datapoint, "
+                f"{self.details.get('num_steps')} steps; nats"
+            )
+            if "acceptance" in self.details:
+                rows.append(["HMC acceptance, mean", fmt(self.details["acceptance"].mean().item())])
+        else:
+            title = f"log p̂(x) by importance sampling: K = {k} samples per datapoint; nats"
+        return Table(title, ["", ""], rows)
+
+
+@dataclass(repr=False)
+class LogLikelihood(_LogLikelihoodTable):
     """Per-datapoint estimates (float64 tensors of shape (N,)).
 
     ``khat`` is computed on first access (it needs arviz) from the largest weights kept.

@@ -17,7 +17,10 @@ For each estimator :math:`\\hat{\\mathcal{L}}` (an objective with its settings, 
   \\mathbb{E} g\\rVert^2}` beside it;
 - the wall time of one gradient (loss plus backward).
 
-With R repetitions an SNR below about :math:`1/\\sqrt{R}` cannot be told from zero.
+With R repetitions an SNR below about :math:`1/\\sqrt{R}` cannot be told from zero. A program
+without parameters (no ``pyro.param`` site, no module) has no gradient statistics: they are None,
+the result says why in its ``notes``, and for a pair with no parameters at all the time is that
+of the estimate alone.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ..errors import ModelGuideError, PyroVaeError, SpecError
 from ..inference.log_likelihood import log_likelihood
 from ..inference.stats import khat_counts
 from ..model.latent_model import LatentModel
+from ..tables import Table, TabularResult, fmt, fmt_pm, jsonable
 from .registry import ObjectiveChoice
 
 DEFAULT_ESTIMATORS = (
@@ -51,6 +55,9 @@ DEFAULT_ESTIMATORS = (
     "iwae_dreg:k=50",
     "renyi:k=10,alpha=0.5",
 )
+
+#: The parameter groups, in the order the results show them.
+GROUPS = ("guide", "model")
 
 
 class _Moments:
@@ -72,8 +79,8 @@ class _Moments:
         return self.m2 / max(self.count - 1, 1)
 
 
-@dataclass
-class GradientStats:
+@dataclass(repr=False)
+class GradientStats(TabularResult):
     """Gradients of one parameter group over R repetitions (per-datapoint objective)."""
 
     names: list[str]
@@ -106,9 +113,55 @@ class GradientStats:
     def summary(self) -> dict:
         return {"variance": self.variance, "snr": self.snr, "snr_norm": self.snr_norm}
 
+    def to_dict(self, per_coordinate: bool = True) -> dict:
+        """:meth:`summary`, the parameters' names and sizes, and (``per_coordinate``) the mean
+        and variance of every coordinate, which for a network are long lists."""
+        out = {
+            **self.summary(),
+            "names": self.names,
+            "coordinates": self.mean.numel(),
+            "repeats": self.repeats,
+        }
+        if per_coordinate:
+            out["per_coordinate"] = {"mean": self.mean, "var": self.var}
+        return jsonable(out)
 
-@dataclass
-class EstimatorResult:
+    def repr_fields(self) -> dict:
+        return {
+            "parameters": len(self.names),
+            "coordinates": self.mean.numel(),
+            **self.summary(),
+        }
+
+    def table(self) -> Table:
+        return Table(
+            f"Gradient statistics over {self.repeats} repetitions ({len(self.names)} parameter "
+            f"tensors, {self.mean.numel()} coordinates)",
+            ["", ""],
+            [
+                ["variance, mean per coordinate", fmt(self.variance, ".3e")],
+                ["SNR, mean over coordinates", fmt(self.snr, ".3f")],
+                ["SNR of the whole vector", fmt(self.snr_norm, ".3f")],
+            ],
+        )
+
+
+def _gradient_cells(gradients: dict[str, GradientStats]) -> list[str]:
+    """Variance and SNR of each group, ``–`` for a group without parameters."""
+    cells = []
+    for group in GROUPS:
+        stats = gradients.get(group)
+        if stats is None:
+            cells += [fmt(None), fmt(None)]
+        else:
+            cells += [fmt(stats.variance, ".2e"), fmt(stats.snr)]
+    return cells
+
+
+@dataclass(repr=False)
+class EstimatorResult(TabularResult):
+    """One estimator's statistics; ``gradients`` has no entry for a group without parameters."""
+
     label: str
     value: float = math.nan  # mean over repetitions, per datapoint
     value_std: float = math.nan  # standard deviation over repetitions
@@ -132,9 +185,61 @@ class EstimatorResult:
         }
         return {"estimator": self.label, "skipped": self.skipped} if self.skipped else out
 
+    def to_dict(self) -> dict:
+        """Every field, with the same keys whether or not the estimator was skipped;
+        ``gradients`` has both groups, None for one without parameters (per-group summaries
+        only: :meth:`GradientStats.to_dict` has the per-coordinate values)."""
+        gradients = {g: self.gradients.get(g) for g in GROUPS}
+        return jsonable(
+            {
+                "estimator": self.label,
+                "num_particles": self.num_particles,
+                "skipped": self.skipped,
+                "value": self.value,
+                "value_std": self.value_std,
+                "bias": self.bias,
+                "bias_stderr": self.bias_stderr,
+                "ms_per_step": 1000 * self.seconds_per_step,
+                "gradients": {
+                    g: None if stats is None else stats.to_dict(per_coordinate=False)
+                    for g, stats in gradients.items()
+                },
+            }
+        )
 
-@dataclass
-class Comparison:
+    def repr_fields(self) -> dict:
+        if self.skipped:
+            return {"label": self.label, "skipped": self.skipped}
+        return {
+            "label": self.label,
+            "value": self.value,
+            "value_std": self.value_std,
+            "bias": self.bias,
+            "ms_per_step": 1000 * self.seconds_per_step,
+        }
+
+    def table(self) -> Table:
+        title = f"{self.label}, K = {self.num_particles} (per datapoint, nats)"
+        if self.skipped:
+            return Table(title, ["", ""], [["skipped", self.skipped]])
+        names = ["guide gradient variance", "guide SNR", "model gradient variance", "model SNR"]
+        rows = [
+            ["value ± std over repetitions", fmt_pm(self.value, self.value_std)],
+            ["bias ± stderr", fmt_pm(self.bias, self.bias_stderr)],
+            ["ms per step", fmt(1000 * self.seconds_per_step, ".1f")],
+            *zip(names, _gradient_cells(self.gradients), strict=True),
+        ]
+        return Table(title, ["", ""], rows)
+
+
+@dataclass(repr=False)
+class Comparison(TabularResult):
+    """The estimators' results on one batch, with the reference they are measured against.
+
+    ``differentiated`` is False when neither program has parameters (no gradient statistics
+    at all); ``notes`` says which group has none.
+    """
+
     results: list[EstimatorResult]
     num_data: int
     repeats: int
@@ -142,6 +247,8 @@ class Comparison:
     reference_stderr: float | None
     reference_kind: str
     reference_khat_above_0_7: int | None = None  # datapoints where the reference is unreliable
+    differentiated: bool = True
+    notes: list[str] = field(default_factory=list)
 
     def __getitem__(self, label: str) -> EstimatorResult:
         return next(r for r in self.results if r.label == label)
@@ -154,8 +261,64 @@ class Comparison:
             "reference_stderr": self.reference_stderr,
             "reference_kind": self.reference_kind,
             "reference_khat_above_0.7": self.reference_khat_above_0_7,
+            "differentiated": self.differentiated,
+            "notes": self.notes,
             "estimators": [r.summary() for r in self.results],
         }
+
+    def to_dict(self) -> dict:
+        """:meth:`summary` with each estimator's :meth:`EstimatorResult.to_dict`."""
+        return jsonable({**self.summary(), "estimators": [r.to_dict() for r in self.results]})
+
+    def repr_fields(self) -> dict:
+        return {
+            "num_data": self.num_data,
+            "repeats": self.repeats,
+            "estimators": [r.label for r in self.results],
+            "reference": self.reference,
+            "differentiated": self.differentiated,
+        }
+
+    def table(self) -> Table:
+        header = ["estimator", "K", "value", "std", "bias ± stderr"]
+        header += ["guide var", "guide SNR", "model var", "model SNR", "ms/step"]
+        rows, notes = [], []
+        for r in self.results:
+            if r.skipped:
+                rows.append([r.label, r.num_particles, "skipped", *[""] * 7])
+                notes.append(f"{r.label} skipped: {r.skipped}")
+                continue
+            rows.append(
+                [
+                    r.label,
+                    r.num_particles,
+                    fmt(r.value, ".3f"),
+                    fmt(r.value_std, ".3f"),
+                    fmt_pm(r.bias, r.bias_stderr),
+                    *_gradient_cells(r.gradients),
+                    fmt(1000 * r.seconds_per_step, ".1f"),
+                ]
+            )
+        if self.reference is None:
+            reference = f"no reference ({self.reference_kind}): no bias"
+        else:
+            reference = (
+                f"reference log p(x) {fmt_pm(self.reference, self.reference_stderr)} "
+                f"({self.reference_kind})"
+            )
+            if self.reference_khat_above_0_7:
+                reference += (
+                    f"; k̂ > 0.7 on {self.reference_khat_above_0_7} of {self.num_data} datapoints"
+                )
+        notes = [reference, *notes, *self.notes]
+        if self.differentiated:
+            floor = 1 / math.sqrt(self.repeats)
+            notes.append(f"an SNR below about {floor:.2f} cannot be told from 0")
+        title = (
+            f"ELBO estimators on {self.num_data} datapoints, {self.repeats} repetitions each "
+            "(per datapoint, nats)"
+        )
+        return Table(title, header, rows, notes)
 
 
 def spec_built(model, guide) -> LatentModel | None:
@@ -261,6 +424,7 @@ def compare_estimators(
     pair = _Pair(
         model, guide, args, kwargs, parameter_groups(model, guide, *args, **kwargs), num_data
     )
+    differentiated, notes = _parameter_notes(pair.groups)
     results = []
     bar = tqdm(total=repeats * len(choices), disable=None if progress is None else not progress)
     with bar:
@@ -277,7 +441,28 @@ def compare_estimators(
                     result.bias_stderr = math.hypot(mc, reference_stderr)
             result.num_particles = choice.num_particles
             results.append(result)
-    return Comparison(results, num_data, repeats, reference, reference_stderr, kind, unreliable)
+    return Comparison(
+        results,
+        num_data,
+        repeats,
+        reference,
+        reference_stderr,
+        kind,
+        unreliable,
+        differentiated,
+        notes,
+    )
+
+
+def _parameter_notes(groups: dict[str, list[tuple[str, torch.Tensor]]]) -> tuple[bool, list[str]]:
+    """Whether the pair has any parameter to differentiate, and what its results leave out."""
+    empty = [g for g in GROUPS if not any(p.numel() for _, p in groups.get(g, ()))]
+    if len(empty) == len(GROUPS):
+        return False, [
+            "no parameters to differentiate (neither program has a pyro.param site or a "
+            "module): no gradient statistics; ms/step times the estimate alone"
+        ]
+    return True, [f"the {g} has no parameters: its gradient statistics are left out" for g in empty]
 
 
 def _num_data(args) -> int:
@@ -287,7 +472,8 @@ def _num_data(args) -> int:
 
 def _measure(choice: ObjectiveChoice, elbo, pair: _Pair, repeats: int, seed: int, bar):
     """``repeats`` values and gradients of ``elbo``, from ``seed``: per-datapoint value, its
-    spread, per-group gradient moments and the median time of one gradient."""
+    spread, per-group gradient moments and the median time of one gradient (of one estimate,
+    for a pair without parameters)."""
     params = [p for members in pair.groups.values() for _, p in members]
     sizes = {g: sum(p.numel() for _, p in ps) for g, ps in pair.groups.items()}
     moments = {g: _Moments(n) for g, n in sizes.items()}
@@ -301,7 +487,12 @@ def _measure(choice: ObjectiveChoice, elbo, pair: _Pair, repeats: int, seed: int
             for _ in range(repeats):
                 start = time.perf_counter()
                 loss = pair.loss(elbo)
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                # autograd refuses an empty list of inputs, and a loss that depends on no
+                # parameter; both have nothing to report (gradients of zero where unused).
+                if params and loss.requires_grad:
+                    grads = torch.autograd.grad(loss, params, allow_unused=True)
+                else:
+                    grads = [None] * len(params)
                 seconds.append(time.perf_counter() - start)
                 values.append(-loss.item() / pair.num_data)
                 flat = iter(
