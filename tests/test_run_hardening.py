@@ -340,3 +340,73 @@ def test_sigkill_at_random_instants_loses_nothing(tmp_path):
         json.loads(line) for line in (straight / "metrics.jsonl").read_text().split("\n") if line
     ]
     assert [m["test_elbo"] for m in metrics] == [m["test_elbo"] for m in reference]
+
+
+# -- more interruptions ----------------------------------------------------------------------
+
+
+def _wait_for(predicate, timeout: float = 120) -> None:
+    began = time.monotonic()
+    while not predicate() and time.monotonic() - began < timeout:
+        time.sleep(0.01)
+
+
+def test_ctrl_c_in_training_exits_130_and_resumes_exactly(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "pyro_vae"]
+    straight, run = tmp_path / "straight", tmp_path / "interrupted"
+    subprocess.run([*cli, *train_cli(straight, "--epochs", "6")], env=env, check=True)
+    proc = subprocess.Popen(
+        [*cli, *train_cli(run, "--epochs", "6")], env=env, stderr=subprocess.PIPE
+    )
+    _wait_for(lambda: (run / "metrics.jsonl").exists() and metric_epochs(run))
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) in (0, 130)  # 0: it finished before the signal came
+    subprocess.run([*cli, "train", "--resume", str(run)], env=env, check=True)
+    a, b = (
+        Checkpoint(straight / "checkpoint.safetensors"),
+        Checkpoint(run / "checkpoint.safetensors"),
+    )
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+
+
+def test_sigkill_in_evaluate_leaves_a_run_that_evaluates(run):
+    before = snapshot(run)
+    argv = [sys.executable, "-m", "pyro_vae", "evaluate", str(run), "--num-samples", "2000"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4.0)
+    proc.kill()
+    proc.wait()
+    json.loads((run / "report.json").read_text())  # whole: either the old or the new report
+    for name in ("checkpoint.safetensors", "config.json", "metrics.jsonl", "model.toml"):
+        assert (run / name).read_bytes() == before[name]
+    assert main(["evaluate", str(run), "--num-samples", "4", "--max-data", "10"]) == 0
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_temporary_files_of_a_killed_writer_are_removed(run):
+    stale = run / ".checkpoint.safetensors.99999.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    pv.resume(run, epochs=3, progress=False)
+    assert not stale.exists()
+    assert Checkpoint(run / "checkpoint.safetensors").epoch == 3
+
+
+def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(run, monkeypatch):
+    import safetensors.torch
+
+    from pyro_vae.runs import checkpoint as checkpoint_module
+
+    before = (run / "checkpoint.safetensors").read_bytes()
+
+    def full_disk(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError(28, "No space left on device", filename)
+
+    monkeypatch.setattr(checkpoint_module, "save_file", full_disk)
+    with pytest.raises((OSError, pv.PyroVaeError)):
+        pv.resume(run, epochs=3, progress=False)
+    monkeypatch.setattr(checkpoint_module, "save_file", safetensors.torch.save_file)
+    assert (run / "checkpoint.safetensors").read_bytes() == before
+    assert not list(run.glob(".*.tmp"))
+    assert pv.resume(run, epochs=3, progress=False).history[-1]["epoch"] == 3

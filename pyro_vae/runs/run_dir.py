@@ -175,6 +175,10 @@ class RunDir:
             handle.truncate()
             handle.write(str(os.getpid()))
             handle.flush()
+            # Only the holder writes here, so a temporary file present now was left by a
+            # writer that was killed before its rename: never part of the run's state.
+            for stale in self.path.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
             try:
                 yield
             finally:
