@@ -42,13 +42,14 @@ def saved_bytes(loss_fn) -> int:
     return sum(storages.values())
 
 
-def step_bytes(pair, choice: ObjectiveChoice, batch: torch.Tensor, batch_size: int) -> int:
-    """Estimated peak bytes of one step of ``choice`` on ``batch_size`` datapoints (see the
-    module docstring); ``batch`` holds at least two datapoints to measure on."""
+def step_bytes(pair, choice: ObjectiveChoice, batch: torch.Tensor, rows: int) -> int:
+    """Estimated peak bytes of one step of ``choice``'s one-particle form scoring ``rows`` rows
+    (datapoints × particles; see the module docstring); ``batch`` holds at least two datapoints
+    to measure on."""
     one_particle = ObjectiveChoice(choice.name, 1, dict(choice.options)).build(pair)
 
-    def measured(rows: int) -> int:
-        x = batch[:rows]
+    def measured(n: int) -> int:
+        x = batch[:n]
         return saved_bytes(lambda: one_particle.differentiable_loss(pair.model, pair.guide, x))
 
     with fork_rng(batch.device), pyro.validation_enabled(False), warnings.catch_warnings():
@@ -56,7 +57,7 @@ def step_bytes(pair, choice: ObjectiveChoice, batch: torch.Tensor, batch_size: i
         one, two = measured(1), measured(2)
     per_row = max(two - one, 0)
     parameters = sum(p.numel() * p.element_size() for p in pair.parameters())
-    return max(one - per_row, 0) + per_row * batch_size * choice.num_particles + 4 * parameters
+    return max(one - per_row, 0) + per_row * rows + 4 * parameters
 
 
 def device_bytes(device: torch.device) -> int | None:
@@ -69,20 +70,34 @@ def device_bytes(device: torch.device) -> int | None:
         return None
 
 
-def check_step_memory(pair, config, batch: torch.Tensor, device: torch.device) -> None:
-    """Refuse a training step that needs more memory than ``device`` has, naming the settings
-    that set its size (``--batch-size`` and the objective's ``k``)."""
+def check_rows_memory(
+    pair, choice: ObjectiveChoice, batch: torch.Tensor, rows: int, device, settings: str
+) -> None:
+    """Refuse work that scores ``rows`` rows at once with gradients (a training step, AIS's
+    chains) when it needs more memory than ``device`` has; ``settings`` names the options that
+    set ``rows``, for the message."""
     available = device_bytes(device)
     if available is None or len(batch) < 2:
         return
     try:
-        needed = step_bytes(pair, config.objective, batch, config.batch_size)
-    except Exception:  # the first step reports a pair that cannot run, with its own message
+        needed = step_bytes(pair, choice, batch, rows)
+    except Exception:  # the work itself reports a pair that cannot run, with its own message
         return
     if needed > available:
-        choice, rows = config.objective, config.batch_size * config.objective.num_particles
         raise PyroVaeError(
-            f"--batch-size {config.batch_size} with --objective {choice.label}: one training "
-            f"step scores {rows:,} rows and needs about {needed / 2**30:,.1f} GiB, more than "
-            f"the {available / 2**30:,.1f} GiB of {device}; lower --batch-size or k"
+            f"{settings}: {rows:,} rows scored at once need about {needed / 2**30:,.1f} GiB, "
+            f"more than the {available / 2**30:,.1f} GiB of {device}; lower them"
         )
+
+
+def check_step_memory(pair, config, batch: torch.Tensor, device: torch.device) -> None:
+    """:func:`check_rows_memory` for a training step: ``--batch-size`` × the objective's ``k``."""
+    choice = config.objective
+    check_rows_memory(
+        pair,
+        choice,
+        batch,
+        config.batch_size * choice.num_particles,
+        device,
+        f"--batch-size {config.batch_size} with --objective {choice.label}",
+    )
