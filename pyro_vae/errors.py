@@ -9,7 +9,10 @@ traceback.
 from __future__ import annotations
 
 import difflib
+import math
+import reprlib
 from collections.abc import Iterable
+from typing import Any
 
 
 class PyroVaeError(Exception):
@@ -59,3 +62,28 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if not choices:
         return ""
     return "; valid: " + ", ".join(repr(c) for c in choices)
+
+
+class _ShortRepr(reprlib.Repr):
+    """``repr`` cut to a few dozen characters and three levels of nesting: a message quotes a
+    value, never a megabyte of it; integers too long for ``repr`` (above 4,300 digits) are
+    described by their length."""
+
+    def __init__(self):
+        super().__init__()  # Python 3.11's takes no limits; they are attributes
+        self.maxlevel, self.maxlist, self.maxdict = 3, 8, 8
+        self.maxstring, self.maxlong, self.maxother = 60, 40, 60
+
+    def repr_int(self, value, level):
+        if value.bit_length() > 1000:
+            return f"<an integer of about {int(value.bit_length() * math.log10(2)):,} digits>"
+        return super().repr_int(value, level)
+
+
+_SHORT_REPR = _ShortRepr()
+
+
+def shown(value: Any) -> str:
+    """``value`` as a message quotes it: a short ``repr`` on one line (strings are escaped, so a
+    newline in a value cannot split the message)."""
+    return _SHORT_REPR.repr(value)

@@ -108,7 +108,9 @@ def test_evaluate_edge_cases(trained_run, tmp_path, capsys):
     ]
     for flag in ("--batch-size", "--max-data", "--elbo-samples"):
         assert main(["evaluate", str(trained_run), flag, "0"]) == 2
-        assert f"{flag}: must be a whole number from 1 to 10,000,000, got 0" in capsys.readouterr().err
+        assert (
+            f"{flag}: must be a whole number from 1 to 10,000,000, got 0" in capsys.readouterr().err
+        )
     # A run stopped before its report still evaluates, and its report shows the evaluation.
     (trained_run / "report.json").unlink()
     assert (

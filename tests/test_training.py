@@ -275,5 +275,7 @@ def test_config_json_keeps_its_format_and_older_runs_load(tmp_path):
     assert pv.TrainConfig.from_dict(older) == config
     meta["config"]["objective"] = "iwea"
     (run / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(pv.CheckpointError, match="config.json: damaged run configuration .*did you mean 'iwae'"):
+    with pytest.raises(
+        pv.CheckpointError, match="config.json: damaged run configuration .*did you mean 'iwae'"
+    ):
         pv.load_run(run)

@@ -17,16 +17,20 @@ Pickled object arrays are never loaded.
 
 from __future__ import annotations
 
+import math
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, shown
 from ..registry import Registry
 from .dataset import Dataset
-from .files import check_finite, sha256_of_file
+from .files import MAX_SEED, check_finite, sha256_of_file
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 #: File suffix → loader ``loader(path, *, seed, **options)``; options are keyword-only.
 FILE_FORMATS: Registry = Registry("data file format")
@@ -67,6 +71,10 @@ def _labels(array: np.ndarray | None, rows: int, source: str) -> torch.Tensor | 
 
 
 def _checksum(path: Path, sha256: str | None) -> str:
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        raise DataError(
+            f"{path}: option 'sha256' must be 64 hexadecimal digits, got {shown(sha256)}"
+        )
     digest = sha256_of_file(path)
     if sha256 is not None and digest != sha256:
         raise DataError(
@@ -76,26 +84,98 @@ def _checksum(path: Path, sha256: str | None) -> str:
     return digest
 
 
-def _read(path: Path, kind: str):
+#: How many times larger than its compressed bytes a member of an ``.npz`` may claim to be.
+#: DEFLATE cannot compress more than about 1032:1, so an array header that claims more data
+#: than that describes a damaged (or hostile) file, which NumPy would first allocate in full.
+MAX_DEFLATE_RATIO = 1032
+
+
+def _array_header(stream, size: int, source: str) -> None:
+    """Check the header of one ``.npy`` array in ``stream`` (``size`` bytes long) before NumPy
+    reads it: a known format, no pickled objects, and no more data declared than there is.
+
+    NumPy allocates the whole array its header declares before it reads a byte of data, so a
+    200-byte file claiming shape (10¹², 4) would fail in the allocator (or be granted memory it
+    never fills), and its header parser raises a different exception for each kind of damage.
+    """
+    try:
+        version = np.lib.format.read_magic(stream)
+        # Version 3.0 differs from 2.0 only in encoding field names as UTF-8.
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else None
+        read = read or np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(stream)
+    except Exception as e:  # noqa: BLE001  (any failure to parse the header is a damaged file)
+        raise DataError(f"{source}: is damaged or not a NumPy array file ({_reason(e)})") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{source}: holds pickled Python objects (dtype {dtype}), which are never loaded: "
+            f"it cannot be read without pickle"
+        )
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > size - stream.tell():
+        raise DataError(
+            f"{source}: is truncated or damaged: its header declares {declared:,} bytes of "
+            f"{dtype} values {tuple(shape)}, but only {max(size - stream.tell(), 0):,} follow"
+        )
+
+
+def _reason(error: Exception) -> str:
+    """An exception from NumPy or zipfile, shortened to one line for a message."""
+    text = " ".join(str(error).split())
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _check_headers(path: Path, kind: str) -> None:
+    """Check every array header of the ``.npy`` or ``.npz`` at ``path`` (see
+    :func:`_array_header`) before NumPy is given the file."""
+    if kind == ".npy":
+        with open(path, "rb") as stream:
+            _array_header(stream, path.stat().st_size, str(path))
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                limit = member.file_size
+                if member.compress_type != zipfile.ZIP_STORED:
+                    limit = min(limit, MAX_DEFLATE_RATIO * member.compress_size + 1024)
+                with archive.open(member) as stream:
+                    _array_header(stream, limit, f"{path}: {member.filename}")
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001  (a damaged archive fails in many different ways)
+        raise DataError(f"{path}: cannot be read as an {kind} file ({_reason(e)})") from None
+
+
+def read_arrays(path: Path, kind: str):
+    """``np.load`` of ``path`` once its headers are checked; pickle is never allowed.
+
+    :raises DataError: the file is damaged, truncated, not of its kind, or holds objects.
+    """
+    _check_headers(path, kind)
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as e:  # object arrays need pickle, which is never allowed
-        raise DataError(f"{path}: cannot be read as an {kind} file without pickle ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: cannot be read as an {kind} file ({e})") from None
+    except Exception as e:  # noqa: BLE001  (what damage NumPy meets past the headers)
+        raise DataError(f"{path}: cannot be read as an {kind} file ({_reason(e)})") from None
+
+
+def read_member(archive, path: Path, key: str) -> np.ndarray:
+    """Array ``key`` of an open ``.npz`` ``archive`` read from ``path``.
+
+    :raises DataError: the member is damaged (a bad CRC, a broken deflate stream, truncated).
+    """
+    try:
+        return archive[key]
+    except Exception as e:  # noqa: BLE001  (zipfile and zlib each raise their own)
+        raise DataError(f"{path}: {key}: cannot be read ({_reason(e)})") from None
 
 
 @FILE_FORMATS.register(".npz")
 def load_npz(path: Path, *, seed: int, include_valid: bool = False, sha256: str | None = None):
     """Train and test from an ``.npz``; ``include_valid`` appends ``valid`` to ``train``."""
     digest = _checksum(path, sha256)
-    with _read(path, ".npz") as archive:
-        arrays = {}
-        for key in archive.files:
-            try:
-                arrays[key] = archive[key]
-            except ValueError as e:
-                raise DataError(f"{path}: {key}: cannot be read without pickle ({e})") from None
+    with read_arrays(path, ".npz") as archive:
+        arrays = {key: read_member(archive, path, key) for key in archive.files}
     missing = [k for k in ("train", "test") if k not in arrays]
     if missing:
         raise DataError(f"{path}: has no array {missing[0]!r}; found {sorted(arrays)}")
@@ -160,11 +240,18 @@ def load_npy(
         or not (0 < test_fraction < 1)
     ):
         raise DataError(
-            f"{path}: option 'test_fraction' must be a number in (0, 1), got {test_fraction!r}"
+            f"{path}: option 'test_fraction' must be a number in (0, 1), got {shown(test_fraction)}"
         )
-    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
-        raise DataError(f"{path}: option 'split_seed' must be an integer >= 0, got {split_seed!r}")
-    rows, image = _rows(_read(path, ".npy"), path.name)
+    if (
+        isinstance(split_seed, bool)
+        or not isinstance(split_seed, int)
+        or not 0 <= split_seed <= MAX_SEED
+    ):
+        raise DataError(
+            f"{path}: option 'split_seed' must be an integer >= 0 and <= {MAX_SEED:,}, "
+            f"got {shown(split_seed)}"
+        )
+    rows, image = _rows(read_arrays(path, ".npy"), path.name)
     n_test = round(len(rows) * test_fraction)
     if not 0 < n_test < len(rows):
         raise DataError(

@@ -8,13 +8,13 @@ it are comparable across papers. It has no grayscale intensities, so it can only
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import DataError
+from .arrays import read_arrays, read_member
 from .dataset import Dataset
 from .files import (
     DataLocation,
@@ -70,14 +70,11 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 
     :raises DataError: the file is unreadable, lacks a split, or a split fails :func:`check_split`.
     """
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [split for split in BINARIZED_MNIST_SHA256 if split not in archive.files]
-            if missing:
-                raise DataError(f"{path}: has no array(s) {missing}; found {archive.files}")
-            arrays = {split: archive[split] for split in BINARIZED_MNIST_SHA256}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path}: cannot be read as an .npz file ({error})") from None
+    with read_arrays(path, ".npz") as archive:
+        missing = [split for split in BINARIZED_MNIST_SHA256 if split not in archive.files]
+        if missing:
+            raise DataError(f"{path}: has no array(s) {missing}; found {archive.files}")
+        arrays = {split: read_member(archive, path, split) for split in BINARIZED_MNIST_SHA256}
     for split, array in arrays.items():
         check_split(array, path, split)
     return arrays

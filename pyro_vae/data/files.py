@@ -26,6 +26,10 @@ from ..errors import DataError
 
 T = TypeVar("T")
 
+#: The largest seed a loader takes (binarization, synthetic sets, the split of an ``.npy``):
+#: 32 bits, as for training runs, whose seed NumPy's generators also take.
+MAX_SEED = 2**32 - 1
+
 #: Seconds to wait on a silent mirror before trying the next one.
 DOWNLOAD_TIMEOUT_S = 60.0
 
@@ -105,16 +109,18 @@ def check_finite(values: torch.Tensor | np.ndarray, source: str | Path) -> None:
     how many and the first row (datapoint) that has one: ``mine.npz: train: 1 NaN value at row 3``.
 
     A single NaN pixel silently turns every ELBO into NaN many steps later, so it is caught here.
+    Arrays are checked with NumPy, which (unlike torch) takes any byte order: a big-endian file
+    is as valid as a native one.
     """
-    tensor = torch.as_tensor(values)
-    if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+    array = values.numpy(force=True) if torch.is_tensor(values) else np.asarray(values)
+    if array.dtype.kind not in "fc" or bool(np.isfinite(array).all()):
         return
-    rows = tensor.reshape(len(tensor), -1) if tensor.dim() > 1 else tensor.reshape(-1, 1)
+    rows = array.reshape(len(array), -1) if array.ndim > 1 else array.reshape(-1, 1)
     parts = []
-    for what, bad in (("NaN", torch.isnan(rows)), ("infinite", torch.isinf(rows))):
+    for what, bad in (("NaN", np.isnan(rows)), ("infinite", np.isinf(rows))):
         count = int(bad.sum())
         if count:
-            first = int(bad.any(1).nonzero()[0])
+            first = int(np.flatnonzero(bad.any(1))[0])
             where = f"at row {first}" if count == 1 else f"values, the first at row {first}"
             parts.append(
                 f"{count} {what} value {where}" if count == 1 else f"{count} {what} {where}"

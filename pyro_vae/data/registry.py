@@ -13,12 +13,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import DataError, did_you_mean
+from ..errors import DataError, did_you_mean, shown
 from ..registry import Registry
 from .arrays import FILE_FORMATS
 from .binarize import binarize, check_binarization
-from .dataset import Dataset
-from .files import DataLocation
+from .dataset import BINARIZATIONS, Dataset
+from .files import MAX_SEED, DataLocation
 
 #: Environment variable naming the data root, e.g. a shared read-only copy of the data sets.
 DATA_ROOT_ENV = "PYRO_VAE_DATA"
@@ -65,6 +65,25 @@ def _check_options(name: str, loader: Loader, options: dict) -> None:
             raise DataError(f"data set {name!r} has no option {option!r}{suggestion}")
 
 
+def _check_arguments(name, root, binarization, download, seed) -> None:
+    """The arguments every set takes, checked by type and range before anything is read (they
+    may come from a hand-edited ``config.json``)."""
+    if not isinstance(name, str | os.PathLike) or not str(name):
+        raise DataError(f"data: expected a data set name or file, got {shown(name)}")
+    if not str(name).isprintable():  # a NUL, or a newline that would split the message
+        raise DataError(f"data {shown(str(name))}: a name or path must be printable text")
+    if root is not None and not isinstance(root, str | os.PathLike):
+        raise DataError(f"data root: expected a directory, got {shown(root)}")
+    if download is not None and not isinstance(download, bool):
+        raise DataError(f"data option 'download' must be true or false, got {shown(download)}")
+    if binarization is not None and not isinstance(binarization, str):
+        raise DataError(f"binarization: expected one of {', '.join(BINARIZATIONS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise DataError(
+            f"data seed must be a whole number from 0 to {MAX_SEED:,}, got {shown(seed)}"
+        )
+
+
 def load_dataset(
     name: str,
     *,
@@ -87,12 +106,17 @@ def load_dataset(
     :param options: set-specific options, e.g. ``n_train`` for synthetic sets.
     :raises DataError: unknown name, option or binarization; missing or corrupted files.
     """
-    suffix = Path(str(name)).suffix
+    _check_arguments(name, root, binarization, download, seed)
+    suffix = Path(name).suffix
     if suffix in FILE_FORMATS:
-        path = Path(name).expanduser().resolve()
+        try:
+            path = Path(name).expanduser().resolve()
+            is_file = path.is_file()
+        except (OSError, RuntimeError) as e:  # a name too long, a symlink loop
+            raise DataError(f"{shown(str(name))}: cannot be opened ({e})") from None
         loader = FILE_FORMATS.get(suffix)
         _check_options(str(path), loader, options)
-        if not path.is_file():
+        if not is_file:
             raise DataError(f"{path}: no such file")
         where = path
     elif name in DATASETS:
@@ -102,7 +126,7 @@ def load_dataset(
             download = not _root_is_explicit(root)
         where = DataLocation(root=data_root(root), download=bool(download))
     else:
-        message = DATASETS.unknown_message(name)
+        message = DATASETS.unknown_message(shown(str(name))[1:-1])
         if suffix:
             message += f" (files: {', '.join(FILE_FORMATS.names())})"
         raise DataError(message)

@@ -17,17 +17,43 @@ from torch import nn
 
 from ..registry import Registry
 from ..spec.options import (
+    Constraint,
     Option,
     either,
     int_at_least,
+    list_of,
+    number,
     one_of,
-    positive_float,
     positive_int,
-    probability_vector,
 )
 
 # Keeps net-given scales away from 0, where log densities overflow.
 MIN_SCALE = 1e-4
+
+#: A fixed σ of a Gaussian. Its log density, −½ (x − μ)²/σ² − log σ, is computed in float32:
+#: at σ = 1e-6 a residual of 1 already costs 5·10¹¹ nats per value, a batch of images 10¹⁶ and
+#: more, where float32's 24-bit mantissa cannot resolve a change below 10⁹ nats, so training
+#: cannot move; below about 1e-19 the square overflows to −∞, and a σ under float32's
+#: smallest normal number (1.2e-38, e.g. 1e-300) rounds to 0 and divides by zero. Above 1e18,
+#: σ² (which the density also computes) overflows float32's largest number, 3.4e38.
+FIXED_SCALE = Constraint(
+    "a fixed scale σ",
+    1e-6,
+    1e18,
+    "in float32, the log density of a smaller σ loses all resolution or overflows to -inf, "
+    "and the square of a larger one overflows",
+)
+
+#: Fixed category weights. Below float32's smallest normal number, 1.2e-38, a weight rounds to
+#: 0 (or loses its precision) and its log to −∞, which any draw of that category then scores;
+#: 1e-30 keeps them clear of it.
+PROBABILITIES = Constraint(
+    "a fixed weight",
+    1e-30,
+    1.0,
+    "a smaller weight rounds to 0 in float32, and its log to -inf",
+    simplex=True,
+)
 
 
 class OptionError(ValueError):
@@ -56,6 +82,10 @@ class Family(nn.Module):
     uses_encoder: ClassVar[bool] = False
     size_key: ClassVar[str] = "dim"  # the option that sizes a latent node
     options: ClassVar[dict[str, Option]] = {}
+    #: The constraint of each option that may hold a fixed value of a distribution parameter
+    #: (checked by :meth:`check_constraints` when the spec is parsed, so that a bad one is
+    #: named there rather than found as a diverging loss).
+    constraints: ClassVar[dict[str, Constraint]] = {}
 
     def __init__(self, size: int, conditional: bool, **options):
         super().__init__()
@@ -70,6 +100,17 @@ class Family(nn.Module):
     @classmethod
     def check_context(cls, options: dict, conditional: bool) -> None:
         """Raise :class:`OptionError` for options that need or forbid parents."""
+
+    @classmethod
+    def check_constraints(cls, options: dict) -> None:
+        """Raise :class:`OptionError` for a fixed parameter value outside its constraint."""
+        for key, constraint in cls.constraints.items():
+            if options.get(key) is None:
+                continue
+            try:
+                constraint.check(options[key])
+            except ValueError as e:
+                raise OptionError(key, str(e)) from None
 
     @property
     def value_size(self) -> int:
@@ -146,7 +187,7 @@ class Normal(Family):
     options = {
         "scale": Option(
             either(
-                positive_float,
+                number,
                 one_of(SCALE_MODES),
                 expected="a positive number or one of " + ", ".join(f"'{m}'" for m in SCALE_MODES),
             ),
@@ -154,6 +195,7 @@ class Normal(Family):
             "σ: a number, 'learned', 'learned_per_dim' or 'net'",
         )
     }
+    constraints = {"scale": FIXED_SCALE}
 
     @classmethod
     def check_context(cls, options, conditional):
@@ -292,12 +334,15 @@ class Categorical(Family):
     options = {
         "weights": Option(
             lambda v: (
-                probability_vector(v) if isinstance(v, list) else one_of(("uniform", "learned"))(v)
+                list_of(number, allow_empty=False)(v)
+                if isinstance(v, list)
+                else one_of(("uniform", "learned"))(v)
             ),
             None,
             "'uniform', 'learned' or [p1, p2, ...]",
         )
     }
+    constraints = {"weights": PROBABILITIES}
 
     @classmethod
     def options_for(cls, role):

@@ -24,6 +24,7 @@ from ..spec.resolve import default_guide, read_guide, read_model
 from .families import FAMILIES, Family, OptionError
 from .guide_families import GUIDE_FAMILIES
 from .nets import NETS, NetInput, NetOutput
+from .sizes import check_sizes
 
 MAX_PLATE_NESTING = 1  # only the "data" plate; vectorized particles go to dim -2
 REDUCED_PRECISION = (torch.bfloat16, torch.float16)
@@ -112,6 +113,8 @@ class LatentModel(nn.Module):
         super().__init__()
         check_pair(model_spec, guide_spec)
         self.data_shape, self.image_shape = _shapes(data_shape)
+        # Before any module exists: a pair far too large is refused by key, not by the allocator.
+        check_sizes(model_spec, guide_spec, self.data_shape[0], self.image_shape)
         self.model_spec, self.guide_spec = model_spec, guide_spec
 
         inputs: dict[str, NetInput] = {}

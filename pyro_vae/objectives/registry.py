@@ -32,13 +32,14 @@ silently give wrong gradients (see :mod:`pyro_vae.objectives.checks`).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 import pyro.infer
 
-from ..errors import PyroVaeError, SpecError
+from ..errors import PyroVaeError, SpecError, shown
 from ..model.latent_model import MAX_PLATE_NESTING, LatentModel
 from ..registry import Registry
 from ..spec.options import Option
@@ -127,6 +128,19 @@ OBJECTIVES.register("renyi")(
 )
 
 
+#: The most particles an objective may take. A bound on the setting alone, against typos
+#: (``k=99999999999`` would ask for an 800 GB tensor); whether a step with this many fits the
+#: device is estimated at train time, per batch, by :mod:`pyro_vae.runs.memory`.
+MAX_PARTICLES = 100_000
+
+#: A setting's value as written: a whole number for ``k``, a decimal number for the others
+#: (ASCII digits only: Python's ``int`` would also take ``1_000`` and Arabic-Indic digits).
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|nan|inf|infinity)", re.IGNORECASE
+)
+
+
 @dataclass(frozen=True)
 class ObjectiveChoice:
     """An objective with its settings, written ``name[:k=K[,option=value...]]``, e.g.
@@ -140,27 +154,37 @@ class ObjectiveChoice:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise PyroVaeError(f"objective: expected a name, got {shown(self.name)}")
         if self.name not in OBJECTIVES:
-            raise PyroVaeError(OBJECTIVES.unknown_message(self.name))
+            raise PyroVaeError(OBJECTIVES.unknown_message(shown(self.name)[1:-1]))
         k = self.num_particles
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise PyroVaeError(f"objective '{self.name}': k must be >= 1, got {k!r}")
+        whole = f"a whole number from 1 to {MAX_PARTICLES:,}"
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise PyroVaeError(f"objective '{self.name}': k must be {whole}, got {shown(k)}")
+        if not 1 <= k <= MAX_PARTICLES:
+            bound = "k must be >= 1" if k < 1 else f"k must be <= {MAX_PARTICLES:,}"
+            raise PyroVaeError(f"objective '{self.name}': {bound}, got {shown(k)} ({whole})")
+        if not isinstance(self.options, dict):
+            raise PyroVaeError(
+                f"objective '{self.name}': options must be a table, got {shown(self.options)}"
+            )
         object.__setattr__(self, "options", self._complete(dict(self.options)))
 
     def _complete(self, options: dict) -> dict:
         known = OBJECTIVES.get(self.name).options
-        unknown = sorted(set(options) - set(known))
+        unknown = sorted(map(str, set(options) - set(known)))
         if unknown:
             names = ", ".join(known) or "none"
             raise PyroVaeError(
-                f"objective '{self.name}' has no option {unknown[0]!r} (options: {names})"
+                f"objective '{self.name}' has no option {shown(unknown[0])} (options: {names})"
             )
         complete = {}
         for key, option in known.items():
             try:
                 complete[key] = option.check(options.get(key, option.default))
             except ValueError as e:
-                raise PyroVaeError(f"objective '{self.name}': option {key}: {e}") from None
+                raise PyroVaeError(f"objective '{self.name}': option {_name(key)}: {e}") from None
         return complete
 
     @classmethod
@@ -168,25 +192,32 @@ class ObjectiveChoice:
         cls, text: str, *, num_particles: int | None = None, options: dict | None = None
     ) -> ObjectiveChoice:
         """Read ``name[:k=K,option=value,...]``. ``num_particles`` and ``options`` given apart
-        (pv.train's keywords, the CLI's --num-particles) join in, unless ``text`` sets them too."""
-        name, _, rest = text.strip().partition(":")
+        (pv.train's keywords, the CLI's --num-particles) join in, unless ``text`` sets them too.
+
+        :raises PyroVaeError: one line naming the setting at fault.
+        """
+        if not isinstance(text, str):
+            raise PyroVaeError(f"objective: expected a name, got {shown(text)}")
+        name, colon, rest = text.strip().partition(":")
+        name = name.strip()
+        if not name:
+            raise PyroVaeError(f"objective {shown(text)}: no name before the settings")
+        if colon and not rest.strip():
+            raise PyroVaeError(f"objective {shown(text)}: nothing after ':'; write name:k=K")
         settings: dict = {}
-        for pair in filter(None, (p.strip() for p in rest.split(","))):
-            key, sep, value = pair.partition("=")
-            try:
-                if not sep:
-                    raise ValueError
-                settings[key.strip()] = float(value) if key.strip() != "k" else int(value)
-            except ValueError:
-                raise PyroVaeError(
-                    f"objective {text!r}: expected name:k=K,option=value, got {pair!r}"
-                ) from None
+        for pair in rest.split(",") if colon else ():
+            key, value = _setting(text, pair)
+            if key in settings:
+                raise PyroVaeError(f"objective {shown(text)}: sets {_name(key)} twice")
+            settings[key] = value
         if "k" in settings and num_particles is not None:
             raise PyroVaeError(
-                f"objective {text!r} sets k; do not also give the number of particles"
+                f"objective {shown(text)} sets k; do not also give the number of particles"
             )
         if options and set(settings) - {"k"}:
-            raise PyroVaeError(f"objective {text!r} sets its options; do not also give them apart")
+            raise PyroVaeError(
+                f"objective {shown(text)} sets its options; do not also give them apart"
+            )
         k = settings.pop("k", 1 if num_particles is None else num_particles)
         return cls(name, k, {**settings, **(options or {})})
 
@@ -234,6 +265,28 @@ class ObjectiveChoice:
         return True
 
 
+def _setting(text: str, pair: str) -> tuple[str, int | float]:
+    """One ``key=value`` of the settings in ``text``: ``k`` a whole number, the others numbers
+    (their ranges are checked by the objective's options)."""
+    key, sep, value = (part.strip() for part in pair.partition("="))
+    expected = f"objective {shown(text)}: expected name:k=K,option=value, got {shown(pair.strip())}"
+    if not key:
+        raise PyroVaeError(expected + " (an empty setting)")
+    if not sep or not value:
+        raise PyroVaeError(expected + f" ({_name(key)} has no value)")
+    if key == "k":
+        if not _WHOLE.fullmatch(value):
+            raise PyroVaeError(
+                expected + f" (k must be a whole number from 1 to {MAX_PARTICLES:,})"
+            )
+        if len(value) > 20:  # beyond any bound, and int() refuses 4,301 digits and more
+            raise PyroVaeError(expected + f" (k must be <= {MAX_PARTICLES:,})")
+        return key, int(value)
+    if not _DECIMAL.fullmatch(value):
+        raise PyroVaeError(expected + f" ({_name(key)} must be a number)")
+    return key, float(value)
+
+
 def default_objective(vae: LatentModel) -> str:
     """``trace_enum`` with enumerated latents, else ``trace_mean_field`` where it is valid
     (analytic KL: lower variance), else ``trace``; ``trace`` for pairs not built from specs,
@@ -243,3 +296,9 @@ def default_objective(vae: LatentModel) -> str:
     if vae.enumerated:
         return "trace_enum"
     return "trace_mean_field" if ObjectiveChoice("trace_mean_field").usable_with(vae) else "trace"
+
+
+def _name(key: str) -> str:
+    """A setting's name as typed, quoted (and escaped) only if it is not a plain identifier, so
+    that a stray control character cannot break the one-line message."""
+    return key if key.isidentifier() else shown(key)

@@ -2,6 +2,8 @@
 
 Each check takes the raw TOML value and returns the normalized value, or raises ``ValueError``
 with the expectation ("expected a positive integer, got -3"); the parser adds file and key.
+:class:`Constraint` is what a fixed numeric parameter of a distribution must satisfy; families
+declare one per such parameter, and the parser applies it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import did_you_mean
+from ..errors import did_you_mean, shown
 
 Check = Callable[[Any], Any]
 REQUIRED = object()
@@ -26,43 +28,57 @@ class Option:
     doc: str = ""
 
 
-def _show(value: Any) -> str:
-    return repr(value) if not isinstance(value, str) else f"'{value}'"
+#: The largest size (``dim``, hidden widths, channels, kernel, stride, counts) a spec may give.
+#: Any layer with a width above it holds more than 10⁹ weights (4 GB of float32) per unit on
+#: its other side, beyond the default parameter limit of :mod:`pyro_vae.model.sizes`, which
+#: checks the exact count of the whole model once the spec is resolved; this bound only keeps
+#: absurd numbers (10³⁰, which torch cannot even take as a size) out of that arithmetic.
+MAX_SIZE = 10**9
+
+
+def _whole_number(value: Any, low: int, expected: str) -> int:
+    """``value`` if it is an integer in ``[low, MAX_SIZE]`` (``true`` and ``5.0`` are not)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_SIZE:
+        raise ValueError(
+            f"{expected}, got {shown(value)}; must be a whole number between {low:,} and "
+            f"{MAX_SIZE:,}"
+        )
+    return value
 
 
 def positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected a positive integer, got {_show(value)}")
-    return value
+    return _whole_number(value, 1, "expected a positive integer")
 
 
 def int_at_least(low: int) -> Check:
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"expected an integer >= {low}, got {_show(value)}")
-        return value
+        return _whole_number(value, low, f"expected an integer >= {low}")
 
     return check
 
 
-def positive_float(value: Any) -> float:
+def number(value: Any) -> float:
+    """Any TOML number, NaN and infinities included, as a float: the range of a distribution
+    parameter is its family's :class:`Constraint`, checked once the options are read."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a positive number, got {_show(value)}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"expected a positive finite number, got {_show(value)}")
-    return float(value)
+        raise ValueError(f"expected a number, got {shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond the largest float
+        return math.inf if value > 0 else -math.inf
 
 
 def string(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_show(value)}")
+        raise ValueError(f"expected a string, got {shown(value)}")
     return value
 
 
 def one_of(choices: Sequence[str]) -> Check:
     def check(value: Any) -> str:
         if not isinstance(value, str) or value not in choices:
-            raise ValueError(f"unknown value {_show(value)}" + did_you_mean(str(value), choices))
+            word = value if isinstance(value, str) else shown(value)
+            raise ValueError(f"unknown value {shown(value)}" + did_you_mean(word, choices))
         return value
 
     return check
@@ -71,7 +87,7 @@ def one_of(choices: Sequence[str]) -> Check:
 def list_of(item: Check, *, allow_empty: bool = True) -> Check:
     def check(value: Any) -> list:
         if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {_show(value)}")
+            raise ValueError(f"expected a list, got {shown(value)}")
         if not value and not allow_empty:
             raise ValueError("expected a non-empty list")
         out = []
@@ -85,11 +101,38 @@ def list_of(item: Check, *, allow_empty: bool = True) -> Check:
     return check
 
 
-def probability_vector(value: Any) -> list[float]:
-    probs = list_of(positive_float, allow_empty=False)(value)
-    if abs(sum(probs) - 1.0) > 1e-6:
-        raise ValueError(f"expected probabilities summing to 1, got sum {sum(probs):.6g}")
-    return probs
+@dataclass(frozen=True)
+class Constraint:
+    """The values a fixed numeric parameter of a distribution may take: finite numbers in
+    ``[low, high]``, each item of a list; ``simplex``: the list must also sum to 1 (within
+    10⁻⁶). ``why`` is the reason for the bounds, said in the message.
+
+    :meth:`check` takes what the option's check returned and leaves anything that is not a
+    number or a list of numbers (a mode such as ``"learned"``) to that check.
+    """
+
+    what: str
+    low: float
+    high: float
+    why: str = ""
+    simplex: bool = False
+
+    def check(self, value: Any) -> None:
+        """Raise ``ValueError`` saying which value breaks the constraint and why."""
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        items = [value] if is_number else value if isinstance(value, list) else None
+        if items is None or not all(isinstance(v, int | float) for v in items):
+            return
+        for i, v in enumerate(items):
+            if not (math.isfinite(v) and self.low <= v <= self.high):
+                where = f"item {i}: " if not is_number else ""
+                because = f": {self.why}" if self.why else ""
+                raise ValueError(
+                    f"{where}{self.what} must be a finite number from {self.low:g} to "
+                    f"{self.high:g}, got {shown(v)}{because}"
+                )
+        if self.simplex and abs(math.fsum(items) - 1.0) > 1e-6:
+            raise ValueError(f"expected probabilities summing to 1, got sum {math.fsum(items):.6g}")
 
 
 def either(*checks: Check, expected: str) -> Check:
@@ -101,7 +144,7 @@ def either(*checks: Check, expected: str) -> Check:
                 return c(value)
             except ValueError:
                 continue
-        raise ValueError(f"expected {expected}, got {_show(value)}")
+        raise ValueError(f"expected {expected}, got {shown(value)}")
 
     return check
 

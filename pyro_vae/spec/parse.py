@@ -8,11 +8,14 @@ one ``[latent.NAME]`` entry per model latent. Every rule violation raises
 from __future__ import annotations
 
 import graphlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SpecError, did_you_mean
+from torch import nn
+
+from ..errors import SpecError, did_you_mean, shown
 from ..model import conv, priors  # noqa: F401  (they register the conv net and learned priors)
 from ..model.families import FAMILIES, OptionError
 from ..model.guide_families import GUIDE_FAMILIES
@@ -20,6 +23,33 @@ from ..model.nets import NETS
 from .options import list_of, string, validate_options
 
 DATA = "x"  # the observed site; guides may condition on it
+
+#: The longest spec text read. The bundled specs are under 2 kB; the bound keeps a stray
+#: multi-gigabyte file (or a generated one) from being parsed at all.
+MAX_SPEC_CHARS = 1_000_000
+
+#: The most dots a dotted key may have (``latent.z.net.kind`` has 3). tomllib's bookkeeping
+#: of a dotted key is quadratic in its parts: a 200 kB line ``a.a.a...a = 1`` takes gigabytes.
+MAX_KEY_DOTS = 20
+
+# One part of a TOML key: bare, "basic" or 'literal'. Possessive quantifiers and the
+# look-behind (a chain starts at a part's first character only) keep the search linear.
+_KEY_PART = r"""(?:[A-Za-z0-9_-]++|"(?:[^"\\\n]|\\.)*+"|'[^'\n]*+')"""
+_LONG_DOTTED_KEY = re.compile(
+    rf"(?<![A-Za-z0-9_\-\"'])(?:{_KEY_PART}[ \t]*+\.[ \t]*+){{{MAX_KEY_DOTS + 1},}}{_KEY_PART}"
+)
+
+#: Node names become Pyro site names and the keys of the ``nn.ModuleDict`` holding the nodes,
+#: which refuses dots, the empty string and its own attribute names (``keys``, ``training``).
+NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+_RESERVED_NAMES = frozenset(dir(nn.ModuleDict()))
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def key_part(name: str) -> str:
+    """``name`` as one part of a dotted key in a message: bare if TOML would write it bare,
+    else quoted and shortened, so that a newline in a key cannot split the message."""
+    return name if _BARE_KEY.fullmatch(name) else shown(name)
 
 
 @dataclass(frozen=True)
@@ -81,23 +111,52 @@ class _Reader:
         return SpecError(self.path, key, message)
 
     def load(self, text: str) -> dict:
+        """The TOML document of ``text``; whatever tomllib cannot read is a :class:`SpecError`."""
+        if not isinstance(text, str):
+            raise self.error("", f"expected the text of a spec, got {type(text).__name__}")
+        if len(text) > MAX_SPEC_CHARS:
+            raise self.error(
+                "", f"is {len(text):,} characters long; a spec may have at most {MAX_SPEC_CHARS:,}"
+            )
+        long_key = _LONG_DOTTED_KEY.search(text)
+        if long_key:
+            line = text.count("\n", 0, long_key.start()) + 1
+            raise self.error(
+                "", f"line {line}: a dotted key of more than {MAX_KEY_DOTS + 1} parts; nest tables"
+            )
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise self.error("", f"not valid TOML: {e}") from None
+        except RecursionError:  # tomllib recurses once per level of nested arrays or tables
+            raise self.error("", "not valid TOML: values nested too deeply") from None
+        except ValueError as e:  # an integer of more than 4,300 digits; the advice is Python's
+            raise self.error("", f"not valid TOML: {str(e).split(';')[0]}") from None
 
     def table(self, doc: dict, key: str, allowed: tuple[str, ...]) -> None:
         for k in doc:
             if k not in allowed:
+                part = key_part(k)
                 raise self.error(
-                    f"{key}.{k}" if key else k, "unknown key" + did_you_mean(k, allowed)
+                    f"{key}.{part}" if key else part, "unknown key" + did_you_mean(k, allowed)
                 )
 
     def sections(self, doc: dict, name: str) -> dict[str, dict]:
         sec = doc.get(name, {})
         if not isinstance(sec, dict):
-            raise self.error(name, f"expected a table of nodes ([{name}.NAME]), got {sec!r}")
+            raise self.error(name, f"expected a table of nodes ([{name}.NAME]), got {shown(sec)}")
         for node, body in sec.items():
+            if not NODE_NAME.fullmatch(node):
+                raise self.error(
+                    f"{name}.{key_part(node)}",
+                    "a node name must be a letter followed by at most 63 letters, digits or _",
+                )
+            if node in _RESERVED_NAMES:
+                raise self.error(
+                    f"{name}.{node}",
+                    f"'{node}' is reserved: the torch ModuleDict holding the nodes has an "
+                    f"attribute of that name",
+                )
             if not isinstance(body, dict):
                 raise self.error(f"{name}.{node}", "expected a table of keys")
         return sec
@@ -108,7 +167,7 @@ class _Reader:
         except ValueError as e:
             raise self.error(f"{key}.given", str(e)) from None
         if len(set(given)) != len(given):
-            raise self.error(f"{key}.given", f"names a parent twice: {given}")
+            raise self.error(f"{key}.given", f"names a parent twice: {shown(given)}")
         return tuple(given)
 
     def net(self, body: dict, key: str, given: tuple[str, ...]) -> NetSpec | None:
@@ -123,24 +182,32 @@ class _Reader:
         if not given:
             raise self.error(f"{key}.net", "a net needs inputs: set 'given'")
         if not isinstance(raw, dict):
-            raise self.error(f"{key}.net", f'expected a table like {{ kind = "mlp" }}, got {raw!r}')
-        kind = raw.get("kind")
-        if kind is None:
-            raise self.error(f"{key}.net.kind", "required; one of " + ", ".join(NETS.names()))
-        if kind not in NETS:
-            raise self.error(f"{key}.net.kind", NETS.unknown_message(str(kind)))
+            raise self.error(
+                f"{key}.net", f'expected a table like {{ kind = "mlp" }}, got {shown(raw)}'
+            )
+        kind = self.registered_name(raw, "kind", f"{key}.net", NETS)
         rest = {k: v for k, v in raw.items() if k != "kind"}
         options = validate_options(
-            rest, NETS.get(kind).options, lambda k, m: self.error(f"{key}.net.{k}", m)
+            rest, NETS.get(kind).options, lambda k, m: self.error(f"{key}.net.{key_part(k)}", m)
         )
         return NetSpec(kind, options)
 
     def family_name(self, body: dict, key: str, registry) -> str:
-        name = body.get("family")
+        return self.registered_name(body, "family", key, registry)
+
+    def registered_name(self, body: dict, name_key: str, key: str, registry) -> str:
+        """``body[name_key]``, which must name an entry of ``registry`` (a family, a net)."""
+        name = body.get(name_key)
+        where = f"{key}.{name_key}"
         if name is None:
-            raise self.error(f"{key}.family", "required; one of " + ", ".join(registry.names()))
+            raise self.error(where, "required; one of " + ", ".join(registry.names()))
+        if not isinstance(name, str):
+            raise self.error(
+                where, f"expected a string, one of {', '.join(registry.names())}; got {shown(name)}"
+            )
         if name not in registry:
-            raise self.error(f"{key}.family", registry.unknown_message(str(name)))
+            # The name as shown (escaped, shortened) without its quotes, which the message adds.
+            raise self.error(where, registry.unknown_message(shown(name)[1:-1]))
         return name
 
     def order(self, nodes: dict[str, NodeSpec], external: set[str], section: str) -> list[str]:
@@ -150,7 +217,7 @@ class _Reader:
                 if parent not in nodes and parent not in external:
                     raise self.error(
                         f"{node.key}.given",
-                        f"'{parent}' is not a {section} node"
+                        f"{shown(parent)} is not a {section} node"
                         + did_you_mean(parent, set(nodes) | external),
                     )
                 if parent == node.name:
@@ -188,10 +255,11 @@ def _model_node(reader: _Reader, section: str, name: str, body: dict) -> NodeSpe
     options = validate_options(
         {k: v for k, v in body.items() if k not in _COMMON_KEYS},
         own,
-        lambda k, m: reader.error(f"{key}.{k}", m),
+        lambda k, m: reader.error(f"{key}.{key_part(k)}", m),
     )
     try:
         family.check_context(options, conditional=bool(given))
+        family.check_constraints(options)
     except OptionError as e:
         raise reader.error(f"{key}.{e.key}", str(e)) from None
     return NodeSpec(name, key, family_name, given, net, options)
@@ -207,7 +275,7 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
     }
     observed = reader.sections(doc, "observed")
     if list(observed) != [DATA]:
-        names = ", ".join(observed) or "none"
+        names = ", ".join(observed) or "none"  # valid node names: sections checked them
         raise reader.error("observed", f"expected exactly one observed node named 'x', got {names}")
     if DATA in latents:
         raise reader.error(f"latent.{DATA}", "'x' is the observed node; rename this latent")
@@ -225,7 +293,7 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
     order = reader.order({**latents, DATA: x}, set(), "latent")
     for key in ("description", "default_guide"):
         if key in doc and not isinstance(doc[key], str):
-            raise reader.error(key, f"expected a string, got {doc[key]!r}")
+            raise reader.error(key, f"expected a string, got {shown(doc[key])}")
     return ModelSpec(
         path=str(path),
         text=text,
@@ -253,7 +321,7 @@ def parse_guide(text: str, path: str | Path = "<string>") -> GuideSpec:
         options = validate_options(
             {k: v for k, v in body.items() if k not in _COMMON_KEYS},
             own,
-            lambda k, m, key=key: reader.error(f"{key}.{k}", m),
+            lambda k, m, key=key: reader.error(f"{key}.{key_part(k)}", m),
         )
         net = reader.net(body, key, given)
         nodes[name] = NodeSpec(name, key, family, given, net, options)
@@ -263,7 +331,7 @@ def parse_guide(text: str, path: str | Path = "<string>") -> GuideSpec:
         raise reader.error(f"latent.{DATA}", "'x' is the data, not a latent")
     order = reader.order(nodes, {DATA}, "guide")
     if "description" in doc and not isinstance(doc["description"], str):
-        raise reader.error("description", f"expected a string, got {doc['description']!r}")
+        raise reader.error("description", f"expected a string, got {shown(doc['description'])}")
     return GuideSpec(str(path), text, doc.get("description", ""), {n: nodes[n] for n in order})
 
 
