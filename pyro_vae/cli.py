@@ -285,6 +285,8 @@ def _cmd_evaluate(args) -> int:
         f"median k̂ {fmt(e['khat_median'])}, {e['khat_above_0.7']} above 0.7, "
         f"{e['khat_undefined']} undefined"
     )
+    for note in e.get("notes", []):  # non-finite estimates, lost precision
+        print(f"     note: {note}")
     if "ais" in e:
         a = e["ais"]
         mean, mc = fmt(a["log_px"]["mean"], "10.3f"), fmt(a["log_px"]["mc_stderr"], ".3f")

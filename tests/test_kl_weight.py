@@ -115,9 +115,9 @@ def test_the_reported_test_elbo_is_the_true_elbo():
     [
         (["--objective", "iwae:k=3", "--kl-weight", "2"], "objective 'iwae': a KL weight"),
         (["--objective", "renyi:k=3", "--kl-warmup", "5"], "objective 'renyi': a KL weight"),
-        (["--kl-weight", "-1"], "kl_weight must be a finite number >= 0, got -1.0"),
-        (["--kl-weight", "inf"], "kl_weight must be a finite number >= 0, got inf"),
-        (["--kl-warmup", "-2"], "kl_warmup must be a whole number of epochs >= 0, got -2"),
+        (["--kl-weight", "-1"], "argument --kl-weight: must be a finite number >= 0, got -1"),
+        (["--kl-weight", "inf"], "argument --kl-weight: must be a finite number >= 0, got inf"),
+        (["--kl-warmup", "-2"], "argument --kl-warmup: must be a whole number from 0 to"),
     ],
 )
 def test_bad_kl_settings_are_refused_before_anything_is_written(tmp_path, capsys, args, words):

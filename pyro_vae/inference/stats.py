@@ -40,3 +40,14 @@ def khat_counts(khat) -> dict:
         "khat_above_0.7": int((finite > KHAT_UNRELIABLE).sum()),
         "khat_undefined": int(k.numel() - finite.numel()),
     }
+
+
+def count_non_finite(values) -> int:
+    """How many of ``values`` are NaN or infinite."""
+    return int((~torch.isfinite(_float64(values))).sum())
+
+
+def masked_mean(values, keep) -> float | None:
+    """The mean of ``values`` where ``keep`` is true; None where nothing is kept."""
+    v = _float64(values)[_float64(keep).bool()]
+    return v.mean().item() if v.numel() else None

@@ -259,10 +259,45 @@ def pareto_khat(largest: torch.Tensor, num_samples: int) -> torch.Tensor:
         warnings.simplefilter("ignore", FutureWarning)
         import arviz
     top = largest.T.numpy()  # (N, M + 1), descending
-    khat = np.empty(len(top))
-    for start in range(0, len(top), 256):
-        rows = top[start : start + 256]
+    khat = np.full(len(top), np.nan)  # undefined where a weight is not finite: no tail to fit
+    finite = np.flatnonzero(np.isfinite(top).all(axis=1))
+    for start in range(0, len(finite), 256):
+        at = finite[start : start + 256]
+        rows = top[at]
         full = np.repeat(rows[:, -1:], num_samples, axis=1)
         full[:, : rows.shape[1]] = rows
-        _, khat[start : start + 256] = arviz.psislw(full, reff=1.0)
+        _, khat[at] = arviz.psislw(full, reff=1.0)
     return torch.from_numpy(khat)
+
+
+#: The largest rounding step (nats) at which a log weight still means something: where the
+#: dtype's spacing at |log w| exceeds it, a log p̂ − ELBO gap, an ESS or a k̂ is rounding noise.
+PRECISION_TOLERANCE = 0.1
+
+
+def largest_abs_log_weight(result: LogLikelihood) -> torch.Tensor:
+    """The largest |log w| per datapoint among the weights ``result`` kept (its largest
+    ones, which carry log p̂); NaN where a weight is NaN."""
+    top = result.largest_log_weights
+    if top is None or not top.numel():
+        return torch.full((len(result.log_px),), math.nan, dtype=torch.float64)
+    return top.abs().amax(0)
+
+
+def float_spacing(magnitude, dtype: torch.dtype) -> torch.Tensor:
+    """The gap between adjacent numbers of ``dtype`` at each ``magnitude`` (float64): the
+    finest difference that arithmetic in ``dtype`` can tell apart there, e.g. float32 at 1e26:
+    2⁶³ ≈ 9.2e18. The spacing of the dtype's normal numbers (its subnormals are finer)."""
+    m = torch.as_tensor(magnitude, dtype=torch.float64).abs()
+    return torch.finfo(dtype).eps * torch.exp2(torch.floor(torch.log2(m)))
+
+
+def precision_lost(
+    magnitude, dtype: torch.dtype, tolerance: float = PRECISION_TOLERANCE
+) -> torch.Tensor:
+    """Per datapoint, whether log weights of size ``magnitude`` (|log w|, nats) computed in
+    ``dtype`` are rounded to steps coarser than ``tolerance`` nats: there log p̂ and the ELBO
+    are right in their leading digits only, and their difference, the ESS and k̂ (which
+    compare weights) are noise. False where ``magnitude`` is not finite (counted apart)."""
+    spacing = float_spacing(magnitude, dtype)
+    return torch.isfinite(spacing) & (spacing > tolerance)

@@ -15,12 +15,18 @@ ordered by class; ``test_index`` in the arrays says which rows.
 Writes into the run directory ``evaluation.npz`` (per-datapoint arrays, plain NumPy),
 ``evaluation.nc`` (the same as an ``arviz.InferenceData``: log p̂ in its ``log_likelihood``
 group), plots under ``plots/``, and an ``evaluation`` section in ``report.json`` and
-``report.md``.
+``report.md``. A damaged ``report.json`` or an output folder that cannot be written is refused
+before any work; a write that fails (a full disk) leaves the file it would have replaced as it
+was (:mod:`pyro_vae.runs.files`).
+
+Datapoints whose estimates are not finite (a log-density that is NaN there), or whose log
+weights are so large that their dtype rounds them to steps coarser than 0.1 nat
+(:func:`~pyro_vae.inference.weights.precision_lost`), are counted, named in the report, and left
+out of every mean; the plots draw what is left.
 """
 
 from __future__ import annotations
 
-import json
 import resource
 import time
 import warnings
@@ -37,15 +43,21 @@ from ..inference.elbo import elbo
 from ..inference.gap import refined_elbo
 from ..inference.log_likelihood import log_likelihood
 from ..inference.precision import check_precision
-from ..inference.stats import khat_counts, mean_stderr, sample_stderr
+from ..inference.stats import count_non_finite, khat_counts, mean_stderr, sample_stderr
 from ..inference.streams import datapoint_seeds
 from ..inference.surgery import ACTIVE_THRESHOLD, elbo_surgery, latent_usage
+from ..inference.weights import (
+    PRECISION_TOLERANCE,
+    float_spacing,
+    largest_abs_log_weight,
+    precision_lost,
+)
 from ..objectives.registry import default_objective
 from . import plots
 from .config import prepare_data
-from .distributed import gather, shard, world
-from .files import atomic_path
-from .report import render_report
+from .distributed import gather, on_main, shard, world
+from .files import atomic_path, check_writable
+from .report import health_notes, read_report, render_report
 from .run_dir import checkpoint_epoch, load_run, one_writer
 
 
@@ -69,12 +81,23 @@ def _curve_points(num_samples: int) -> list[int]:
     return points
 
 
-def _stats(values: np.ndarray, mc_errors: np.ndarray) -> dict:
+def _stats(values: np.ndarray, mc_errors: np.ndarray, keep: np.ndarray) -> dict:
+    """Mean, Monte Carlo and over-datapoints standard errors of ``values`` where ``keep``;
+    None for each where nothing is kept."""
+    values, mc_errors = values[keep], mc_errors[keep]
+    if not len(values):
+        return {"mean": None, "mc_stderr": None, "datapoint_stderr": None}
     return {
         "mean": float(values.mean()),
         "mc_stderr": mean_stderr(mc_errors),
         "datapoint_stderr": sample_stderr(values),
     }
+
+
+def _median(values: np.ndarray) -> float | None:
+    """The median of the finite ``values``; None where there is none."""
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if len(finite) else None
 
 
 def _batches(x: torch.Tensor, batch_size: int, progress, desc: str, ids=None):
@@ -116,6 +139,9 @@ def evaluate_run(
     ``report.json`` (see the module docstring for what each option adds)."""
     run_dir = Path(run_dir)
     check_precision(precision)
+    # Refused before minutes of sampling, not after: a report.json that cannot be extended
+    # and folders that cannot be written.
+    report = on_main(lambda: _prepare_outputs(run_dir))
     vae, config = load_run(run_dir, device=device)
     vae.eval()
     dataset = prepare_data(vae, config)
@@ -155,11 +181,15 @@ def evaluate_run(
     steps = max(p[2] for p in parts)
     arrays["gap"] = arrays["log_px"] - arrays["elbo"]
     arrays["gap_stderr"] = np.hypot(arrays["stderr"], arrays["elbo_stderr"])
+    health = _health(arrays, _log_weight_dtype(vae))
+    usable = _usable(arrays)
     summary = {}
     if ais:
-        summary["ais"] = _ais_summary(arrays, ais_samples, ais_steps, timings["ais"])
+        summary["ais"] = _ais_summary(arrays, usable, ais_samples, ais_steps, timings["ais"])
     if decompose:
-        summary["decomposition"] = _decomposition_summary(arrays, steps, timings["decomposition"])
+        summary["decomposition"] = _decomposition_summary(
+            arrays, usable, steps, timings["decomposition"]
+        )
     if surgery:  # the aggregate posterior is over all datapoints: one process
         every = dataset.test[indices].to(module_device(vae))
         summary["surgery"], summary["latent_usage"] = _surgery(vae, every)
@@ -175,12 +205,14 @@ def evaluate_run(
         "processes": w.size,
         "elbo_samples": elbo_samples,
         "elbo_estimator": estimator,
-        "log_px": _stats(arrays["log_px"], arrays["stderr"]),
-        "elbo": _stats(arrays["elbo"], arrays["elbo_stderr"]),
-        "gap": _stats(arrays["gap"], arrays["gap_stderr"]),
-        "ess_median": float(np.median(arrays["ess"])),
-        **khat_counts(arrays["khat"]),
-        "log_px_by_num_samples": _curve(curve),
+        "num_used": int(usable.sum()),
+        **health,
+        "log_px": _stats(arrays["log_px"], arrays["stderr"], usable),
+        "elbo": _stats(arrays["elbo"], arrays["elbo_stderr"], usable),
+        "gap": _stats(arrays["gap"], arrays["gap_stderr"], usable),
+        "ess_median": _median(arrays["ess"][usable]),
+        **khat_counts(arrays["khat"][usable]),
+        "log_px_by_num_samples": _curve(curve, usable),
         "seconds": seconds,
         **summary,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -192,12 +224,68 @@ def evaluate_run(
         np.savez(f, **arrays)
     with atomic_path(run_dir / "evaluation.nc") as tmp:
         inference_data(arrays).to_netcdf(str(tmp))
-    summary["plots"] = _plots(run_dir, summary, arrays)
-    report_path = run_dir / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    summary["plots"], summary["plots_skipped"] = _plots(run_dir, summary, arrays, usable)
+    summary["notes"] = health_notes(summary)
     report["evaluation"] = summary
     render_report(run_dir, report)
     return summary
+
+
+def _prepare_outputs(run_dir: Path) -> dict:
+    """The run's ``report.json`` (empty if none) once it and the folders the evaluation
+    writes into are known to be usable; a :class:`~pyro_vae.errors.PyroVaeError` naming the
+    file or folder otherwise."""
+    report = read_report(run_dir)
+    check_writable(run_dir)
+    check_writable(run_dir / "plots")
+    return report
+
+
+def _log_weight_dtype(vae) -> torch.dtype:
+    """The dtype the pair's log densities are summed in: its parameters' (float32, as a
+    rule). Under ``precision="bf16"`` only the nets' products drop to bfloat16; a spec-built
+    model's densities stay in float32 (:mod:`~pyro_vae.inference.precision`)."""
+    dtypes = [p.dtype for p in vae.parameters() if p.is_floating_point()]
+    return dtypes[0] if dtypes else torch.get_default_dtype()
+
+
+#: The per-datapoint estimates whose non-finite values are counted, where they were computed.
+ESTIMATES = ("log_px", "elbo", "gap", "ess", "khat", "ais_log_px", "elbo_refined")
+#: Arrays in nats whose size tells how large the log weights behind them are.
+LOG_DENSITIES = ("log_px", "elbo", "ais_log_px", "elbo_refined")
+
+
+def _health(arrays: dict, dtype: torch.dtype) -> dict:
+    """Counts of non-finite estimates and of datapoints whose log weights are too large for
+    ``dtype``; adds the per-datapoint ``log_weight_magnitude`` and ``precision_lost`` arrays.
+
+    k̂ is counted as non-finite only where the weights themselves are (log p̂ is not finite);
+    elsewhere a non-finite k̂ means too few distinct weights (``khat_undefined``).
+    """
+    magnitude = np.fmax.reduce(
+        [arrays["log_weight_magnitude"], *(np.abs(arrays[k]) for k in LOG_DENSITIES if k in arrays)]
+    )
+    arrays["log_weight_magnitude"] = magnitude
+    lost = precision_lost(torch.from_numpy(magnitude), dtype).numpy()
+    arrays["precision_lost"] = lost
+    non_finite = {k: count_non_finite(arrays[k]) for k in ESTIMATES if k in arrays}
+    non_finite["khat"] = int((~np.isfinite(arrays["khat"]) & ~np.isfinite(arrays["log_px"])).sum())
+    worst = float(magnitude[lost].max()) if lost.any() else None
+    return {
+        "non_finite": non_finite,
+        "precision_lost": {
+            "num_data": int(lost.sum()),
+            "dtype": str(dtype).removeprefix("torch."),
+            "tolerance": PRECISION_TOLERANCE,
+            "max_abs_log_weight": worst,
+            "spacing": None if worst is None else float(float_spacing(worst, dtype)),
+        },
+    }
+
+
+def _usable(arrays: dict) -> np.ndarray:
+    """The datapoints every mean is over: finite log p̂ and ELBO, precision not lost."""
+    return np.isfinite(arrays["log_px"]) & np.isfinite(arrays["elbo"]) & ~arrays["precision_lost"]
 
 
 @dataclass(frozen=True)
@@ -222,7 +310,8 @@ def _importance_sampling(
     standard error."""
     num_samples, seed, precision = sampling.num_samples, sampling.seed, sampling.precision
     record_at = _curve_points(num_samples)
-    columns = {k: [] for k in ("log_px", "stderr", "ess", "khat", "elbo", "elbo_stderr")}
+    names = ("log_px", "stderr", "ess", "khat", "elbo", "elbo_stderr", "log_weight_magnitude")
+    columns = {k: [] for k in names}
     curve = {k: [] for k in [*record_at, num_samples]}
     if not record_at:  # K = 1: the curve is the single estimate
         record_at = [num_samples]
@@ -257,6 +346,7 @@ def _importance_sampling(
             ("khat", ll.khat),
             ("elbo", bound.elbo),
             ("elbo_stderr", bound.stderr),
+            ("log_weight_magnitude", largest_abs_log_weight(ll)),
         ):
             columns[name].append(value)
         for k, (values, errors) in (ll.by_num_samples or {}).items():
@@ -275,11 +365,18 @@ def _cat(parts: list[torch.Tensor], axis: int = 0, rows: int = 0) -> np.ndarray:
     return (joined if joined.dtype == torch.bool else joined.double()).numpy()
 
 
-def _curve(curve: dict[int, np.ndarray]) -> list[dict]:
+def _curve(curve: dict[int, np.ndarray], usable: np.ndarray) -> list[dict]:
+    """Mean log p̂ from the first K samples, for each K, over the usable datapoints whose
+    estimate at that K is finite (None where there is none)."""
     points = []
     for k, (values, errors) in curve.items():
-        error = mean_stderr(torch.from_numpy(errors)) if k > 1 else None  # undefined for K = 1
-        points.append({"num_samples": k, "log_px": float(values.mean()), "mc_stderr": error})
+        keep = usable & np.isfinite(values)
+        mean, error = None, None
+        if keep.any():
+            mean = float(values[keep].mean())
+            if k > 1:  # undefined for K = 1
+                error = mean_stderr(torch.from_numpy(errors[keep]))
+        points.append({"num_samples": k, "log_px": mean, "mc_stderr": error})
     return points
 
 
@@ -295,14 +392,21 @@ def _ais(vae, x, num_samples, num_steps, batch_size, progress) -> dict[str, np.n
     return {k: _cat(v) for k, v in columns.items()}
 
 
-def _ais_summary(arrays, num_samples, num_steps, seconds) -> dict:
-    difference = arrays["ais_log_px"] - arrays["log_px"]
+def _ais_summary(arrays, usable, num_samples, num_steps, seconds) -> dict:
+    """AIS's log p̂ and its difference from importance sampling, over the usable datapoints
+    where AIS is finite too."""
+    keep = usable & np.isfinite(arrays["ais_log_px"])
+    difference = (arrays["ais_log_px"] - arrays["log_px"])[keep]
+    acceptance = arrays["ais_acceptance"][np.isfinite(arrays["ais_acceptance"])]
     return {
         "num_samples": num_samples,
         "num_steps": num_steps,
-        "log_px": _stats(arrays["ais_log_px"], arrays["ais_stderr"]),
-        "minus_is": {"mean": float(difference.mean()), "stderr": sample_stderr(difference)},
-        "acceptance_mean": float(arrays["ais_acceptance"].mean()),
+        "log_px": _stats(arrays["ais_log_px"], arrays["ais_stderr"], keep),
+        "minus_is": {
+            "mean": float(difference.mean()) if len(difference) else None,
+            "stderr": sample_stderr(difference),
+        },
+        "acceptance_mean": float(acceptance.mean()) if len(acceptance) else None,
         "seconds": seconds,
     }
 
@@ -323,23 +427,28 @@ def _decompose(vae, x, elbo_samples, batch_size, progress) -> tuple[dict, int]:
     return {k: _cat(v) for k, v in columns.items()}, steps
 
 
-def _decomposition_summary(arrays, steps: int, seconds: float) -> dict:
+def _decomposition_summary(arrays, usable, steps: int, seconds: float) -> dict:
     """The two gaps per datapoint (into ``arrays``), against the best log p̂ measured (AIS
-    where it ran, else importance sampling)."""
+    where it ran, else importance sampling); means over the usable datapoints where both gaps
+    are finite."""
     source = "ais" if "ais_log_px" in arrays else "is"
     log_px = arrays["ais_log_px"] if source == "ais" else arrays["log_px"]
     log_px_stderr = arrays["ais_stderr"] if source == "ais" else arrays["stderr"]
     arrays["approximation_gap"] = log_px - arrays["elbo_refined"]
     arrays["amortization_gap"] = arrays["elbo_refined"] - arrays["elbo"]
+    keep = usable & np.isfinite(arrays["approximation_gap"]) & np.isfinite(arrays["elbo_refined"])
     return {
         "log_px_from": source,
-        "elbo_refined": _stats(arrays["elbo_refined"], arrays["elbo_refined_stderr"]),
+        "elbo_refined": _stats(arrays["elbo_refined"], arrays["elbo_refined_stderr"], keep),
         "approximation_gap": _stats(
-            arrays["approximation_gap"], np.hypot(log_px_stderr, arrays["elbo_refined_stderr"])
+            arrays["approximation_gap"],
+            np.hypot(log_px_stderr, arrays["elbo_refined_stderr"]),
+            keep,
         ),
         "amortization_gap": _stats(
             arrays["amortization_gap"],
             np.hypot(arrays["elbo_refined_stderr"], arrays["elbo_stderr"]),
+            keep,
         ),
         "converged": int(arrays["refine_converged"].sum()),
         "max_refine_steps": steps,
@@ -381,34 +490,51 @@ def inference_data(arrays: dict):
     )
 
 
-def _plots(run_dir: Path, summary: dict, arrays: dict) -> dict:
+def _plots(run_dir: Path, summary: dict, arrays: dict, usable: np.ndarray) -> tuple[dict, dict]:
+    """The evaluation's plots, of the usable datapoints: ``{name: path}`` of those drawn and
+    ``{name: why}`` of those skipped because nothing in them could be drawn."""
     folder = run_dir / "plots"
-    made = {
-        "log_px_vs_k": plots.log_px_vs_k(
+    shown = {k: np.where(usable, v, np.nan) for k, v in arrays.items() if v.dtype.kind == "f"}
+    figures = {
+        "log_px_vs_k": lambda: plots.log_px_vs_k(
             summary["log_px_by_num_samples"], summary["elbo"]["mean"], folder / "log_px_vs_k.png"
         ),
-        "gap_hist": plots.histogram(
-            arrays["gap"], folder / "gap_hist.png", "log p̂(x) − ELBO per datapoint (nats)"
+        "gap_hist": lambda: plots.histogram(
+            arrays["gap"],
+            folder / "gap_hist.png",
+            "log p̂(x) − ELBO per datapoint (nats)",
+            keep=usable,
         ),
-        "khat_hist": plots.histogram(
-            arrays["khat"], folder / "khat_hist.png", "Pareto k̂ per datapoint", lines=(0.5, 0.7)
+        "khat_hist": lambda: plots.histogram(
+            arrays["khat"],
+            folder / "khat_hist.png",
+            "Pareto k̂ per datapoint",
+            lines=(0.5, 0.7),
+            keep=usable,
         ),
     }
     if "ais_log_px" in arrays:
-        made["is_vs_ais"] = plots.is_vs_ais(
-            arrays["log_px"], arrays["ais_log_px"], arrays["khat"], folder / "is_vs_ais.png"
+        figures["is_vs_ais"] = lambda: plots.is_vs_ais(
+            shown["log_px"], shown["ais_log_px"], arrays["khat"], folder / "is_vs_ais.png"
         )
     if "approximation_gap" in arrays:
-        made["gap_decomposition"] = plots.gap_decomposition(
-            arrays["approximation_gap"] + arrays["amortization_gap"],
-            arrays["approximation_gap"],
-            arrays["amortization_gap"],
+        figures["gap_decomposition"] = lambda: plots.gap_decomposition(
+            shown["approximation_gap"] + shown["amortization_gap"],
+            shown["approximation_gap"],
+            shown["amortization_gap"],
             folder / "gap_decomposition.png",
         )
     if "surgery" in summary:
-        made["surgery"] = plots.surgery(summary["surgery"], folder / "surgery.png")
         usage = summary["latent_usage"]
-        made["kl_per_dim"] = plots.kl_per_dim(
+        figures["surgery"] = lambda: plots.surgery(summary["surgery"], folder / "surgery.png")
+        figures["kl_per_dim"] = lambda: plots.kl_per_dim(
             usage["latents"], folder / "kl_per_dim.png", usage["threshold"]
         )
-    return {name: str(path.relative_to(run_dir)) for name, path in made.items()}
+    made, skipped = {}, {}
+    for name, draw in figures.items():
+        path = draw()
+        if path is None:
+            skipped[name] = "nothing finite to draw"
+        else:
+            made[name] = str(path.relative_to(run_dir))
+    return made, skipped

@@ -1,4 +1,10 @@
-"""Matplotlib figures written as PNG files (the Agg backend: no screen needed)."""
+"""Matplotlib figures written as PNG files (the Agg backend: no screen needed).
+
+Each figure is written atomically (:func:`~pyro_vae.runs.files.atomic_path`): a folder or file
+that cannot be written is one :class:`~pyro_vae.errors.PyroVaeError` naming it. The figures of
+per-datapoint estimates draw their finite values only, and return None, writing nothing, when
+no value is left to draw.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .files import atomic_path  # noqa: E402
+
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    """Write ``fig`` to ``path`` (its format from the suffix, PNG by default) and close it."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -82,15 +94,27 @@ def data_vs_model(data: torch.Tensor, samples: torch.Tensor, path: Path, title: 
     return _save(fig, path)
 
 
-def log_px_vs_k(curve: list[dict], elbo: float, path: Path) -> Path:
-    """Mean log p̂(x) against K (log axis) with a ±2 standard-error band, and the ELBO."""
-    ks = np.array([c["num_samples"] for c in curve])
-    means = np.array([c["log_px"] for c in curve])
-    errors = np.array([c["mc_stderr"] or 0.0 for c in curve])
+def _finite(value) -> bool:
+    return value is not None and bool(np.isfinite(value))
+
+
+def log_px_vs_k(curve: list[dict], elbo: float | None, path: Path) -> Path | None:
+    """Mean log p̂(x) against K (log axis) with a ±2 standard-error band, and the ELBO; the
+    points whose mean is missing (None) or not finite are left out, an ELBO that is too; None,
+    and no file, when no point is left."""
+    points = [c for c in curve if _finite(c["log_px"])]
+    if not points:
+        return None
+    ks = np.array([c["num_samples"] for c in points])
+    means = np.array([c["log_px"] for c in points], dtype=float)
+    errors = np.array(
+        [c["mc_stderr"] if _finite(c["mc_stderr"]) else 0.0 for c in points], dtype=float
+    )
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(ks, means, marker="o", label="log p̂(x), K samples")
     ax.fill_between(ks, means - 2 * errors, means + 2 * errors, alpha=0.3, label="± 2 stderr")
-    ax.axhline(elbo, color="gray", linestyle="--", label="ELBO")
+    if _finite(elbo):
+        ax.axhline(elbo, color="gray", linestyle="--", label="ELBO")
     ax.set_xscale("log")
     ax.set_xlabel("K (importance samples)")
     ax.set_ylabel("mean per datapoint (nats)")
@@ -99,10 +123,20 @@ def log_px_vs_k(curve: list[dict], elbo: float, path: Path) -> Path:
     return _save(fig, path)
 
 
-def histogram(values: np.ndarray, path: Path, xlabel: str, lines: tuple = ()) -> Path:
-    """Histogram of per-datapoint values (non-finite ones counted in the title)."""
-    values = np.asarray(values)
+def histogram(
+    values: np.ndarray, path: Path, xlabel: str, lines: tuple = (), keep=None
+) -> Path | None:
+    """Histogram of per-datapoint values where ``keep`` (default: all), non-finite ones and
+    those left out counted in the title; None, and no file, when no finite value is kept."""
+    values = np.asarray(values, dtype=float)
+    left_out = 0
+    if keep is not None:
+        keep = np.asarray(keep, dtype=bool)
+        left_out = int((~keep).sum())
+        values = values[keep]
     finite = values[np.isfinite(values)]
+    if not len(finite):
+        return None
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(finite, bins=50)
     for x in lines:
@@ -110,7 +144,8 @@ def histogram(values: np.ndarray, path: Path, xlabel: str, lines: tuple = ()) ->
     ax.set_xlabel(xlabel)
     ax.set_ylabel("datapoints")
     dropped = len(values) - len(finite)
-    ax.set_title(f"{len(finite)} datapoints" + (f" ({dropped} not finite)" if dropped else ""))
+    notes = [f"{dropped} not finite"] * bool(dropped) + [f"{left_out} left out"] * bool(left_out)
+    ax.set_title(f"{len(finite)} datapoints" + (f" ({', '.join(notes)})" if notes else ""))
     return _save(fig, path)
 
 
@@ -185,10 +220,17 @@ def learning_curves(histories: dict[str, list[dict]], path: Path) -> Path:
 
 def gap_decomposition(
     gap: np.ndarray, approximation: np.ndarray, amortization: np.ndarray, path: Path, groups=5
-) -> Path:
+) -> Path | None:
     """The gap split per group of datapoints (groups of equal size by total gap, smallest
-    first): stacked bars of the mean approximation and amortization gaps."""
-    order = np.argsort(gap)
+    first): stacked bars of the mean approximation and amortization gaps, over the datapoints
+    where all three are finite; None, and no file, when there is none."""
+    gap, approximation, amortization = (
+        np.asarray(v, dtype=float) for v in (gap, approximation, amortization)
+    )
+    finite = np.isfinite(gap) & np.isfinite(approximation) & np.isfinite(amortization)
+    if not finite.any():
+        return None
+    order = np.flatnonzero(finite)[np.argsort(gap[finite])]
     parts = [p for p in np.array_split(order, min(groups, len(order))) if len(p)]
     approx = [approximation[p].mean() for p in parts]
     amort = [amortization[p].mean() for p in parts]
@@ -204,16 +246,19 @@ def gap_decomposition(
     return _save(fig, path)
 
 
-def kl_per_dim(usage: dict, path: Path, threshold: float) -> Path:
-    """Each latent's KL per dimension (sorted, largest first), coloured by activity."""
-    names = list(usage)
+def kl_per_dim(usage: dict, path: Path, threshold: float) -> Path | None:
+    """Each latent's KL per dimension (sorted, largest first), coloured by activity; None, and
+    no file, when no latent has a finite activity."""
+    names = [n for n in usage if np.isfinite(np.asarray(usage[n]["activity"], dtype=float)).any()]
+    if not names:
+        return None
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         stats = usage[name]
-        activity = np.asarray(stats["activity"])
-        order = np.argsort(-activity)
+        activity = np.asarray(stats["activity"], dtype=float)  # None (NaN in JSON): NaN
+        order = np.argsort(-np.nan_to_num(activity, nan=-np.inf))
         values = stats["kl_per_dim"]
-        heights = np.asarray(values)[order] if values is not None else activity[order]
+        heights = np.asarray(values, dtype=float)[order] if values is not None else activity[order]
         colours = ["tab:blue" if a > threshold else "tab:gray" for a in activity[order]]
         ax.bar(range(len(order)), heights, color=colours)
         ax.set_xlabel("dimension (most active first)")
@@ -223,8 +268,11 @@ def kl_per_dim(usage: dict, path: Path, threshold: float) -> Path:
     return _save(fig, path)
 
 
-def surgery(s: dict, path: Path) -> Path:
-    """The average KL as mutual information plus marginal KL, against log N."""
+def surgery(s: dict, path: Path) -> Path | None:
+    """The average KL as mutual information plus marginal KL, against log N; None, and no
+    file, when one of them is missing or not finite."""
+    if not all(_finite(s[k]) for k in ("mutual_information", "marginal_kl", "log_num_data")):
+        return None
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.bar(["average KL"], [s["mutual_information"]], label="mutual information I[x; z]")
     ax.bar(
@@ -240,17 +288,25 @@ def surgery(s: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def is_vs_ais(is_log_px: np.ndarray, ais_log_px: np.ndarray, khat: np.ndarray, path: Path):
-    """AIS against importance-sampled log p̂(x) per datapoint; red where IS had k̂ > 0.7."""
+def is_vs_ais(
+    is_log_px: np.ndarray, ais_log_px: np.ndarray, khat: np.ndarray, path: Path
+) -> Path | None:
+    """AIS against importance-sampled log p̂(x) per datapoint, where both are finite; red
+    where IS had k̂ > 0.7. None, and no file, when no datapoint has both finite."""
+    is_log_px, ais_log_px, khat = (
+        np.asarray(v, dtype=float) for v in (is_log_px, ais_log_px, khat)
+    )
+    finite = np.isfinite(is_log_px) & np.isfinite(ais_log_px)
+    if not finite.any():
+        return None
+    is_log_px, ais_log_px, khat = is_log_px[finite], ais_log_px[finite], khat[finite]
     fig, ax = plt.subplots(figsize=(5, 5))
     bad = np.nan_to_num(khat, nan=0.0) > 0.7
     ax.scatter(is_log_px[~bad], ais_log_px[~bad], s=6, alpha=0.6, label="k̂ ≤ 0.7")
     ax.scatter(is_log_px[bad], ais_log_px[bad], s=6, alpha=0.6, color="tab:red", label="k̂ > 0.7")
     values = np.concatenate([is_log_px, ais_log_px])
-    values = values[np.isfinite(values)]
-    if len(values):
-        low, high = values.min(), values.max()
-        ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="equal")
+    low, high = values.min(), values.max()
+    ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="equal")
     ax.set_xlabel("log p̂(x), importance sampling")
     ax.set_ylabel("log p̂(x), AIS")
     ax.grid(alpha=0.3)

@@ -1,4 +1,9 @@
-"""Training reports: ``report.json`` (numbers), ``report.md`` (for people), ``plots/*.png``."""
+"""Training reports: ``report.json`` (numbers), ``report.md`` (for people), ``plots/*.png``.
+
+``report.json`` is read back by later steps (an evaluation adds its section, a resumed run
+keeps an evaluation of its checkpoint): :func:`read_report` refuses one that is damaged with a
+:class:`~pyro_vae.errors.CheckpointError` naming it, before anything is replaced.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ from pathlib import Path
 import torch
 
 from ..devices import fork_rng, module_device
+from ..errors import CheckpointError
 from ..tables import fmt, markdown_table
 from . import plots
-from .files import write_text_atomic
+from .files import exists, read_json, write_text_atomic
+
+REPORT = "report.json"
 
 
 def write_training_report(run_dir: Path, vae, dataset, config, history: list[dict]) -> dict:
@@ -62,27 +70,76 @@ def write_training_report(run_dir: Path, vae, dataset, config, history: list[dic
         "train_seconds": sum(r["seconds"] for r in history),
         "plots": {k: str(v.relative_to(run_dir)) for k, v in figures.items()},
     }
-    previous = run_dir / "report.json"
-    if previous.exists():  # keep an evaluation made before a resumed run ended
-        evaluation = json.loads(previous.read_text(encoding="utf-8")).get("evaluation")
-        # An evaluation of an earlier checkpoint no longer describes this model.
-        if evaluation and evaluation.get("checkpoint_epoch") == report["epochs_done"]:
-            report["evaluation"] = evaluation
+    # Keep an evaluation made before a resumed run ended; an evaluation of an earlier
+    # checkpoint no longer describes this model. The training report replaces report.json as
+    # a whole, so one that cannot be read has no evaluation to keep.
+    evaluation = _previous_evaluation(run_dir)
+    if evaluation and evaluation.get("checkpoint_epoch") == report["epochs_done"]:
+        report["evaluation"] = evaluation
     render_report(run_dir, report)
     return report
 
 
+def _previous_evaluation(run_dir: Path) -> dict | None:
+    """The evaluation section of the run's current ``report.json`` if it is readable and
+    renders; None otherwise."""
+    try:
+        evaluation = read_report(run_dir).get("evaluation")
+    except CheckpointError:
+        return None
+    return evaluation if evaluation and _renders({"evaluation": evaluation}) is None else None
+
+
+def read_report(run_dir: str | Path) -> dict:
+    """The run's ``report.json`` ({} when it has none), checked: a JSON object whose training
+    part (everything but the ``evaluation`` section, which an evaluation replaces) renders
+    as ``report.md``.
+
+    :raises CheckpointError: naming the file when it cannot be read, is not JSON, not an
+        object, or lacks a key the report needs.
+    """
+    path = Path(run_dir) / REPORT
+    advice = "delete it to have a new one written"
+    if not exists(path):
+        return {}
+    try:
+        report = read_json(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; {advice}") from None
+    if not isinstance(report, dict):
+        problem = f"a JSON {type(report).__name__}, not an object"
+    else:
+        problem = _renders({k: v for k, v in report.items() if k != "evaluation"})
+    if problem:
+        raise CheckpointError(f"{path}: damaged report ({problem}); {advice}")
+    return report
+
+
+def _renders(report: dict) -> str | None:
+    """None if ``report`` renders as Markdown; else what is wrong with it."""
+    try:
+        _markdown(report)
+    except KeyError as e:
+        return f"no key {e}"
+    except (TypeError, ValueError, AttributeError, IndexError) as e:
+        return str(e)
+    return None
+
+
 def render_report(run_dir: Path, report: dict) -> None:
-    """Write ``report.json`` and ``report.md`` (atomically) from the report dict."""
-    write_text_atomic(Path(run_dir) / "report.json", json.dumps(report, indent=2) + "\n")
-    write_text_atomic(Path(run_dir) / "report.md", _markdown(report))
+    """Write ``report.json`` and ``report.md`` (atomically) from the report dict; the
+    Markdown is made first, so that a report that cannot be rendered replaces neither."""
+    markdown = _markdown(report)
+    write_text_atomic(Path(run_dir) / REPORT, json.dumps(report, indent=2) + "\n")
+    write_text_atomic(Path(run_dir) / "report.md", markdown)
 
 
 def _markdown(r: dict) -> str:
     evaluation = r.get("evaluation")
     headline = _headline(evaluation) if evaluation else []
     if "config" not in r:  # a run stopped before its training report: evaluation only
-        return "\n".join(["# Report", "", *headline, *_evaluation_markdown(evaluation)]) + "\n"
+        body = _evaluation_markdown(evaluation) if evaluation else []
+        return "\n".join(["# Report", "", *headline, *body]) + "\n"
     c = r["config"]
     options = "".join(f", {k} = {v:g}" for k, v in c.get("objective_options", {}).items())
     lines = [
@@ -137,10 +194,19 @@ def _headline(e: dict) -> list[str]:
     best, source = e["log_px"], "importance sampling"
     if "ais" in e:
         best, source = e["ais"]["log_px"], "AIS"
+    gap = None
+    if best["mean"] is not None and e["elbo"]["mean"] is not None:
+        gap = best["mean"] - e["elbo"]["mean"]
     lines = [
         f"**log p̂(x) = {fmt(best['mean'])}** nats per test datapoint ({source}), "
-        f"**ELBO = {fmt(e['elbo']['mean'])}**, gap **{fmt(best['mean'] - e['elbo']['mean'])}**",
+        f"**ELBO = {fmt(e['elbo']['mean'])}**, gap **{fmt(gap)}**",
     ]
+    used = e.get("num_used", e["num_data"])
+    if used < e["num_data"]:
+        lines[0] += (
+            f" (means over {used} of {e['num_data']} datapoints: the others gave non-finite "
+            "or imprecise estimates, see below)"
+        )
     d = e.get("decomposition")
     if d:
         lines[0] += (
@@ -183,19 +249,22 @@ def _evaluation_markdown(e: dict) -> list[str]:
         if e["num_data"] >= total
         else f"a random subset of {e['num_data']} of its {total} datapoints, seed {e['seed']}"
     )
+    used = e.get("num_used", e["num_data"])
+    over = f" Means over {used} of {e['num_data']} datapoints." if used < e["num_data"] else ""
     lines = [
         f"## Evaluation on the {e['split']} set ({which})",
         "",
         f"log p̂(x) by importance sampling with K = {e['num_samples']} {proposal}; "
         f"ELBO with {e['elbo_samples']} samples (`{e['elbo_estimator']}`). The gap "
-        "log p̂(x) − ELBO estimates KL(q(z|x) ‖ p(z|x)).",
+        f"log p̂(x) − ELBO estimates KL(q(z|x) ‖ p(z|x)).{over}",
         "",
         *markdown_table(
             ["nats per datapoint", "mean", "Monte Carlo stderr", "stderr over datapoints"],
             [row("log p̂(x)", e["log_px"]), row("ELBO", e["elbo"]), row("gap", e["gap"])],
         ),
         "",
-        f"Median effective sample size {e['ess_median']:.1f} of {e['num_samples']}; median "
+        *_health_markdown(e),
+        f"Median effective sample size {fmt(e['ess_median'], '.1f')} of {e['num_samples']}; median "
         f"Pareto k̂ {fmt(e['khat_median'], '.3f')}"
         f"; {e['khat_above_0.7']} datapoints with k̂ > 0.7 (estimate unreliable there), "
         f"{e.get('khat_undefined', 0)} where k̂ is undefined (too few distinct weights). "
@@ -213,7 +282,66 @@ def _evaluation_markdown(e: dict) -> list[str]:
         *_decomposition_markdown(e),
         *_surgery_markdown(e),
     ]
-    return lines + [f"![{name}]({path})" for name, path in e["plots"].items()]
+    skipped = [f"Plot `{name}` skipped: {why}." for name, why in e.get("plots_skipped", {}).items()]
+    return (
+        lines
+        + [f"![{name}]({path})" for name, path in e["plots"].items()]
+        + (["", *skipped] if skipped else [])
+    )
+
+
+#: How each per-datapoint estimate of ``non_finite`` is named in the report.
+ESTIMATE_NAMES = {
+    "log_px": "log p̂(x)",
+    "elbo": "ELBO",
+    "gap": "gap",
+    "ess": "ESS",
+    "khat": "k̂",
+    "ais_log_px": "AIS log p̂(x)",
+    "elbo_refined": "refined ELBO",
+}
+
+
+def health_notes(e: dict) -> list[str]:
+    """A line per count of non-finite estimates (estimates with the same count share one), and
+    one for lost precision, e.g. ``3 of 1000 datapoints gave a non-finite log p̂(x); excluded
+    from the means.``"""
+    n = e["num_data"]
+    by_count: dict[int, list[str]] = {}
+    for name, count in e.get("non_finite", {}).items():
+        if count:
+            by_count.setdefault(count, []).append(ESTIMATE_NAMES.get(name, name))
+    notes = [
+        f"{count} of {n} datapoints gave a non-finite {_and(names)}; excluded from the means."
+        for count, names in by_count.items()
+    ]
+    lost = e.get("precision_lost") or {}
+    if lost.get("num_data"):
+        notes.append(
+            f"precision lost on {lost['num_data']} of {n} datapoints: |log w| up to "
+            f"{lost['max_abs_log_weight']:.2g} nats, {lost['dtype']} spacing "
+            f"{lost['spacing']:.2g} nats there (more than {lost['tolerance']:g} nat); their gap, "
+            "ESS and k̂ are rounding noise, not shown, and they are excluded from the means."
+        )
+    return notes
+
+
+def _and(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _health_markdown(e: dict) -> list[str]:
+    """The section on non-finite estimates and lost precision; nothing when there were none."""
+    notes = e.get("notes", health_notes(e))
+    if not notes:
+        return []
+    return [
+        "### Non-finite estimates and precision loss",
+        "",
+        *[f"- {note}" for note in notes],
+        "",
+    ]
 
 
 def _ais_markdown(e: dict) -> list[str]:

@@ -26,7 +26,7 @@ from ..spec.parse import parse_guide, parse_model
 from .checkpoint import Checkpoint
 from .config import TrainConfig
 from .distributed import on_main
-from .files import write_text_atomic
+from .files import refuse_under_file, write_text_atomic
 
 CONFIG, CHECKPOINT, METRICS = "config.json", "checkpoint.safetensors", "metrics.jsonl"
 LOCK = ".lock"
@@ -50,9 +50,7 @@ class RunDir:
                 f"{self.path}: run directory exists and is not empty; resume it with --resume "
                 f"or choose another --out"
             )
-        parent = next((p for p in self.path.absolute().parents if p.exists()), None)
-        if parent is not None and not parent.is_dir():
-            raise PyroVaeError(f"{self.path}: lies under {parent}, which is a file")
+        refuse_under_file(self.path)
 
     def create(self, vae: LatentModel, config: TrainConfig, dataset: Dataset) -> None:
         """Write the specs and ``config.json`` into a new (or empty) directory."""

@@ -34,6 +34,7 @@ from ..objectives.registry import ObjectiveChoice, default_objective
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig, prepare_data
 from .distributed import World, all_sum, any_true, gather, on_main, shard, world
+from .files import check_writable
 from .memory import check_step_memory
 from .pairs import PyroPair, trainable
 from .run_dir import CHECKPOINT, RunDir, holding
@@ -197,6 +198,8 @@ def resume(
                 f"--epochs {config.epochs}: {run.path} has already trained {done} epochs; "
                 f"give the new total, at least {done}"
             )
+        for folder in (run.path, run.path / "plots"):  # the report at the end must be writable
+            on_main(lambda folder=folder: check_writable(folder))
         device = _placed(vae, device)
         dataset = prepare_data(vae, config)
         optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
