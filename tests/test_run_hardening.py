@@ -412,3 +412,14 @@ def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(run, monkeypatc
     assert (run / "checkpoint.safetensors").read_bytes() == before
     assert not list(run.glob(".*.tmp"))
     assert pv.resume(run, epochs=3, progress=False).history[-1]["epoch"] == 3
+
+
+def test_ais_chains_too_large_for_the_machine_are_refused_before_sampling(run, capsys, monkeypatch):
+    import pyro_vae.runs.memory as memory
+
+    monkeypatch.setattr(memory, "device_bytes", lambda device: 20 * 2**20)  # a 20 MiB machine
+    before = snapshot(run)
+    argv = ["evaluate", str(run), "--ais", "--ais-samples", "100000", "--num-samples", "2"]
+    err = refused(argv, capsys, "--ais-samples 100000 with --batch-size 100", "GiB")
+    assert "rows scored at once" in err
+    assert snapshot(run) == before

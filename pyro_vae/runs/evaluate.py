@@ -52,11 +52,12 @@ from ..inference.weights import (
     largest_abs_log_weight,
     precision_lost,
 )
-from ..objectives.registry import default_objective
+from ..objectives.registry import ObjectiveChoice, default_objective
 from . import plots
 from .config import prepare_data
 from .distributed import gather, on_main, shard, world
 from .files import atomic_path, check_writable
+from .memory import check_rows_memory
 from .report import health_notes, read_report, render_report
 from .run_dir import checkpoint_epoch, load_run, one_writer
 
@@ -153,6 +154,10 @@ def evaluate_run(
     w = world()
     mine = indices[shard(len(indices), w)]
     x = dataset.test[mine].to(module_device(vae))
+    if ais:  # AIS moves every chain of a batch at once, with gradients: checked before any work
+        rows = ais_samples * min(batch_size, len(x))
+        settings = f"--ais-samples {ais_samples} with --batch-size {batch_size}"
+        check_rows_memory(vae, ObjectiveChoice("trace"), x, rows, module_device(vae), settings)
     began = time.perf_counter()
     sampling = _Sampling(
         num_samples, elbo_samples, estimator, proposal, batch_size, progress, seed, precision
