@@ -46,26 +46,24 @@ def whole(low: int, high: int):
     return parse
 
 
-def positive(text: str) -> float:
-    """argparse type: a finite number > 0 (learning rates, Adam's eps, factors)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+def finite(low: float, above: bool):
+    """argparse type: a finite number ``> low`` (``above``) or ``>= low``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not ((value > low) if above else (value >= low)) or value == float("inf"):
+            bound = f"> {low:g}" if above else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        return value + 0.0  # -0.0 as 0
+
+    return parse
 
 
-def non_negative(text: str) -> float:
-    """argparse type: a finite number >= 0 (the KL weight β)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return abs(value)  # -0.0 as 0
+positive = finite(0, above=True)  # learning rates, Adam's eps, factors
+non_negative = finite(0, above=False)  # the KL weight β
 
 
 # Upper bounds: far above any sensible run, low enough that a typo is refused before it

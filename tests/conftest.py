@@ -151,3 +151,20 @@ def correlated_ppca():
 def diagonal_gap():
     """``f(posterior)``: the approximation gap of the diagonal Gaussian family."""
     return _diagonal_gap
+
+
+@pytest.fixture
+def refused(capsys):
+    """``refused(argv, *words)``: run the CLI, expect exit 2 and one line ``error: ...`` holding
+    ``words`` (no traceback); returns that line."""
+    from pyro_vae.cli import main
+
+    def run(argv, *words) -> str:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+        for word in words:
+            assert word in err, err
+        return err
+
+    return run

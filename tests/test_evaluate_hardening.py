@@ -62,16 +62,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     }
 
 
-def refused(argv, capsys, *words) -> str:
-    """Run the CLI, expect exit 2 and one line holding ``words``; return that line."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for word in words:
-        assert word in err, err
-    return err
-
-
 def break_encoder(monkeypatch, loc: float, everywhere: bool = False) -> None:
     """Evaluate the run with an encoder whose mean is ``loc`` on the datapoints where pixel
     ``PIXEL`` is on (on every datapoint with ``everywhere``), as weights that blew up would
@@ -221,7 +211,7 @@ def test_lost_precision_is_flagged_and_its_gaps_not_shown(run, monkeypatch, caps
         (b"\xff\xfe", ["report.json: damaged: not a UTF-8 text file"]),
     ],
 )
-def test_a_damaged_report_is_refused_before_any_work(run, capsys, monkeypatch, text, words):
+def test_a_damaged_report_is_refused_before_any_work(run, refused, monkeypatch, text, words):
     path = run / "report.json"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     before = snapshot(run)
@@ -230,7 +220,7 @@ def test_a_damaged_report_is_refused_before_any_work(run, capsys, monkeypatch, t
         raise AssertionError("the run was loaded before its report was checked")
 
     monkeypatch.setattr(evaluate_module, "load_run", never)
-    refused(["evaluate", str(run), "--no-progress"], capsys, str(path), *words)
+    refused(["evaluate", str(run), "--no-progress"], str(path), *words)
     assert snapshot(run) == before
     with pytest.raises(CheckpointError, match="report.json"):
         pv.evaluate_run(run)
@@ -242,30 +232,29 @@ def test_a_report_that_is_an_evaluation_alone_is_extended(run, capsys):
     assert "## Evaluation" in (run / "report.md").read_text()
 
 
-def test_plots_that_is_a_file_is_refused(run, capsys):
+def test_plots_that_is_a_file_is_refused(run, refused):
     shutil.rmtree(run / "plots")
     (run / "plots").write_text("not a folder")
     before = snapshot(run)
-    refused(["evaluate", str(run)], capsys, f"{run / 'plots'}: exists and is not a directory")
+    refused(["evaluate", str(run)], f"{run / 'plots'}: exists and is not a directory")
     assert snapshot(run) == before
     refused(
         ["sample", str(run), "--interpolate"],
-        capsys,
         f"{run / 'plots'}: exists and is not a directory",
     )
-    refused(["sample", str(run)], capsys, f"{run / 'plots'}: exists and is not a directory")
+    refused(["sample", str(run)], f"{run / 'plots'}: exists and is not a directory")
     assert snapshot(run) == before
 
 
-def test_sample_output_under_a_file_is_refused(run, tmp_path, capsys):
+def test_sample_output_under_a_file_is_refused(run, tmp_path, refused):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     out = blocker / "pictures" / "samples.png"
-    refused(["sample", str(run), "--output", str(out)], capsys, f"lies under {blocker}")
+    refused(["sample", str(run), "--output", str(out)], f"lies under {blocker}")
 
 
 @pytest.mark.parametrize("folder", ["run", "plots"])
-def test_a_read_only_folder_is_refused_before_any_work(run, capsys, monkeypatch, folder):
+def test_a_read_only_folder_is_refused_before_any_work(run, monkeypatch, folder, refused):
     target = run if folder == "run" else run / "plots"
     before = snapshot(run)
     if os.geteuid() == 0:  # root ignores permissions: the system's refusal, simulated
@@ -280,15 +269,13 @@ def test_a_read_only_folder_is_refused_before_any_work(run, capsys, monkeypatch,
     else:
         os.chmod(target, 0o500)
     try:
-        refused(
-            ["evaluate", str(run)], capsys, f"{target}: cannot be written to (Permission denied)"
-        )
+        refused(["evaluate", str(run)], f"{target}: cannot be written to (Permission denied)")
     finally:
         os.chmod(target, 0o755)
     assert snapshot(run) == before
 
 
-def test_a_full_disk_leaves_the_previous_evaluation_as_it_was(run, capsys, monkeypatch):
+def test_a_full_disk_leaves_the_previous_evaluation_as_it_was(run, capsys, monkeypatch, refused):
     quick = ["evaluate", str(run), "--num-samples", "5", "--max-data", "8", "--no-progress"]
     assert main([*quick, "--elbo-samples", "2"]) == 0
     capsys.readouterr()
@@ -301,7 +288,6 @@ def test_a_full_disk_leaves_the_previous_evaluation_as_it_was(run, capsys, monke
     monkeypatch.setattr(evaluate_module.np, "savez", full)
     refused(
         [*quick, "--seed", "1"],
-        capsys,
         f"{run / 'evaluation.npz'}: cannot be written (No space left on device); it is left as "
         "it was",
     )
@@ -319,7 +305,6 @@ def test_a_full_disk_leaves_the_previous_evaluation_as_it_was(run, capsys, monke
     monkeypatch.setattr(Path, "write_text", full_report)
     refused(
         [*quick, "--seed", "1"],
-        capsys,
         f"{run / 'report.json'}: cannot be written (No space left on device)",
     )
     after = snapshot(run)

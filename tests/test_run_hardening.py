@@ -52,20 +52,10 @@ def metric_epochs(run: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def refused(argv, capsys, *words) -> str:
-    """Run the CLI, expect exit 2 and one line naming ``words``; return that line."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for word in words:
-        assert word in err, err
-    return err
-
-
 # -- checkpoints: checksum, finite weights, metadata ----------------------------------------
 
 
-def test_flipped_bits_in_the_tensors_are_refused_everywhere(run, capsys):
+def test_flipped_bits_in_the_tensors_are_refused_everywhere(run, refused):
     path = run / "checkpoint.safetensors"
     data = bytearray(path.read_bytes())
     start = 8 + int.from_bytes(data[:8], "little")  # after safetensors' header
@@ -76,31 +66,31 @@ def test_flipped_bits_in_the_tensors_are_refused_everywhere(run, capsys):
     path.write_bytes(bytes(data))
     before = snapshot(run)
     for argv in (["evaluate", str(run), "--num-samples", "2"], ["sample", str(run)]):
-        refused(argv, capsys, "checkpoint.safetensors: damaged", "checksum")
-    refused(["train", "--resume", str(run), "--epochs", "3"], capsys, "damaged")
+        refused(argv, "checkpoint.safetensors: damaged", "checksum")
+    refused(["train", "--resume", str(run), "--epochs", "3"], "damaged")
     assert snapshot(run) == before
 
 
-def test_a_nan_weight_is_refused_without_a_traceback(run, capsys):
+def test_a_nan_weight_is_refused_without_a_traceback(run, refused):
     vae, _ = pv.load_run(run)
     with torch.no_grad():
         next(vae.parameters())[0, 0] = float("nan")
     save_checkpoint(run / "checkpoint.safetensors", vae, info={"epoch": 2})
     for argv in (["evaluate", str(run)], ["sample", str(run)]):
-        refused(argv, capsys, "NaN or infinite")
+        refused(argv, "NaN or infinite")
 
 
-def test_a_non_integer_epoch_in_the_metadata_is_refused(run, capsys):
+def test_a_non_integer_epoch_in_the_metadata_is_refused(run, refused):
     vae, _ = pv.load_run(run)
     save_checkpoint(run / "checkpoint.safetensors", vae, info={"epoch": "two"})
-    refused(["evaluate", str(run)], capsys, "epoch is 'two'")
+    refused(["evaluate", str(run)], "epoch is 'two'")
 
 
-def test_a_weights_only_checkpoint_evaluates_but_does_not_resume(run, capsys):
+def test_a_weights_only_checkpoint_evaluates_but_does_not_resume(run, refused):
     vae, _ = pv.load_run(run)
     save_checkpoint(run / "checkpoint.safetensors", vae, info={"epoch": 2})
     before = snapshot(run)
-    refused(["train", "--resume", str(run), "--epochs", "3"], capsys, "weights only")
+    refused(["train", "--resume", str(run), "--epochs", "3"], "weights only")
     assert snapshot(run) == before
     assert main(["sample", str(run), "--output", str(run / "s.png")]) == 0
 
@@ -117,9 +107,9 @@ def test_a_weights_only_checkpoint_evaluates_but_does_not_resume(run, capsys):
         (["--epochs", "0"], "argument --epochs"),
     ],
 )
-def test_resume_refuses_bad_options_without_touching_the_run(run, capsys, options, words):
+def test_resume_refuses_bad_options_without_touching_the_run(run, refused, options, words):
     before = snapshot(run)
-    refused(["train", "--resume", str(run), *options], capsys, words)
+    refused(["train", "--resume", str(run), *options], words)
     assert snapshot(run) == before
 
 
@@ -150,11 +140,11 @@ def test_metrics_lost_after_the_checkpoint_are_rebuilt_from_it(run):
 # -- one writer --------------------------------------------------------------------------------
 
 
-def test_a_second_writer_is_refused(run, capsys):
+def test_a_second_writer_is_refused(run, refused):
     before = snapshot(run)
     with RunDir(run).lock():
-        refused(["train", "--resume", str(run), "--epochs", "3"], capsys, "in use by another")
-        refused(["evaluate", str(run)], capsys, f"pid {os.getpid()}")
+        refused(["train", "--resume", str(run), "--epochs", "3"], "in use by another")
+        refused(["evaluate", str(run)], f"pid {os.getpid()}")
     assert snapshot(run) == before
     assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0
 
@@ -192,11 +182,11 @@ def test_two_concurrent_resumes_write_every_epoch_once(run):
         (lambda r: _edit_config(r, lambda m: m["config"].update(colour=1)), ["colour"]),
     ],
 )
-def test_damaged_run_files_give_one_line(run, capsys, damage, words):
+def test_damaged_run_files_give_one_line(run, refused, damage, words):
     damage(run)
     before = snapshot(run)
     for argv in (["evaluate", str(run)], ["sample", str(run)], ["train", "--resume", str(run)]):
-        refused(argv, capsys, *words)
+        refused(argv, *words)
     assert snapshot(run) == before
 
 
@@ -225,26 +215,26 @@ def _edit_config(run: Path, edit) -> None:
         (["--objective", "iwae:k=99999999999"], "k"),
     ],
 )
-def test_bad_options_are_refused_before_any_directory(tmp_path, capsys, options, words):
+def test_bad_options_are_refused_before_any_directory(tmp_path, refused, options, words):
     out = tmp_path / "new"
-    refused(train_cli(out, *options), capsys, *words)
+    refused(train_cli(out, *options), *words)
     assert not out.exists()
 
 
-def test_out_must_be_a_new_or_empty_directory(tmp_path, capsys):
+def test_out_must_be_a_new_or_empty_directory(tmp_path, refused):
     existing = tmp_path / "notes.txt"
     existing.write_text("keep me")
-    refused(train_cli(existing), capsys, "notes.txt: exists and is not a directory")
-    refused(train_cli(existing / "run"), capsys, "which is a file")
+    refused(train_cli(existing), "notes.txt: exists and is not a directory")
+    refused(train_cli(existing / "run"), "which is a file")
     assert existing.read_text() == "keep me"
 
 
-def test_a_step_too_large_for_the_machine_is_refused_with_its_size(tmp_path, capsys, monkeypatch):
+def test_a_step_too_large_for_the_machine_is_refused_with_its_size(tmp_path, refused, monkeypatch):
     import pyro_vae.runs.memory as memory
 
     monkeypatch.setattr(memory, "device_bytes", lambda device: 50 * 2**20)  # a 50 MiB machine
     out = tmp_path / "new"
-    err = refused(train_cli(out, "--objective", "iwae:k=1000"), capsys, "--batch-size 100")
+    err = refused(train_cli(out, "--objective", "iwae:k=1000"), "--batch-size 100")
     assert "iwae(K=1000)" in err and "100,000 rows" in err and "GiB" in err
     assert not out.exists()
     assert main(train_cli(out, "--objective", "iwae:k=2", "--epochs", "1")) == 0
@@ -259,16 +249,16 @@ def test_a_step_too_large_for_the_machine_is_refused_with_its_size(tmp_path, cap
         (["--seed", "-5"], "argument --seed"),
     ],
 )
-def test_sample_refuses_bad_options(run, capsys, options, words):
+def test_sample_refuses_bad_options(run, refused, options, words):
     before = snapshot(run)
-    refused(["sample", str(run), *options], capsys, *words)
+    refused(["sample", str(run), *options], *words)
     assert snapshot(run) == before
 
 
-def test_sample_output_that_is_a_directory_is_refused(run, tmp_path, capsys):
+def test_sample_output_that_is_a_directory_is_refused(run, tmp_path, refused):
     folder = tmp_path / "pictures.png"
     folder.mkdir()
-    refused(["sample", str(run), "--output", str(folder)], capsys, "expected the path of a .png")
+    refused(["sample", str(run), "--output", str(folder)], "expected the path of a .png")
 
 
 # -- a run that fails in its first epoch ----------------------------------------------------
@@ -414,12 +404,14 @@ def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(run, monkeypatc
     assert pv.resume(run, epochs=3, progress=False).history[-1]["epoch"] == 3
 
 
-def test_ais_chains_too_large_for_the_machine_are_refused_before_sampling(run, capsys, monkeypatch):
+def test_ais_chains_too_large_for_the_machine_are_refused_before_sampling(
+    run, refused, monkeypatch
+):
     import pyro_vae.runs.memory as memory
 
     monkeypatch.setattr(memory, "device_bytes", lambda device: 20 * 2**20)  # a 20 MiB machine
     before = snapshot(run)
     argv = ["evaluate", str(run), "--ais", "--ais-samples", "100000", "--num-samples", "2"]
-    err = refused(argv, capsys, "--ais-samples 100000 with --batch-size 100", "GiB")
+    err = refused(argv, "--ais-samples 100000 with --batch-size 100", "GiB")
     assert "rows scored at once" in err
     assert snapshot(run) == before
