@@ -220,3 +220,15 @@ def test_enumerated_models_compare_without_a_reference(mixture_log_px):
     assert exact.value == pytest.approx(mixture_log_px(vae, x).mean().item(), abs=1e-5)
     assert exact.gradients["model"].variance < 1e-12 < exact.gradients["model"].mean.abs().max()
     assert "trace_enum" in c["trace"].skipped
+
+
+def test_cli_compare_on_a_bundled_spec_by_name(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--model", "bernoulli_vae", "--out", str(out), "--estimators", "trace"]
+    assert main([*argv, "--repeats", "2", "--num-data", "5", "--reference-samples", "10"]) == 0
+    assert json.loads((out / "comparison.json").read_text())["estimators"][0]["estimator"]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    assert main([*argv[:3], "--out", str(notes), "--estimators", "trace"]) == 2
+    assert "notes.txt: exists and is not a directory" in capsys.readouterr().err
+    assert notes.read_text() == "keep me"

@@ -25,7 +25,7 @@ from ..tables import fmt, markdown_table
 from . import plots
 from .config import TrainConfig, prepare_data
 from .evaluate import _json_safe, evaluate_run
-from .files import write_text_atomic
+from .files import check_writable, write_text_atomic
 from .run_dir import CHECKPOINT, CONFIG, RunDir, load_run
 from .training import resume, train
 
@@ -50,11 +50,11 @@ def compare_run(
     :param source: a run directory (with ``config.json``) or a model spec / bundled name.
     :param out: where to write (default: ``<run>/compare``; required for a spec).
     """
-    source = Path(source)
-    if (source / CONFIG).exists():
-        vae, config = load_run(source, device=device)
-        origin = f"run {source}"
-        out = Path(out) if out else source / "compare"
+    run = Path(source)  # ``source`` itself stays a str: a bare name is a bundled spec
+    if (run / CONFIG).exists():
+        vae, config = load_run(run, device=device)
+        origin = f"run {run}"
+        out = Path(out) if out else run / "compare"
     else:
         if out is None:
             raise PyroVaeError(f"{source}: not a run directory; give --out to compare a spec")
@@ -66,6 +66,7 @@ def compare_run(
         out = Path(out)
     if num_data < 1:
         raise PyroVaeError(f"num_data must be >= 1, got {num_data}")
+    check_writable(out)  # before the comparison's minutes of work, not after
     dataset = prepare_data(vae, config)
     vae.eval()
     x = dataset.test[dataset.test_indices(num_data, seed=seed)].to(module_device(vae))
@@ -178,7 +179,7 @@ def compare_training(
     Each run is a normal run directory ``<out>/<objective>``; an existing one is resumed, so an
     interrupted comparison picks up where it stopped.
     """
-    out = Path(out)
+    out = check_writable(out)  # the runs and the table go here: refused before training
     seed = settings.get("seed", 0)
     dataset = load_dataset(data, **(data_options or {}))
     shape = dataset.image_shape or tuple(dataset.event_shape)
