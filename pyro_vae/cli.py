@@ -15,11 +15,9 @@ from pathlib import Path
 
 from .devices import resolve_device
 from .errors import PyroVaeError
-from .objectives.registry import OBJECTIVES, ObjectiveChoice
+from .objectives.registry import MAX_PARTICLES, OBJECTIVES, ObjectiveChoice
+from .runs.config import LIMITS
 from .tables import fmt
-
-#: Seeds are 32-bit: NumPy's generators, which the data loaders use, take no larger one.
-MAX_SEED = 2**32 - 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,7 +67,14 @@ non_negative = finite(0, above=False)  # the KL weight β
 # Upper bounds: far above any sensible run, low enough that a typo is refused before it
 # allocates (10⁹ samples) or runs for years.
 COUNT = whole(1, 10**7)
-SEED = whole(0, MAX_SEED)
+
+
+def setting(name: str):
+    """argparse type for a whole-number setting of ``TrainConfig``, with its bounds."""
+    return whole(int(LIMITS[name].low), int(LIMITS[name].high))
+
+
+SEED = setting("seed")
 
 
 def _cmd_check(args) -> int:
@@ -423,8 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
         "iwae:k=50 or renyi:k=5,alpha=0.5 (default: trace_mean_field where valid, else trace; "
         "trace_enum for enumerated latents)",
     )
-    p.add_argument("--epochs", type=whole(1, 10**6))
-    p.add_argument("--batch-size", type=COUNT)
+    p.add_argument("--epochs", type=setting("epochs"))
+    p.add_argument("--batch-size", type=setting("batch_size"))
     p.add_argument("--lr", type=positive)
     p.add_argument("--eps", type=positive, help="Adam's eps")
     p.add_argument("--lr-decay", type=positive, help="per-epoch learning-rate factor (default 1)")
@@ -436,11 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--kl-warmup",
-        type=whole(0, 10**6),
+        type=setting("kl_warmup"),
         metavar="EPOCHS",
         help="ramp β linearly from 0 over this many epochs (default 0: no warm-up)",
     )
-    p.add_argument("--num-particles", type=whole(1, 10**5))
+    p.add_argument("--num-particles", type=whole(1, MAX_PARTICLES))
     p.add_argument("--seed", type=SEED)
     p.add_argument("--binarization", choices=["none", "static", "dynamic"])
     p.add_argument(
@@ -530,8 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reference-samples", type=COUNT, help="K for the reference log p̂(x) (5000)")
     p.add_argument("--train", action="store_true", help="train once per objective, then compare")
-    p.add_argument("--epochs", type=whole(1, 10**6))
-    p.add_argument("--batch-size", type=COUNT)
+    p.add_argument("--epochs", type=setting("epochs"))
+    p.add_argument("--batch-size", type=setting("batch_size"))
     p.add_argument("--lr", type=positive)
     p.add_argument("--binarization", choices=["none", "static", "dynamic"])
     p.add_argument("--num-samples", type=COUNT, help="--train: K for each run's log p̂(x) (1000)")

@@ -168,3 +168,20 @@ def refused(capsys):
         return err
 
     return run
+
+
+@pytest.fixture
+def snapshot():
+    """``snapshot(folder)``: every file under ``folder`` (but the lock) by relative path, to
+    check that a refused command changed nothing; empty for a missing folder."""
+
+    def files(folder):
+        if not folder.is_dir():
+            return {}
+        return {
+            str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"
+        }
+
+    return files

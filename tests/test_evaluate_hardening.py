@@ -53,15 +53,6 @@ def evaluate(run: Path, *extra: str) -> int:
     return main(["evaluate", str(run), *EVALUATE, "--no-progress", *extra])
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (but the lock), by relative path."""
-    return {
-        str(p.relative_to(folder)): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != ".lock"
-    }
-
-
 def break_encoder(monkeypatch, loc: float, everywhere: bool = False) -> None:
     """Evaluate the run with an encoder whose mean is ``loc`` on the datapoints where pixel
     ``PIXEL`` is on (on every datapoint with ``everywhere``), as weights that blew up would
@@ -211,7 +202,9 @@ def test_lost_precision_is_flagged_and_its_gaps_not_shown(run, monkeypatch, caps
         (b"\xff\xfe", ["report.json: damaged: not a UTF-8 text file"]),
     ],
 )
-def test_a_damaged_report_is_refused_before_any_work(run, refused, monkeypatch, text, words):
+def test_a_damaged_report_is_refused_before_any_work(
+    run, refused, monkeypatch, text, words, snapshot
+):
     path = run / "report.json"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     before = snapshot(run)
@@ -232,7 +225,7 @@ def test_a_report_that_is_an_evaluation_alone_is_extended(run, capsys):
     assert "## Evaluation" in (run / "report.md").read_text()
 
 
-def test_plots_that_is_a_file_is_refused(run, refused):
+def test_plots_that_is_a_file_is_refused(run, refused, snapshot):
     shutil.rmtree(run / "plots")
     (run / "plots").write_text("not a folder")
     before = snapshot(run)
@@ -254,7 +247,7 @@ def test_sample_output_under_a_file_is_refused(run, tmp_path, refused):
 
 
 @pytest.mark.parametrize("folder", ["run", "plots"])
-def test_a_read_only_folder_is_refused_before_any_work(run, monkeypatch, folder, refused):
+def test_a_read_only_folder_is_refused_before_any_work(run, monkeypatch, folder, refused, snapshot):
     target = run if folder == "run" else run / "plots"
     before = snapshot(run)
     if os.geteuid() == 0:  # root ignores permissions: the system's refusal, simulated
@@ -275,7 +268,9 @@ def test_a_read_only_folder_is_refused_before_any_work(run, monkeypatch, folder,
     assert snapshot(run) == before
 
 
-def test_a_full_disk_leaves_the_previous_evaluation_as_it_was(run, capsys, monkeypatch, refused):
+def test_a_full_disk_leaves_the_previous_evaluation_as_it_was(
+    run, capsys, monkeypatch, refused, snapshot
+):
     quick = ["evaluate", str(run), "--num-samples", "5", "--max-data", "8", "--no-progress"]
     assert main([*quick, "--elbo-samples", "2"]) == 0
     capsys.readouterr()

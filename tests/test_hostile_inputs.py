@@ -349,16 +349,6 @@ def finished_run(tmp_path_factory):
     return run
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    if not folder.is_dir():
-        return {}
-    return {
-        str(p.relative_to(folder)): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != ".lock"
-    }
-
-
 def _prepare(kind, tmp: Path, run: Path):
     """The argv of a case after writing the files it needs; the folder that must not change."""
     if kind[0] == "spec":
@@ -387,7 +377,9 @@ def _prepare(kind, tmp: Path, run: Path):
 
 
 @pytest.mark.parametrize("name, kind, expected", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_handled_cleanly(name, kind, expected, finished_run, tmp_path, capsys):
+def test_bad_input_is_handled_cleanly(
+    name, kind, expected, finished_run, tmp_path, capsys, snapshot
+):
     run = tmp_path / "R"
     subprocess.run(["cp", "-r", str(finished_run), str(run)], check=True)
     argv, guarded = _prepare(kind, tmp_path, run)

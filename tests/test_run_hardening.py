@@ -44,10 +44,6 @@ def run(finished_run, tmp_path):
     return copy
 
 
-def snapshot(run: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
-
-
 def metric_epochs(run: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -55,7 +51,7 @@ def metric_epochs(run: Path) -> list[int]:
 # -- checkpoints: checksum, finite weights, metadata ----------------------------------------
 
 
-def test_flipped_bits_in_the_tensors_are_refused_everywhere(run, refused):
+def test_flipped_bits_in_the_tensors_are_refused_everywhere(run, refused, snapshot):
     path = run / "checkpoint.safetensors"
     data = bytearray(path.read_bytes())
     start = 8 + int.from_bytes(data[:8], "little")  # after safetensors' header
@@ -86,7 +82,7 @@ def test_a_non_integer_epoch_in_the_metadata_is_refused(run, refused):
     refused(["evaluate", str(run)], "epoch is 'two'")
 
 
-def test_a_weights_only_checkpoint_evaluates_but_does_not_resume(run, refused):
+def test_a_weights_only_checkpoint_evaluates_but_does_not_resume(run, refused, snapshot):
     vae, _ = pv.load_run(run)
     save_checkpoint(run / "checkpoint.safetensors", vae, info={"epoch": 2})
     before = snapshot(run)
@@ -107,13 +103,15 @@ def test_a_weights_only_checkpoint_evaluates_but_does_not_resume(run, refused):
         (["--epochs", "0"], "argument --epochs"),
     ],
 )
-def test_resume_refuses_bad_options_without_touching_the_run(run, refused, options, words):
+def test_resume_refuses_bad_options_without_touching_the_run(
+    run, refused, options, words, snapshot
+):
     before = snapshot(run)
     refused(["train", "--resume", str(run), *options], words)
     assert snapshot(run) == before
 
 
-def test_resume_through_the_api_refuses_an_infinite_lr(run):
+def test_resume_through_the_api_refuses_an_infinite_lr(run, snapshot):
     before = snapshot(run)
     with pytest.raises(pv.PyroVaeError, match="lr must be a finite number"):
         pv.resume(run, epochs=3, lr=float("inf"), progress=False)
@@ -140,7 +138,7 @@ def test_metrics_lost_after_the_checkpoint_are_rebuilt_from_it(run):
 # -- one writer --------------------------------------------------------------------------------
 
 
-def test_a_second_writer_is_refused(run, refused):
+def test_a_second_writer_is_refused(run, refused, snapshot):
     before = snapshot(run)
     with RunDir(run).lock():
         refused(["train", "--resume", str(run), "--epochs", "3"], "in use by another")
@@ -182,7 +180,7 @@ def test_two_concurrent_resumes_write_every_epoch_once(run):
         (lambda r: _edit_config(r, lambda m: m["config"].update(colour=1)), ["colour"]),
     ],
 )
-def test_damaged_run_files_give_one_line(run, refused, damage, words):
+def test_damaged_run_files_give_one_line(run, refused, damage, words, snapshot):
     damage(run)
     before = snapshot(run)
     for argv in (["evaluate", str(run)], ["sample", str(run)], ["train", "--resume", str(run)]):
@@ -249,7 +247,7 @@ def test_a_step_too_large_for_the_machine_is_refused_with_its_size(tmp_path, ref
         (["--seed", "-5"], "argument --seed"),
     ],
 )
-def test_sample_refuses_bad_options(run, refused, options, words):
+def test_sample_refuses_bad_options(run, refused, options, words, snapshot):
     before = snapshot(run)
     refused(["sample", str(run), *options], *words)
     assert snapshot(run) == before
@@ -362,7 +360,7 @@ def test_ctrl_c_in_training_exits_130_and_resumes_exactly(tmp_path):
     assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
 
 
-def test_sigkill_in_evaluate_leaves_a_run_that_evaluates(run):
+def test_sigkill_in_evaluate_leaves_a_run_that_evaluates(run, snapshot):
     before = snapshot(run)
     argv = [sys.executable, "-m", "pyro_vae", "evaluate", str(run), "--num-samples", "2000"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -405,7 +403,7 @@ def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(run, monkeypatc
 
 
 def test_ais_chains_too_large_for_the_machine_are_refused_before_sampling(
-    run, refused, monkeypatch
+    run, refused, monkeypatch, snapshot
 ):
     import pyro_vae.runs.memory as memory
 
