@@ -54,7 +54,7 @@ def main():
         decompose=True,
         surgery=True,
         progress=args.progress,
-    )
+    ).to_dict()  # the report section: the same numbers as report.json
     a, d, s = e["ais"], e["decomposition"], e["surgery"]
     usage = e["latent_usage"]["latents"]["z"]
     rows = [

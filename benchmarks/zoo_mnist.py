@@ -73,7 +73,7 @@ def run_entry(label, model, guide, objective, args) -> dict:
     train_seconds = time.perf_counter() - began
     e = pv.evaluate_run(
         run, num_samples=args.num_samples, max_data=args.eval_data, progress=args.progress
-    )
+    ).to_dict()  # the report section: the same numbers as report.json
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return {
         "label": label,

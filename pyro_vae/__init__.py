@@ -14,7 +14,8 @@ The package, in pipeline order (docs/architecture.md has the whole map):
 - ``objectives``: ELBO estimators by name, their checks, the fused step, ``compare_estimators``;
 - ``inference``: importance weights, ``log_likelihood``, ``elbo``, ``elbo_gap`` for ANY Pyro pair;
 - ``runs``: training runs, checkpoints, evaluation and comparison of runs, reports, plots;
-- ``data``, ``cli``; the base: ``errors``, ``registry``, ``tables``, ``bundled``.
+- ``data``, ``cli``; the base: ``errors``, ``registry``, ``bundled``, ``devices`` and ``results``
+  (what every result is and how it prints).
 """
 
 from .data import load_dataset
@@ -34,9 +35,11 @@ from .inference.surgery import ElboSurgery, LatentUsage, elbo_surgery, latent_us
 from .model.latent_model import LatentModel, load
 from .objectives.comparison import Comparison, compare_estimators
 from .objectives.registry import OBJECTIVES
+from .results.estimand import Estimand
 from .runs.compare import compare_run, compare_training
 from .runs.config import TrainConfig
 from .runs.evaluate import evaluate_run
+from .runs.evaluation import Evaluation
 from .runs.run_dir import load_run
 from .runs.training import TrainResult, estimate_elbo, resume, train
 
@@ -51,6 +54,8 @@ __all__ = [
     "ElboEstimate",
     "ElboGap",
     "ElboSurgery",
+    "Estimand",
+    "Evaluation",
     "GapDecomposition",
     "LatentUsage",
     "LogLikelihood",

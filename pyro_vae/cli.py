@@ -17,7 +17,6 @@ from .devices import resolve_device
 from .errors import PyroVaeError
 from .objectives.registry import MAX_PARTICLES, OBJECTIVES, ObjectiveChoice
 from .runs.config import LIMITS
-from .tables import fmt
 
 
 class _Parser(argparse.ArgumentParser):
@@ -273,122 +272,67 @@ def _cmd_evaluate(args) -> int:
         precision=args.precision,
         device=device,
     )
-    if not e:  # a process of torchrun other than rank 0: rank 0 reports
+    if e is None:  # a process of torchrun other than rank 0: rank 0 reports
         return 0
-    for name in ("log_px", "elbo", "gap"):
-        label = {"log_px": "log p(x)", "elbo": "ELBO", "gap": "gap"}[name]
-        stats = e[name]
-        mc, spread = fmt(stats["mc_stderr"], ".3f"), fmt(stats["datapoint_stderr"], ".3f")
-        print(
-            f"{label:>9}: {fmt(stats['mean'], '10.3f')} ± {mc} (Monte Carlo) ± {spread} "
-            "(over datapoints)"
-        )
-    print(
-        f"{e['num_data']} test datapoints, K = {e['num_samples']}, {e['seconds']:.1f} s; "
-        f"median k̂ {fmt(e['khat_median'])}, {e['khat_above_0.7']} above 0.7, "
-        f"{e['khat_undefined']} undefined"
-    )
-    for note in e.get("notes", []):  # non-finite estimates, lost precision
-        print(f"     note: {note}")
-    if "ais" in e:
-        a = e["ais"]
-        mean, mc = fmt(a["log_px"]["mean"], "10.3f"), fmt(a["log_px"]["mc_stderr"], ".3f")
-        print(
-            f"      AIS: {mean} ± {mc}"
-            f" ({a['num_samples']} chains, {a['num_steps']} steps, {a['seconds']:.1f} s), "
-            f"{fmt(a['minus_is']['mean'], '+.3f')} against importance sampling"
-        )
-    if "decomposition" in e:
-        d = e["decomposition"]
-        print(
-            f"      gap = approximation {fmt(d['approximation_gap']['mean'], '.3f')} + "
-            f"amortization {fmt(d['amortization_gap']['mean'], '.3f')} "
-            f"({d['converged']} of {e['num_data']} refinements converged)"
-        )
-    if "surgery" in e:
-        s = e["surgery"]
-        print(
-            f"       KL = mutual information {fmt(s['mutual_information'], '.3f')} (log N = "
-            f"{fmt(s['log_num_data'], '.3f')}) + marginal KL {fmt(s['marginal_kl'], '.3f')}"
-        )
-        for name, u in e["latent_usage"]["latents"].items():
-            print(f"{name:>9}: {u['active_units']} of {u['dims']} dimensions active")
+    print(e)
     print(f"report: {Path(args.run) / 'report.md'}")
     return 0
 
 
 def _cmd_compare(args) -> int:
-    from .objectives.comparison import DEFAULT_ESTIMATORS
-    from .runs.compare import compare_run, compare_training
-
     for text in args.estimators or []:  # refuse a misspelt estimator before any work
         ObjectiveChoice.parse(text)
-    device = resolve_device(args.device)
-    if args.train:
-        if args.model is None or args.out is None or args.run is not None:
-            raise PyroVaeError("compare --train needs --model and --out (and no run directory)")
-        settings = {
-            k: getattr(args, k)
-            for k in ("epochs", "batch_size", "lr", "seed", "binarization")
-            if getattr(args, k) is not None
-        }
-        s = compare_training(
-            args.model,
-            out=args.out,
-            guide=args.guide,
-            data=args.data or "digits",
-            objectives=args.estimators,
-            num_samples=args.num_samples or 1000,
-            max_data=args.max_data,
-            progress=args.progress,
-            data_options=_data_options(args),
-            device=device,
-            **settings,
-        )
-        print(f"{'objective':<24} {'train s':>8} {'test ELBO':>10} {'log p̂(x)':>10} {'gap':>7}")
-        for label, r in s["runs"].items():
-            e = r["evaluation"]
-            print(
-                f"{label:<24} {r['train_seconds']:8.0f} {fmt(e['elbo']['mean'], '10.2f')} "
-                f"{fmt(e['log_px']['mean'], '10.2f')} {fmt(e['gap']['mean'], '7.2f')}"
-            )
-    else:
-        if (args.run is None) == (args.model is None):
-            raise PyroVaeError("compare needs a run directory or --model (not both)")
-        s = compare_run(
-            args.run or args.model,
-            guide=args.guide,
-            data=args.data,
-            out=args.out,
-            estimators=args.estimators or DEFAULT_ESTIMATORS,
-            repeats=args.repeats or 100,
-            num_data=args.num_data or 100,
-            reference_samples=args.reference_samples or 5000,
-            seed=args.seed or 0,
-            progress=args.progress,
-            data_options=_data_options(args),
-            device=device,
-        )
-        if s["reference"] is not None:
-            unreliable = s.get("reference_khat_above_0.7")
-            caveat = f", k̂ > 0.7 for {unreliable} of {s['num_data']}" if unreliable else ""
-            print(f"reference: {s['reference']:.3f} ({s['reference_kind']}{caveat})")
-        print(
-            f"{'estimator':<24} {'value':>9} {'std':>7} {'bias':>8} "
-            f"{'guide SNR':>9} {'model SNR':>9} {'ms/step':>8}"
-        )
-        for r in s["estimators"]:
-            if r.get("skipped"):
-                print(f"{r['estimator']:<24} skipped: {r['skipped']}")
-                continue
-            g, m = r["gradients"].get("guide", {}), r["gradients"].get("model", {})
-            print(
-                f"{r['estimator']:<24} {fmt(r['value'], '9.3f')} {fmt(r['value_std'], '7.3f')} "
-                f"{fmt(r['bias'], '8.3f')} {fmt(g.get('snr'), '9.2f')} "
-                f"{fmt(m.get('snr'), '9.2f')} {fmt(r['ms_per_step'], '8.1f')}"
-            )
-    print(f"report: {Path(s['out']) / 'comparison.md'}")
+    result = _compare_training(args) if args.train else _compare_estimators(args)
+    print(result)
+    print(f"report: {Path(result.out) / 'comparison.md'}")
     return 0
+
+
+def _compare_training(args):
+    from .runs.compare import compare_training
+
+    if args.model is None or args.out is None or args.run is not None:
+        raise PyroVaeError("compare --train needs --model and --out (and no run directory)")
+    settings = {
+        k: getattr(args, k)
+        for k in ("epochs", "batch_size", "lr", "seed", "binarization")
+        if getattr(args, k) is not None
+    }
+    return compare_training(
+        args.model,
+        out=args.out,
+        guide=args.guide,
+        data=args.data or "digits",
+        objectives=args.estimators,
+        num_samples=args.num_samples or 1000,
+        max_data=args.max_data,
+        progress=args.progress,
+        data_options=_data_options(args),
+        device=resolve_device(args.device),
+        **settings,
+    )
+
+
+def _compare_estimators(args):
+    from .objectives.comparison import DEFAULT_ESTIMATORS
+    from .runs.compare import compare_run
+
+    if (args.run is None) == (args.model is None):
+        raise PyroVaeError("compare needs a run directory or --model (not both)")
+    return compare_run(
+        args.run or args.model,
+        guide=args.guide,
+        data=args.data,
+        out=args.out,
+        estimators=args.estimators or DEFAULT_ESTIMATORS,
+        repeats=args.repeats or 100,
+        num_data=args.num_data or 100,
+        reference_samples=args.reference_samples or 5000,
+        seed=args.seed or 0,
+        progress=args.progress,
+        data_options=_data_options(args),
+        device=resolve_device(args.device),
+    )
 
 
 def _add_device(p) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pyro_vae"
-BASE = {"errors", "registry", "tables", "bundled", "devices"}
+BASE = {"errors", "registry", "results", "bundled", "devices"}
 #: What each part of the package may import from (besides itself and the base).
 ALLOWED = {
     "data": set(),

@@ -108,7 +108,7 @@ def test_sharded_evaluation_gathers_the_numbers_of_one_process(runs):
     evaluate = ["evaluate", str(two), "--num-samples", "100", "--max-data", "41", "--no-progress"]
     parallel = torchrun(*evaluate, "--batch-size", "6")
     assert parallel.returncode == 0, parallel.stderr[-2000:]
-    assert parallel.stdout.count("log p(x):") == 1  # rank 0 reports
+    assert parallel.stdout.count("Evaluation of log p(x)") == 1  # rank 0 reports
     sharded = dict(np.load(two / "evaluation.npz"))
     report = json.loads((two / "report.json").read_text())["evaluation"]
     assert report["processes"] == 2 and report["num_data"] == 41

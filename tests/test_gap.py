@@ -300,7 +300,7 @@ def test_evaluate_explains_the_gap_in_its_report(digits_run, capsys):
 
 def test_evaluate_with_the_prior_as_proposal_is_the_naive_estimator(digits_run):
     naive = pv.evaluate_run(digits_run, num_samples=200, max_data=30, proposal="prior", seed=3)
-    assert naive["proposal"] == "prior"
+    assert naive.report.proposal == "prior" and naive.setup.proposal == "prior"
     vae, config = pv.load_run(digits_run)
     dataset = pv.load_dataset("digits", binarization=config.binarization, seed=config.seed)
     rows = dataset.test_indices(30, seed=3)

@@ -12,7 +12,7 @@ import torch
 
 import pyro_vae as pv
 from pyro_vae.inference.weights import LogLikelihood
-from pyro_vae.tables import MISSING, Table, fmt, fmt_pm, jsonable, text_table
+from pyro_vae.results.tables import MISSING, Table, fmt, fmt_pm, jsonable, text_table
 
 
 def check_views(result, name: str) -> dict:
@@ -79,7 +79,11 @@ def test_missing_and_non_finite_values_print_as_dashes_and_json_nulls():
     text = str(ll)
     assert re.search(r"non-finite log p̂\(x\) +1$", text, re.MULTILINE)
     assert re.search(r"Pareto k̂, median +–$", text, re.MULTILINE)
-    assert d["log_px"] is None and d["per_datapoint"]["log_px"] == [-2.0, None]
+    # The mean is over the usable datapoints, and the table says how many those are.
+    assert (
+        d["log_px"] == -2.0 and d["num_used"] == 1 and d["per_datapoint"]["log_px"] == [-2.0, None]
+    )
+    assert re.search(r"datapoints in the means +1$", text, re.MULTILINE)
     assert d["khat_above_0.7"] is None and "khat" not in d["per_datapoint"]
 
 
@@ -179,7 +183,7 @@ def test_comparison_table(ppca_perturbed):
     trace = c["trace"]
     assert f"{trace.value:.3f}" in text and "iwae(K=5)" in text
     assert f"{trace.gradients['guide'].snr:.2f}" in text
-    assert "reference log p(x)" in text and "(exact)" in text and "–" not in text
+    assert "reference: log p(x) = " in text and "(exact)" in text and "–" not in text
     assert d["differentiated"] and d["notes"] == []
     assert d["estimators"][0]["gradients"]["guide"]["snr"] == pytest.approx(
         trace.gradients["guide"].snr

@@ -41,10 +41,12 @@ from tqdm.auto import tqdm
 
 from ..devices import module_device
 from ..errors import ModelGuideError
-from ..tables import Table, TabularResult, fmt_pm, jsonable
+from ..results.estimand import LOG_PX, Estimand
+from ..results.result import Result
+from ..results.stats import difference_stderr
+from .choices import Method, Proposal
 from .importance import _sample_sites
 from .latents import Latents, continuous_latents, log_densities, sample_latents
-from .stats import mean_stderr
 from .weights import LogLikelihood, _check_num_samples, _StreamingWeights
 
 SIGMOID_DELTA = 4.0
@@ -80,7 +82,7 @@ class HMC:
 class _Chains:
     """K chains per datapoint on one annealing path of the pair ``program``."""
 
-    def __init__(self, program: tuple, latents: Latents, proposal: str, hmc: HMC):
+    def __init__(self, program: tuple, latents: Latents, proposal: Proposal, hmc: HMC):
         self.program, self.latents, self.proposal, self.hmc = program, latents, proposal, hmc
         num_data = latents.layout.num_data
         self.step_size = torch.full((num_data,), float(hmc.step_size))
@@ -92,7 +94,7 @@ class _Chains:
         model, guide, args, kwargs = self.program
         values = self.latents.unflatten(z)
         densities = log_densities(
-            model, guide, args, kwargs, self.latents, values, self.proposal == "guide"
+            model, guide, args, kwargs, self.latents, values, self.proposal.uses_guide
         )
         log_joint, log_r = densities.joint, densities.proposal(self.proposal)
         log_f = (1 - beta) * log_r + beta * log_joint
@@ -160,6 +162,7 @@ def ais_log_likelihood(
     _check_steps(num_steps)
     hmc = HMC(leapfrog_steps, step_size, target_accept)
     kwargs = kwargs or {}
+    proposal = Proposal.of(proposal)
     latents = continuous_latents(model, guide, args, kwargs, proposal, "AIS")
     chains = _Chains((model, guide, args, kwargs), latents, proposal, hmc)
     with poutine.block(), torch.no_grad():
@@ -168,19 +171,23 @@ def ais_log_likelihood(
         log_w = chains.anneal(latents.flatten(start), schedule(num_steps), progress, "AIS")
     stream = _StreamingWeights(latents.layout.num_data, num_samples)
     stream.add(log_w)
-    result = stream.result()
-    result.method = "ais"
-    result.details = {
+    details = {
         "num_steps": num_steps,
         "leapfrog_steps": hmc.leapfrog_steps,
         "acceptance": (chains.accepted / num_steps).float(),
         "step_size": chains.step_size,
     }
-    return result
+    # The weights are summed in float64 from increments computed in the pair's own dtype.
+    return stream.result(
+        method=Method.AIS,
+        details=details,
+        estimand=latents.layout.estimand,
+        weight_dtype=start[latents.names[0]].dtype,
+    )
 
 
-@dataclass(repr=False)
-class BDMC(TabularResult):
+@dataclass(frozen=True, repr=False, eq=False)
+class BDMC(Result):
     """Stochastic bounds on log p(x) of data simulated from the model (float64, per datapoint):
     ``lower`` from forward AIS, ``upper`` from reverse AIS started at the exact posterior
     sample ``latents`` of each simulated datapoint ``data``."""
@@ -193,65 +200,16 @@ class BDMC(TabularResult):
     latents: dict[str, torch.Tensor]
     num_samples: int
     num_steps: int
+    estimand: Estimand = LOG_PX
 
     @property
     def gap(self) -> torch.Tensor:
         """upper − lower: how far apart the bounds are, per datapoint (0 when AIS is exact)."""
         return self.upper - self.lower
 
-    def summary(self) -> dict:
-        return {
-            "lower": self.lower.mean().item(),
-            "upper": self.upper.mean().item(),
-            "gap": self.gap.mean().item(),
-            "num_data": len(self.lower),
-            "num_samples": self.num_samples,
-            "num_steps": self.num_steps,
-        }
-
-    def to_dict(self) -> dict:
-        """:meth:`summary`, the Monte Carlo standard errors of the two means and the
-        per-datapoint bounds; not the simulated data and latents (inputs, and large)."""
-        per_datapoint = {
-            "lower": self.lower,
-            "upper": self.upper,
-            "lower_stderr": self.lower_stderr,
-            "upper_stderr": self.upper_stderr,
-            "gap": self.gap,
-        }
-        return jsonable(
-            {
-                **self.summary(),
-                "lower_stderr": mean_stderr(self.lower_stderr),
-                "upper_stderr": mean_stderr(self.upper_stderr),
-                "per_datapoint": per_datapoint,
-            }
-        )
-
-    def repr_fields(self) -> dict:
-        s = self.summary()
-        return {k: s[k] for k in ("num_data", "num_samples", "num_steps", "lower", "upper", "gap")}
-
-    def table(self) -> Table:
-        gap_stderr = mean_stderr(torch.hypot(self.lower_stderr, self.upper_stderr))
-        rows = [
-            [
-                "upper bound (reverse AIS)",
-                fmt_pm(self.upper.mean().item(), mean_stderr(self.upper_stderr)),
-            ],
-            [
-                "lower bound (forward AIS)",
-                fmt_pm(self.lower.mean().item(), mean_stderr(self.lower_stderr)),
-            ],
-            ["gap (upper − lower)", fmt_pm(self.gap.mean().item(), gap_stderr)],
-        ]
-        return Table(
-            f"BDMC on {len(self.lower)} simulated datapoints: {self.num_samples} chains, "
-            f"{self.num_steps} steps (log p(x), nats per datapoint)",
-            ["", "mean ± MC stderr"],
-            rows,
-            ["the bounds sandwich log p(x) in expectation; a small gap: AIS is close to exact"],
-        )
+    @property
+    def gap_stderr(self) -> torch.Tensor:
+        return difference_stderr(self.lower_stderr, self.upper_stderr)
 
 
 def _simulate(model, num_data: int, data_shape, device) -> tuple[torch.Tensor, dict, str]:
@@ -315,9 +273,12 @@ def bdmc(
         target_accept=target_accept,
         progress=progress,
     )
-    latents = continuous_latents(model, guide, args, {}, "guide", "BDMC")
+    latents = continuous_latents(model, guide, args, {}, Proposal.GUIDE, "BDMC")
     chains = _Chains(
-        (model, guide, args, {}), latents, "guide", HMC(leapfrog_steps, step_size, target_accept)
+        (model, guide, args, {}),
+        latents,
+        Proposal.GUIDE,
+        HMC(leapfrog_steps, step_size, target_accept),
     )
     start = latents.flatten(
         {n: exact[n].expand(num_samples, *exact[n].shape) for n in latents.names}
@@ -337,4 +298,5 @@ def bdmc(
         {n: exact[n] for n in latents.names},
         num_samples,
         num_steps,
+        forward.estimand,
     )

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import pyro
 import pyro.distributions as dist
@@ -37,12 +38,15 @@ import pyro.poutine as poutine
 import torch
 
 from ..errors import ModelGuideError
-from ..tables import Table, TabularResult, fmt, jsonable
+from ..results.estimand import LOG_PX, Estimand
+from ..results.result import Result
+from ..results.stats import Stats, difference_stderr
+from .choices import Method
 from .elbo import ElboEstimate, elbo
 from .importance import DATA_PLATE, log_weights
 from .latents import continuous_latents
 from .log_likelihood import log_likelihood
-from .stats import mean_stderr
+from .weights import LogLikelihood
 
 
 @dataclass
@@ -149,10 +153,11 @@ def local_guide(guide, args, kwargs, latents) -> tuple[list[_LocalSite], Callabl
     return sites, program
 
 
-@dataclass(repr=False)
-class GapDecomposition(TabularResult):
+@dataclass(frozen=True, repr=False, eq=False)
+class GapDecomposition(Result):
     """Per datapoint (float64): log p̂(x), the amortized ELBO, the ELBO of q refined for each
-    datapoint, and the two gaps; stderrs are Monte Carlo."""
+    datapoint, and the two gaps; stderrs are Monte Carlo. A datapoint is usable where every
+    number is finite."""
 
     log_px: torch.Tensor
     log_px_stderr: torch.Tensor
@@ -162,7 +167,31 @@ class GapDecomposition(TabularResult):
     elbo_refined_stderr: torch.Tensor
     converged: torch.Tensor  # bool: the refinement of this datapoint had stopped improving
     refine_steps: int
-    method: str = "is"
+    method: Method = Method.IS
+    estimand: Estimand = LOG_PX
+
+    @classmethod
+    def of(
+        cls, log_px: LogLikelihood, amortized: ElboEstimate, refined: ElboEstimate, converged, steps
+    ) -> GapDecomposition:
+        """The decomposition from its three estimates (log p̂ by IS or AIS, the ELBOs of the
+        amortized and the refined q) and the refinement's outcome."""
+        return cls(
+            log_px.log_px,
+            log_px.stderr,
+            amortized.elbo,
+            amortized.stderr,
+            refined.elbo,
+            refined.stderr,
+            converged,
+            steps,
+            log_px.method,
+            log_px.estimand,
+        )
+
+    @property
+    def num_data(self) -> int:
+        return len(self.log_px)
 
     @property
     def approximation_gap(self) -> torch.Tensor:
@@ -176,67 +205,30 @@ class GapDecomposition(TabularResult):
     def gap(self) -> torch.Tensor:
         return self.log_px - self.elbo
 
-    def summary(self) -> dict:
-        def stat(values, stderr):
-            return {"mean": values.mean().item(), "mc_stderr": mean_stderr(stderr)}
+    @property
+    def usable(self) -> torch.Tensor:
+        values = (self.log_px, self.elbo, self.elbo_refined)
+        return torch.stack([torch.isfinite(v) for v in values]).all(0)
 
-        return {
-            "log_px": stat(self.log_px, self.log_px_stderr),
-            "elbo": stat(self.elbo, self.elbo_stderr),
-            "elbo_refined": stat(self.elbo_refined, self.elbo_refined_stderr),
-            "gap": stat(self.gap, torch.hypot(self.log_px_stderr, self.elbo_stderr)),
-            "approximation_gap": stat(
-                self.approximation_gap, torch.hypot(self.log_px_stderr, self.elbo_refined_stderr)
+    def stats(self, keep=None) -> dict[str, Stats]:
+        """Each number's :class:`~pyro_vae.results.stats.Stats` over the datapoints ``keep``
+        (default: the usable ones); a gap's Monte Carlo error adds its two terms'."""
+        keep = self.usable if keep is None else keep
+        pairs = {
+            "log_px": (self.log_px, self.log_px_stderr),
+            "elbo": (self.elbo, self.elbo_stderr),
+            "elbo_refined": (self.elbo_refined, self.elbo_refined_stderr),
+            "gap": (self.gap, difference_stderr(self.log_px_stderr, self.elbo_stderr)),
+            "approximation_gap": (
+                self.approximation_gap,
+                difference_stderr(self.log_px_stderr, self.elbo_refined_stderr),
             ),
-            "amortization_gap": stat(
-                self.amortization_gap, torch.hypot(self.elbo_refined_stderr, self.elbo_stderr)
+            "amortization_gap": (
+                self.amortization_gap,
+                difference_stderr(self.elbo_refined_stderr, self.elbo_stderr),
             ),
-            "converged": int(self.converged.sum()),
-            "num_data": len(self.log_px),
-            "refine_steps": self.refine_steps,
-            "method": self.method,
         }
-
-    def to_dict(self) -> dict:
-        """:meth:`summary` and the per-datapoint values (``converged`` as booleans)."""
-        per_datapoint = {
-            "log_px": self.log_px,
-            "log_px_stderr": self.log_px_stderr,
-            "elbo": self.elbo,
-            "elbo_stderr": self.elbo_stderr,
-            "elbo_refined": self.elbo_refined,
-            "elbo_refined_stderr": self.elbo_refined_stderr,
-            "gap": self.gap,
-            "approximation_gap": self.approximation_gap,
-            "amortization_gap": self.amortization_gap,
-            "converged": self.converged,
-        }
-        return jsonable({**self.summary(), "per_datapoint": per_datapoint})
-
-    def repr_fields(self) -> dict:
-        return {
-            "num_data": len(self.log_px),
-            "gap": self.gap.mean().item(),
-            "approximation_gap": self.approximation_gap.mean().item(),
-            "amortization_gap": self.amortization_gap.mean().item(),
-            "converged": int(self.converged.sum()),
-            "method": self.method,
-        }
-
-    def table(self) -> Table:
-        s = self.summary()
-        names = ["log_px", "elbo_refined", "elbo", "gap", "approximation_gap", "amortization_gap"]
-        rows = [[n, fmt(s[n]["mean"], ".3f"), fmt(s[n]["mc_stderr"], ".3f")] for n in names]
-        return Table(
-            f"Gap decomposition of {s['num_data']} datapoints (nats per datapoint)",
-            ["", "mean", "MC stderr"],
-            rows,
-            [
-                f"log_px by {s['method'].upper()}; gap = approximation_gap + amortization_gap",
-                f"refined for {s['refine_steps']} steps; {s['converged']} of {s['num_data']} "
-                "converged",
-            ],
-        )
+        return {name: Stats.of(v, e, keep) for name, (v, e) in pairs.items()}
 
 
 def refine(
@@ -259,41 +251,28 @@ def refine(
     sites, program = local_guide(guide, args, kwargs, latents)
     params = [p for site in sites for p in site.params.values()]
     optimizer = torch.optim.Adam(params, lr=lr)
-    layout = latents.layout
+    weights = partial(
+        log_weights, model, program, args, kwargs, layout=latents.layout, analytic_kl=True
+    )
 
     def checked_elbo() -> torch.Tensor:
         with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed(seed)  # the same draws at every check
-            lw = log_weights(
-                model,
-                program,
-                args,
-                kwargs,
-                num_samples=check_samples,
-                layout=layout,
-                analytic_kl=True,
-            )
-        return lw.cpu().double().mean(0)
+            return weights(num_samples=check_samples).cpu().double().mean(0)
+
+    def step() -> None:
+        grads = torch.autograd.grad(-weights(num_samples=particles).mean(0).sum(), params)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        optimizer.step()
 
     previous = checked_elbo()
-    converged = torch.zeros(layout.num_data, dtype=torch.bool)
+    converged = torch.zeros(latents.layout.num_data, dtype=torch.bool)
     steps = 0
     with pyro.validation_enabled(False), poutine.block():
         while steps < max_steps:
             for _ in range(check_every):
-                lw = log_weights(
-                    model,
-                    program,
-                    args,
-                    kwargs,
-                    num_samples=particles,
-                    layout=layout,
-                    analytic_kl=True,
-                )
-                grads = torch.autograd.grad(-lw.mean(0).sum(), params)
-                for p, g in zip(params, grads, strict=True):
-                    p.grad = g
-                optimizer.step()
+                step()
             steps += check_every
             current = checked_elbo()
             improvement = current - previous
@@ -376,14 +355,4 @@ def gap_decomposition(
     amortized = elbo(
         model, guide, *args, num_samples=elbo_samples, objective="trace_mean_field", **kwargs
     )
-    return GapDecomposition(
-        ll.log_px,
-        ll.stderr,
-        amortized.elbo,
-        amortized.stderr,
-        refined.elbo,
-        refined.stderr,
-        converged,
-        steps,
-        ll.method,
-    )
+    return GapDecomposition.of(ll, amortized, refined, converged, steps)

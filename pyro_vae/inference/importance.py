@@ -26,18 +26,22 @@ from torch import nn
 from torch.distributions import kl_divergence
 
 from ..errors import ModelGuideError
+from ..results.estimand import LOG_PX, Estimand
+from .choices import Proposal
+from .estimand import estimand
 
 DATA_PLATE = "data"
-PROPOSALS = ("guide", "prior")
 
 
 @dataclass(frozen=True)
 class PlateLayout:
-    """Where the data plate sits, and how many plates the model nests (found by one trace)."""
+    """Where the data plate sits, how many plates the model nests, and what the pair estimates
+    (found by one trace)."""
 
     max_plate_nesting: int
     data_dim: int
     num_data: int
+    estimand: Estimand = LOG_PX
 
     @property
     def particle_dim(self) -> int:
@@ -67,8 +71,7 @@ def inspect_pair(
     enumerated, or when the guide's sites and the model's latents differ.
     """
     kwargs = kwargs or {}
-    if proposal not in PROPOSALS:
-        raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
+    proposal = Proposal.of(proposal)
     # Pyro's argument and support checks run here, once (the passes that follow skip them);
     # fork_rng: inspecting must not shift the caller's random stream.
     with poutine.block(), torch.no_grad(), torch.random.fork_rng(), pyro.validation_enabled():
@@ -79,7 +82,6 @@ def inspect_pair(
         guide_trace.compute_log_prob()
         model_trace.compute_log_prob()
     model_sites, guide_sites = _sample_sites(model_trace), _sample_sites(guide_trace)
-
     frames = [f for s in model_sites + guide_sites for f in s["cond_indep_stack"]]
     data = [f for f in frames if f.name == DATA_PLATE]
     if not data:
@@ -88,50 +90,64 @@ def inspect_pair(
             "need the batch in a plate named 'data'"
         )
     for site in model_sites + guide_sites:
-        frame = _data_frame(site)
-        if frame is None and site["is_observed"]:
-            raise ModelGuideError(
-                f"observed site '{site['name']}' is outside pyro.plate('data'); put the data "
-                f"in the plate so each datapoint gets its own estimate"
-            )
-        if frame is None:
-            raise ModelGuideError(
-                f"latent site '{site['name']}' is outside pyro.plate('data'): a global latent "
-                f"makes log p(x) not factorize per datapoint"
-            )
-        scale = site["scale"]
-        if not (isinstance(scale, int | float) and scale == 1.0):
-            raise ModelGuideError(
-                f"site '{site['name']}' is scaled (a subsampled plate or poutine.scale); pass "
-                f"the datapoints to evaluate as the whole plate, unscaled"
-            )
-        if site["infer"].get("is_auxiliary"):
-            raise ModelGuideError(f"guide site '{site['name']}' is auxiliary; not supported")
-        if site["infer"].get("enumerate"):
-            raise ModelGuideError(
-                f"site '{site['name']}' is enumerated; importance sampling needs every latent "
-                f"sampled by the guide"
-            )
-    if proposal == "guide":
-        latents = {s["name"] for s in model_sites if not s["is_observed"]}
-        guided = {s["name"] for s in guide_sites}
-        if latents - guided:
-            raise ModelGuideError(f"model latents without a guide site: {sorted(latents - guided)}")
-        if guided - latents:
-            raise ModelGuideError(
-                f"guide sites that are not model latents: {sorted(guided - latents)}"
-            )
+        _check_site(site)
+    if proposal.uses_guide:
+        _check_guide_covers(model_sites, guide_sites)
     if require_rsample:
-        for site in guide_sites:
-            if not site["fn"].has_rsample:
-                raise ModelGuideError(
-                    f"guide site '{site['name']}' is not reparameterizable; importance-weighted "
-                    f"objectives here have no score-function term"
-                )
+        _check_reparameterized(guide_sites)
     dims = [f.dim for f in frames if f.dim is not None]
     return PlateLayout(
-        max_plate_nesting=max(-d for d in dims), data_dim=data[0].dim, num_data=data[0].size
+        max_plate_nesting=max(-d for d in dims),
+        data_dim=data[0].dim,
+        num_data=data[0].size,
+        estimand=estimand(model, guide_trace, model_sites, args, kwargs, data[0].size),
     )
+
+
+def _check_site(site) -> None:
+    """A site per-datapoint weights can use: in the data plate, unscaled, sampled."""
+    name = site["name"]
+    if _data_frame(site) is None and site["is_observed"]:
+        raise ModelGuideError(
+            f"observed site '{name}' is outside pyro.plate('data'); put the data in the plate "
+            f"so each datapoint gets its own estimate"
+        )
+    if _data_frame(site) is None:
+        raise ModelGuideError(
+            f"latent site '{name}' is outside pyro.plate('data'): a global latent makes "
+            f"log p(x) not factorize per datapoint"
+        )
+    scale = site["scale"]
+    if not (isinstance(scale, int | float) and scale == 1.0):
+        raise ModelGuideError(
+            f"site '{name}' is scaled (a subsampled plate or poutine.scale); pass the "
+            f"datapoints to evaluate as the whole plate, unscaled"
+        )
+    if site["infer"].get("is_auxiliary"):
+        raise ModelGuideError(f"guide site '{name}' is auxiliary; not supported")
+    if site["infer"].get("enumerate"):
+        raise ModelGuideError(
+            f"site '{name}' is enumerated; importance sampling needs every latent sampled by "
+            f"the guide"
+        )
+
+
+def _check_guide_covers(model_sites, guide_sites) -> None:
+    latents = {s["name"] for s in model_sites if not s["is_observed"]}
+    guided = {s["name"] for s in guide_sites}
+    if latents - guided:
+        raise ModelGuideError(f"model latents without a guide site: {sorted(latents - guided)}")
+    if guided - latents:
+        raise ModelGuideError(f"guide sites that are not model latents: {sorted(guided - latents)}")
+
+
+def _check_reparameterized(guide_sites) -> None:
+    for site in guide_sites:
+        if not site["fn"].has_rsample:
+            raise ModelGuideError(
+                f"guide site '{site['name']}' is not reparameterizable; importance-weighted "
+                f"objectives here have no score-function term"
+            )
 
 
 def _site_device(sites) -> torch.device:
@@ -185,23 +201,20 @@ def log_weights(
         tensor; gradients that reach the guide through the sampled z are multiplied by it.
     """
     kwargs = kwargs or {}
+    from_guide = Proposal.of(proposal).uses_guide
     with pyro.plate("particles", num_samples, dim=layout.particle_dim):
-        if proposal == "guide":
-            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-            if path_grad_scale is not None:
-                _scale_value_grads(guide_trace, layout, path_grad_scale)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-                *args, **kwargs
-            )
-        else:
-            guide_trace, model_trace = None, poutine.trace(model).get_trace(*args, **kwargs)
-
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs) if from_guide else None
+        if guide_trace is not None and path_grad_scale is not None:
+            _scale_value_grads(guide_trace, layout, path_grad_scale)
+        model_trace = poutine.trace(
+            poutine.replay(model, trace=guide_trace) if from_guide else model
+        ).get_trace(*args, **kwargs)
     sites = _sample_sites(model_trace)
     # The batch may differ from the one inspected (say, the last batch of an epoch).
     shape = (num_samples, _data_frame(sites[0]).size)
     total = torch.zeros(shape, device=_site_device(sites))
     for site in sites:
-        if not site["is_observed"] and proposal == "prior":
+        if not site["is_observed"] and not from_guide:
             continue  # log p(z) − log q(z) = 0 when q is the prior
         if not site["is_observed"] and analytic_kl:
             guide_site = guide_trace.nodes[site["name"]]
@@ -213,10 +226,8 @@ def log_weights(
         log_p = site["fn"].log_prob(site["value"])
         if not is_identically_zero(log_p):
             total = total + _per_datapoint(log_p, site, layout, shape)
-    if guide_trace is not None:
-        for site in _sample_sites(guide_trace):
-            if site.get("analytic"):
-                continue
+    for site in _sample_sites(guide_trace) if guide_trace is not None else ():
+        if not site.get("analytic"):
             fn = _detached(site["fn"]) if detach_guide_params else site["fn"]
             total = total - _per_datapoint(fn.log_prob(site["value"]), site, layout, shape)
     return total

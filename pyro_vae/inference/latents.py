@@ -20,6 +20,7 @@ import torch
 from torch.distributions import constraints
 
 from ..errors import ModelGuideError
+from .choices import Proposal
 from .importance import (
     PlateLayout,
     _data_frame,
@@ -70,7 +71,7 @@ def continuous_latents(model, guide, args=(), kwargs=None, proposal="guide", wha
             f"{what or 'this estimator'} needs the latents in pyro.plate('data') alone; the "
             f"pair nests {layout.max_plate_nesting} plates"
         )
-    program = guide if proposal == "guide" else model
+    program = Proposal.of(proposal).program(model, guide)
     with poutine.block(), torch.no_grad(), torch.random.fork_rng():
         trace = poutine.trace(program).get_trace(*args, **kwargs)
     names, shapes = [], []
@@ -95,7 +96,7 @@ def sample_latents(
     model, guide, args, kwargs, latents: Latents, num_samples: int, proposal="guide"
 ) -> dict[str, torch.Tensor]:
     """``num_samples`` draws of every latent per datapoint from the guide (or the prior)."""
-    program = guide if proposal == "guide" else model
+    program = Proposal.of(proposal).program(model, guide)
     with pyro.plate("particles", num_samples, dim=latents.layout.particle_dim):
         trace = poutine.trace(program).get_trace(*args, **kwargs)
     return {name: trace.nodes[name]["value"] for name in latents.names}
@@ -120,7 +121,7 @@ class Densities:
 
     def proposal(self, proposal: str) -> torch.Tensor:
         """log r(z) for ``proposal`` "guide" (q(z | x)) or "prior" (p(z))."""
-        return self.guide if proposal == "guide" else self.prior
+        return self.guide if Proposal.of(proposal).uses_guide else self.prior
 
 
 def log_densities(

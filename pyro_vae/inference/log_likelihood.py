@@ -21,11 +21,13 @@ after a check on a few samples that it gives the traced weights.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, replace
 
 import pyro
 import torch
 
 from .ais import ais_log_likelihood
+from .choices import Method, Proposal
 from .importance import inspect_pair, log_weights, owner_method
 from .precision import computing_in, data_device
 from .streams import each_datapoint, enter_stream, random_streams
@@ -35,12 +37,9 @@ from .weights import (
     _check_num_samples,
     _chunks,
     _StreamingWeights,
-    khat_summary,
 )
 
-__all__ = ["ROWS_PER_CHUNK", "LogLikelihood", "khat_summary", "log_likelihood"]
-
-METHODS = ("is", "ais")
+__all__ = ["ROWS_PER_CHUNK", "LogLikelihood", "log_likelihood"]
 
 #: How closely the modules' weights must match the traced ones on the checked samples, relative
 #: to the largest weight (they agree to float rounding, ~1e-7).
@@ -88,86 +87,94 @@ def log_likelihood(
         (:mod:`pyro_vae.inference.precision`).
     :param progress: a progress bar over the annealing steps (AIS).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "ais":
+    if Method.of(method) is Method.AIS:
         if record_at or chunk_size is not None or seed is not None or precision != "fp32":
             raise ValueError("record_at, chunk_size, seed and precision are for method='is'")
+        options = {"num_steps": num_steps or 500, "progress": progress, **(ais_options or {})}
         return ais_log_likelihood(
-            model,
-            guide,
-            args,
-            kwargs,
-            num_samples=num_samples,
-            num_steps=num_steps or 500,
-            proposal=proposal,
-            progress=progress,
-            **(ais_options or {}),
+            model, guide, args, kwargs, num_samples=num_samples, proposal=proposal, **options
         )
     if num_steps is not None or ais_options:
         raise ValueError("num_steps and ais_options are for method='ais'")
     _check_num_samples(num_samples)
-    layout = inspect_pair(model, guide, args, kwargs, proposal)
-    device = data_device(args, kwargs)
-    weigh = _weigher(model, guide, args, kwargs, layout, proposal, num_samples, device, precision)
-    curve_wanted = bool(record_at)
-    record_at = sorted(k for k in record_at if 0 < k < num_samples)
+    sampling = _Sampling(model, guide, Proposal.of(proposal), num_samples, chunk_size, precision)
+    layout = inspect_pair(model, guide, args, kwargs, sampling.proposal)
+    weigh = sampling.weigher(args, kwargs, layout)
+    # A curve was asked for (even one of K alone): it ends at K.
+    curve = tuple(sorted(k for k in record_at if 0 < k < num_samples)) if record_at else None
+    if seed is None:
+        result = sampling.estimate(weigh, args, kwargs, layout.num_data, curve)
+    else:
+        streams = each_datapoint(model, guide, args, kwargs, seed, datapoint_ids, proposal)
+        result = LogLikelihood.concatenate(
+            [sampling.estimate(weigh, a, k, 1, curve) for a, k in streams]
+        )
+    return replace(result, estimand=layout.estimand)
 
-    def estimate(args, kwargs, num_data) -> LogLikelihood:
-        stream = _StreamingWeights(num_data, num_samples)
+
+@dataclass(frozen=True)
+class _Sampling:
+    """How one call of :func:`log_likelihood` draws and weighs its importance samples."""
+
+    model: object
+    guide: object
+    proposal: Proposal
+    num_samples: int
+    chunk_size: int | None
+    precision: str
+
+    def estimate(self, weigh, args, kwargs, num_data, record_at) -> LogLikelihood:
+        """The estimate of ``num_data`` datapoints, with the curve at ``record_at`` (None: no
+        curve) and at K."""
+        stream = _StreamingWeights(num_data, self.num_samples)
         curve = {}
+        device = data_device(args, kwargs)
         # inspect_pair ran the pair once with Pyro's checks on; repeating the checks on every
         # chunk costs up to a fifth of the time (supports re-checked on (K, N, D) tensors).
-        with torch.no_grad(), pyro.validation_enabled(False), computing_in(precision, device):
-            for k in _chunks(num_samples, chunk_size, num_data):
-                stream.add_recording(weigh(args, kwargs, k), record_at, curve)
+        with torch.no_grad(), pyro.validation_enabled(False), computing_in(self.precision, device):
+            for k in _chunks(self.num_samples, self.chunk_size, num_data):
+                stream.add_recording(weigh(args, kwargs, k), record_at or (), curve)
         result = stream.result()
-        if curve_wanted:
-            curve[num_samples] = (result.log_px, result.stderr)
-            result.by_num_samples = dict(sorted(curve.items()))
-        return result
+        if record_at is None:
+            return result
+        curve[self.num_samples] = (result.log_px, result.stderr)
+        return replace(result, by_num_samples=dict(sorted(curve.items())))
 
-    if seed is None:
-        return estimate(args, kwargs, layout.num_data)
-    parts = [
-        estimate(one_args, one_kwargs, 1)
-        for one_args, one_kwargs in each_datapoint(
-            model, guide, args, kwargs, seed, datapoint_ids, proposal
-        )
-    ]
-    return LogLikelihood.concatenate(parts)
+    def weigher(self, args, kwargs, layout):
+        """``weigh(args, kwargs, k)``: ``(k, N)`` log weights; from the modules of a spec-built
+        pair when they give the traced weights on a few samples, else from the traces."""
+        model, guide, proposal = self.model, self.guide, self.proposal
 
+        def traced(args, kwargs, k):
+            return log_weights(
+                model, guide, args, kwargs, num_samples=k, layout=layout, proposal=proposal
+            )
 
-def _weigher(model, guide, args, kwargs, layout, proposal, num_samples, device, precision):
-    """``weigh(args, kwargs, k)``: ``(k, N)`` log weights; from the modules of a spec-built
-    pair when they give the traced weights on a few samples, else from the traces."""
+        fast = owner_method(model, guide, "importance_log_weights", args, kwargs)
+        if fast is None or not self._agrees(traced, fast, args[0][:2]):
+            return traced
+        return lambda args, kwargs, k: fast(args[0], k, proposal.value)
 
-    def traced(args, kwargs, k):
-        return log_weights(
-            model, guide, args, kwargs, num_samples=k, layout=layout, proposal=proposal
-        )
-
-    fast = owner_method(model, guide, "importance_log_weights", args, kwargs)
-    if fast is None:
-        return traced
-    x = args[0][:2]
-    k = min(num_samples, FAST_CHECK_SAMPLES)
-    with (
-        torch.no_grad(),
-        pyro.validation_enabled(False),
-        computing_in(precision, device),
-        random_streams(device),
-    ):
-        check_seed = int(torch.randint(2**62, ()))
-        enter_stream(check_seed, device)
-        expected = traced((x,), {}, k)
-        enter_stream(check_seed, device)
-        got = fast(x, k, proposal)
-    tolerance = FAST_RTOL * max(1.0, expected.abs().max().item())
-    if got.shape != expected.shape or not (got - expected).abs().max() <= tolerance:
+    def _agrees(self, traced, fast, x) -> bool:
+        """Whether ``fast`` gives the traced weights of ``x`` from the same draws."""
+        device = x.device
+        k = min(self.num_samples, FAST_CHECK_SAMPLES)
+        with (
+            torch.no_grad(),
+            pyro.validation_enabled(False),
+            computing_in(self.precision, device),
+            random_streams(device),
+        ):
+            check_seed = int(torch.randint(2**62, ()))
+            enter_stream(check_seed, device)
+            expected = traced((x,), {}, k)
+            enter_stream(check_seed, device)
+            got = fast(x, k, self.proposal.value)
+        tolerance = FAST_RTOL * max(1.0, expected.abs().max().item())
+        if got.shape == expected.shape and (got - expected).abs().max() <= tolerance:
+            return True
         warnings.warn(
             "the model's importance_log_weights disagree with the traced weights; using the traces",
-            stacklevel=3,
+            stacklevel=4,
         )
-        return traced
-    return lambda args, kwargs, k: fast(args[0], k, proposal)
+        return False

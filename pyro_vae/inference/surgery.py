@@ -32,10 +32,11 @@ import pyro.poutine as poutine
 import torch
 from torch.distributions import Independent, Normal
 
-from ..tables import Table, TabularResult, fmt, jsonable
+from ..results.estimand import LOG_PX, Estimand
+from ..results.result import Result
+from ..results.stats import mean_stderr
 from .importance import _per_datapoint
 from .latents import continuous_latents, log_densities, sample_latents
-from .stats import mean_stderr
 
 #: A dimension is active when the variance over datapoints of its posterior mean exceeds this.
 ACTIVE_THRESHOLD = 0.01
@@ -43,10 +44,11 @@ ACTIVE_THRESHOLD = 0.01
 PAIRS_PER_BLOCK = 1 << 22
 
 
-@dataclass(repr=False)
-class ElboSurgery(TabularResult):
+@dataclass(frozen=True, repr=False, eq=False)
+class ElboSurgery(Result):
     """The average KL split into mutual information and marginal KL (nats, with Monte Carlo
-    standard errors), over ``num_data`` datapoints with ``num_samples`` draws each."""
+    standard errors), over ``num_data`` datapoints with ``num_samples`` draws each; the KL is
+    taken against the prior the ``estimand`` names (conditional or not)."""
 
     average_kl: float
     average_kl_stderr: float
@@ -57,57 +59,12 @@ class ElboSurgery(TabularResult):
     num_data: int
     num_samples: int
     kl_per_datapoint: torch.Tensor  # (N,) float64
+    estimand: Estimand = LOG_PX
 
     @property
     def log_num_data(self) -> float:
         """log N, the largest mutual information N datapoints can carry."""
         return math.log(self.num_data)
-
-    def summary(self) -> dict:
-        return {
-            "average_kl": self.average_kl,
-            "average_kl_stderr": self.average_kl_stderr,
-            "marginal_kl": self.marginal_kl,
-            "marginal_kl_stderr": self.marginal_kl_stderr,
-            "mutual_information": self.mutual_information,
-            "mutual_information_stderr": self.mutual_information_stderr,
-            "log_num_data": self.log_num_data,
-            "num_data": self.num_data,
-            "num_samples": self.num_samples,
-        }
-
-    def to_dict(self) -> dict:
-        """:meth:`summary` and each datapoint's KL(q(z|x) ‖ p(z))."""
-        per_datapoint = {"kl": self.kl_per_datapoint}
-        return jsonable({**self.summary(), "per_datapoint": per_datapoint})
-
-    def repr_fields(self) -> dict:
-        return {
-            "num_data": self.num_data,
-            "num_samples": self.num_samples,
-            "average_kl": self.average_kl,
-            "mutual_information": self.mutual_information,
-            "marginal_kl": self.marginal_kl,
-        }
-
-    def table(self) -> Table:
-        def row(label, value, stderr):
-            return [label, fmt(value, ".3f"), fmt(stderr, ".3f")]
-
-        return Table(
-            f"ELBO surgery over {self.num_data} datapoints ({self.num_samples} draws each; nats)",
-            ["", "value", "MC stderr"],
-            [
-                row("average KL(q(z|x) ‖ p(z))", self.average_kl, self.average_kl_stderr),
-                row(
-                    "= mutual information I[x;z]",
-                    self.mutual_information,
-                    self.mutual_information_stderr,
-                ),
-                row("+ marginal KL(q̄(z) ‖ p(z))", self.marginal_kl, self.marginal_kl_stderr),
-                row("log N (the most I[x;z] can be)", self.log_num_data, None),
-            ],
-        )
 
 
 def _aggregate_log_density(guide, args, kwargs, latents, values) -> torch.Tensor:
@@ -148,12 +105,21 @@ def elbo_surgery(model, guide, *args, num_samples: int = 32, **kwargs) -> ElboSu
     mi, mi_se, _ = mean_and_stderr(log_q - log_agg)
     marginal, marginal_se, _ = mean_and_stderr(log_agg - log_p)
     return ElboSurgery(
-        kl, kl_se, marginal, marginal_se, mi, mi_se, latents.layout.num_data, num_samples, kl_n
+        kl,
+        kl_se,
+        marginal,
+        marginal_se,
+        mi,
+        mi_se,
+        latents.layout.num_data,
+        num_samples,
+        kl_n,
+        latents.layout.estimand,
     )
 
 
-@dataclass(repr=False)
-class LatentUsage(TabularResult):
+@dataclass(frozen=True, repr=False, eq=False)
+class LatentUsage(Result):
     """Per latent: the KL of each dimension's marginals (averaged over datapoints; absent where
     the marginals have no closed form, see ``notes``), each dimension's activity, and how many
     dimensions are active."""
@@ -163,40 +129,11 @@ class LatentUsage(TabularResult):
     active_units: dict[str, int]
     threshold: float
     notes: dict[str, str]
+    estimand: Estimand = LOG_PX
 
-    def summary(self) -> dict:
-        return {
-            name: {
-                "dims": len(self.activity[name]),
-                "active_units": self.active_units[name],
-                "kl_total": self.kl_per_dim[name].sum().item() if name in self.kl_per_dim else None,
-                "kl_per_dim": self.kl_per_dim[name].tolist() if name in self.kl_per_dim else None,
-                "activity": self.activity[name].tolist(),
-            }
-            for name in self.activity
-        }
-
-    def to_dict(self) -> dict:
-        """The threshold, :meth:`summary` (one entry per latent) and the notes."""
-        return jsonable(
-            {"threshold": self.threshold, "latents": self.summary(), "notes": self.notes}
-        )
-
-    def repr_fields(self) -> dict:
-        return {"active_units": self.active_units, "threshold": self.threshold}
-
-    def table(self) -> Table:
-        rows = [
-            [name, stats["dims"], stats["active_units"], fmt(stats["kl_total"], ".3f")]
-            for name, stats in self.summary().items()
-        ]
-        notes = [f"{name}: {note}" for name, note in self.notes.items()]
-        return Table(
-            f"Latent usage (active: Cov_x E_q[z_j] > {self.threshold})",
-            ["latent", "dims", "active", "KL (nats)"],
-            rows,
-            notes,
-        )
+    def kl_total(self, name: str) -> float | None:
+        """The summed KL of latent ``name`` (None where it has no closed form)."""
+        return self.kl_per_dim[name].sum().item() if name in self.kl_per_dim else None
 
 
 def _marginals(d, event_size: int):
@@ -245,4 +182,6 @@ def latent_usage(model, guide, *args, num_samples: int = 64, **kwargs) -> Latent
         kl = torch.distributions.kl_divergence(q_marginal, p_marginal)  # (S, N, D) or broadcast
         kl = kl.expand(num_samples, latents.layout.num_data, size).double()
         kl_per_dim[name] = kl.mean((0, 1))
-    return LatentUsage(kl_per_dim, activity, active, ACTIVE_THRESHOLD, notes)
+    return LatentUsage(
+        kl_per_dim, activity, active, ACTIVE_THRESHOLD, notes, latents.layout.estimand
+    )

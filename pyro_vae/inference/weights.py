@@ -10,108 +10,29 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import torch
 
-from ..tables import Table, TabularResult, fmt, fmt_pm, jsonable
-from .stats import khat_counts, mean_stderr
+from ..results.estimand import LOG_PX, Estimand
+from ..results.result import Result
+from ..results.stats import KhatCounts, mean_stderr
+from .choices import Method
 
 ROWS_PER_CHUNK = 16384  # samples × datapoints per pass: bounds memory whatever K is
 
 
-def khat_summary(result: LogLikelihood) -> dict:
-    """:func:`~pyro_vae.inference.stats.khat_counts` of ``result``'s k̂; None for each count
-    where k̂ cannot be had (a result assembled without its largest weights)."""
-    if result._khat is None and result.largest_log_weights is None:
-        return {"khat_median": None, "khat_above_0.7": None, "khat_undefined": None}
-    return khat_counts(result.khat)
+@dataclass(frozen=True, repr=False, eq=False)
+class LogLikelihood(Result):
+    """Per-datapoint estimates of log p(x) (float64 tensors of shape (N,)) with their Monte Carlo
+    standard errors and effective sample sizes; ``estimand`` says what p(x) is (log p(x, y),
+    log p(y | c), ...).
 
-
-class _LogLikelihoodTable(TabularResult):
-    """How a :class:`LogLikelihood` prints (a table of its summary numbers, no tensors) and
-    its JSON form."""
-
-    def repr_fields(self) -> dict:
-        return {
-            "num_data": len(self.log_px),
-            "num_samples": self.num_samples,
-            "method": self.method,
-            "mean": self.mean,
-            "mean_stderr": self.mean_stderr,
-        }
-
-    def to_dict(self) -> dict:
-        """The numbers of ``summary()`` (None where k̂ is unavailable) with the method, the
-        mean ESS, the count of non-finite estimates, the per-datapoint values, the curve
-        against K (``by_num_samples``) and the method's details."""
-        khat = khat_summary(self)
-        per_datapoint = {"log_px": self.log_px, "stderr": self.stderr, "ess": self.ess}
-        if khat["khat_median"] is not None or khat["khat_undefined"] is not None:
-            per_datapoint["khat"] = self.khat
-        curve = {
-            k: {"log_px": log_px, "stderr": stderr}
-            for k, (log_px, stderr) in (self.by_num_samples or {}).items()
-        }
-        return jsonable(
-            {
-                "log_px": self.mean,
-                "stderr": self.mean_stderr,
-                "ess_median": self.ess.median().item(),
-                "ess_mean": self.ess.mean().item(),
-                **khat,
-                "num_samples": self.num_samples,
-                "num_data": len(self.log_px),
-                "method": self.method,
-                "non_finite": int((~torch.isfinite(self.log_px)).sum()),
-                "per_datapoint": per_datapoint,
-                "by_num_samples": curve or None,
-                "details": self.details,
-            }
-        )
-
-    def table(self) -> Table:
-        num_data, k = len(self.log_px), self.num_samples
-        khat = khat_summary(self)
-        rows = [
-            ["datapoints", num_data],
-            ["log p̂(x), mean ± MC stderr", fmt_pm(self.mean, self.mean_stderr)],
-            ["ESS, mean (of K)", fmt(self.ess.mean().item(), ".1f")],
-            ["ESS, min", fmt(self.ess.min().item(), ".1f")],
-            ["Pareto k̂, median", fmt(khat["khat_median"], ".3f")],
-            ["k̂ > 0.7 (unreliable)", fmt(khat["khat_above_0.7"], "d")],
-        ]
-        if khat["khat_undefined"]:
-            rows.append(["k̂ undefined", khat["khat_undefined"]])
-        non_finite = int((~torch.isfinite(self.log_px)).sum())
-        if non_finite:
-            rows.append(["non-finite log p̂(x)", non_finite])
-        for recorded, (log_px, stderr) in (self.by_num_samples or {}).items():
-            if recorded != k:
-                rows.append(
-                    [
-                        f"log p̂(x), first {recorded}",
-                        fmt_pm(log_px.mean().item(), mean_stderr(stderr)),
-                    ]
-                )
-        if self.method == "ais":
-            title = (
-                f"log p̂(x) by annealed importance sampling: K = {k} chains per datapoint, "
-                f"{self.details.get('num_steps')} steps; nats"
-            )
-            if "acceptance" in self.details:
-                rows.append(["HMC acceptance, mean", fmt(self.details["acceptance"].mean().item())])
-        else:
-            title = f"log p̂(x) by importance sampling: K = {k} samples per datapoint; nats"
-        return Table(title, ["", ""], rows)
-
-
-@dataclass(repr=False)
-class LogLikelihood(_LogLikelihoodTable):
-    """Per-datapoint estimates (float64 tensors of shape (N,)).
-
-    ``khat`` is computed on first access (it needs arviz) from the largest weights kept.
+    A datapoint is *usable* where its estimate is finite and its log weights kept their
+    precision (:func:`precision_lost`, for weights computed in ``weight_dtype``); ``mean`` and
+    every count are over the usable datapoints.
     """
 
     log_px: torch.Tensor
@@ -120,26 +41,48 @@ class LogLikelihood(_LogLikelihoodTable):
     num_samples: int
     # K → (log p̂ with the first K samples, its stderr), when ``record_at`` asked for it
     by_num_samples: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
-    largest_log_weights: torch.Tensor | None = field(default=None, repr=False)
-    _khat: torch.Tensor | None = field(default=None, repr=False)
-    method: str = "is"  # "is": importance sampling; "ais": annealed importance sampling
-    details: dict = field(default_factory=dict, repr=False)  # method-specific diagnostics
+    largest_log_weights: torch.Tensor | None = None  # (M+1, N), for k̂
+    method: Method = Method.IS
+    details: dict = field(default_factory=dict)  # method-specific diagnostics
+    estimand: Estimand = LOG_PX
+    weight_dtype: torch.dtype = torch.float32
+
+    @cached_property
+    def khat(self) -> torch.Tensor | None:
+        """Pareto k̂ of each datapoint's weights (PSIS; > 0.7: the estimate is unreliable);
+        None where the largest weights were not kept. Computed on first access (arviz)."""
+        if self.largest_log_weights is None:
+            return None
+        return pareto_khat(self.largest_log_weights, self.num_samples)
 
     @property
-    def khat(self) -> torch.Tensor:
-        """Pareto k̂ of each datapoint's weights (PSIS; > 0.7: the estimate is unreliable)."""
-        if self._khat is None:
-            self._khat = pareto_khat(self.largest_log_weights, self.num_samples)
-        return self._khat
+    def num_data(self) -> int:
+        return len(self.log_px)
+
+    @property
+    def precision_lost(self) -> torch.Tensor:
+        """Per datapoint, whether its log weights are too large for ``weight_dtype``."""
+        return precision_lost(largest_abs_log_weight(self), self.weight_dtype)
+
+    @property
+    def usable(self) -> torch.Tensor:
+        return torch.isfinite(self.log_px) & ~self.precision_lost
 
     @property
     def mean(self) -> float:
-        return self.log_px.mean().item()
+        """Mean log p̂ over the usable datapoints (NaN where none is)."""
+        used = self.log_px[self.usable]
+        return used.mean().item() if used.numel() else math.nan
 
     @property
     def mean_stderr(self) -> float:
-        """Monte Carlo standard error of the mean over datapoints."""
-        return mean_stderr(self.stderr)
+        """Monte Carlo standard error of :attr:`mean`."""
+        return mean_stderr(self.stderr[self.usable])
+
+    @property
+    def khat_counts(self) -> KhatCounts:
+        """k̂ counts over the usable datapoints."""
+        return KhatCounts.of(None if self.khat is None else self.khat[self.usable])
 
     @classmethod
     def concatenate(cls, parts: list[LogLikelihood]) -> LogLikelihood:
@@ -152,25 +95,19 @@ class LogLikelihood(_LogLikelihoodTable):
                 for k in first.by_num_samples
             }
         tails = [p.largest_log_weights for p in parts]
-        return cls(
-            torch.cat([p.log_px for p in parts]),
-            torch.cat([p.stderr for p in parts]),
-            torch.cat([p.ess for p in parts]),
-            first.num_samples,
+        details = {
+            k: torch.cat([p.details[k] for p in parts]) if torch.is_tensor(v) else v
+            for k, v in first.details.items()
+        }
+        return replace(
+            first,
+            log_px=torch.cat([p.log_px for p in parts]),
+            stderr=torch.cat([p.stderr for p in parts]),
+            ess=torch.cat([p.ess for p in parts]),
             by_num_samples=curve,
             largest_log_weights=None if tails[0] is None else torch.cat(tails, dim=1),
-            method=first.method,
+            details=details,
         )
-
-    def summary(self) -> dict:
-        return {
-            "log_px": self.mean,
-            "stderr": self.mean_stderr,
-            "ess_median": self.ess.median().item(),
-            **khat_counts(self.khat),
-            "num_samples": self.num_samples,
-            "num_data": len(self.log_px),
-        }
 
 
 def _check_num_samples(num_samples) -> int:
@@ -205,8 +142,10 @@ class _StreamingWeights:
         self.sum_sq = torch.zeros(num_data, dtype=torch.float64)
         self.top = torch.empty(0, num_data, dtype=torch.float64)
         self.seen = 0
+        self.dtype = torch.float32  # what the weights were computed in
 
     def add(self, lw: torch.Tensor) -> None:
+        self.dtype = lw.dtype
         lw = lw.detach().cpu().to(torch.float64)  # the CPU: MPS has no float64
         new_max = torch.maximum(self.max, lw.max(0).values)
         shift = torch.where(
@@ -241,10 +180,14 @@ class _StreamingWeights:
         rel_var = (k * self.sum_sq / self.sum**2 - 1).clamp(min=0) / (k - 1)
         return log_px, rel_var.sqrt()
 
-    def result(self) -> LogLikelihood:
+    def result(self, **fields) -> LogLikelihood:
+        """The estimates, with ``fields`` of :class:`LogLikelihood` (method, estimand, ...)."""
         log_px, stderr = self.estimate()
         ess = self.sum**2 / self.sum_sq
-        return LogLikelihood(log_px, stderr, ess, self.num_samples, largest_log_weights=self.top)
+        fields.setdefault("weight_dtype", self.dtype)
+        return LogLikelihood(
+            log_px, stderr, ess, self.num_samples, largest_log_weights=self.top, **fields
+        )
 
 
 def pareto_khat(largest: torch.Tensor, num_samples: int) -> torch.Tensor:

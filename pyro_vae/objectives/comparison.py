@@ -29,7 +29,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyro
 import pyro.poutine as poutine
@@ -38,9 +38,10 @@ from tqdm.auto import tqdm
 
 from ..errors import ModelGuideError, PyroVaeError, SpecError
 from ..inference.log_likelihood import log_likelihood
-from ..inference.stats import khat_counts
 from ..model.latent_model import LatentModel
-from ..tables import Table, TabularResult, fmt, fmt_pm, jsonable
+from ..results.comparisons import GROUPS
+from ..results.estimand import LOG_PX, Estimand
+from ..results.result import Result
 from .registry import ObjectiveChoice
 
 DEFAULT_ESTIMATORS = (
@@ -55,9 +56,6 @@ DEFAULT_ESTIMATORS = (
     "iwae_dreg:k=50",
     "renyi:k=10,alpha=0.5",
 )
-
-#: The parameter groups, in the order the results show them.
-GROUPS = ("guide", "model")
 
 
 class _Moments:
@@ -79,8 +77,8 @@ class _Moments:
         return self.m2 / max(self.count - 1, 1)
 
 
-@dataclass(repr=False)
-class GradientStats(TabularResult):
+@dataclass(frozen=True, repr=False, eq=False)
+class GradientStats(Result):
     """Gradients of one parameter group over R repetitions (per-datapoint objective)."""
 
     names: list[str]
@@ -110,56 +108,9 @@ class GradientStats(TabularResult):
         noise = self.var.sum().sqrt()
         return (self.mean.norm() / noise).item() if noise > 0 else math.nan
 
-    def summary(self) -> dict:
-        return {"variance": self.variance, "snr": self.snr, "snr_norm": self.snr_norm}
 
-    def to_dict(self, per_coordinate: bool = True) -> dict:
-        """:meth:`summary`, the parameters' names and sizes, and (``per_coordinate``) the mean
-        and variance of every coordinate, which for a network are long lists."""
-        out = {
-            **self.summary(),
-            "names": self.names,
-            "coordinates": self.mean.numel(),
-            "repeats": self.repeats,
-        }
-        if per_coordinate:
-            out["per_coordinate"] = {"mean": self.mean, "var": self.var}
-        return jsonable(out)
-
-    def repr_fields(self) -> dict:
-        return {
-            "parameters": len(self.names),
-            "coordinates": self.mean.numel(),
-            **self.summary(),
-        }
-
-    def table(self) -> Table:
-        return Table(
-            f"Gradient statistics over {self.repeats} repetitions ({len(self.names)} parameter "
-            f"tensors, {self.mean.numel()} coordinates)",
-            ["", ""],
-            [
-                ["variance, mean per coordinate", fmt(self.variance, ".3e")],
-                ["SNR, mean over coordinates", fmt(self.snr, ".3f")],
-                ["SNR of the whole vector", fmt(self.snr_norm, ".3f")],
-            ],
-        )
-
-
-def _gradient_cells(gradients: dict[str, GradientStats]) -> list[str]:
-    """Variance and SNR of each group, ``–`` for a group without parameters."""
-    cells = []
-    for group in GROUPS:
-        stats = gradients.get(group)
-        if stats is None:
-            cells += [fmt(None), fmt(None)]
-        else:
-            cells += [fmt(stats.variance, ".2e"), fmt(stats.snr)]
-    return cells
-
-
-@dataclass(repr=False)
-class EstimatorResult(TabularResult):
+@dataclass(frozen=True, repr=False, eq=False)
+class EstimatorResult(Result):
     """One estimator's statistics; ``gradients`` has no entry for a group without parameters."""
 
     label: str
@@ -172,69 +123,11 @@ class EstimatorResult(TabularResult):
     skipped: str | None = None  # why the estimator does not apply to this pair
     num_particles: int = 1
 
-    def summary(self) -> dict:
-        out = {
-            "estimator": self.label,
-            "num_particles": self.num_particles,
-            "value": self.value,
-            "value_std": self.value_std,
-            "bias": self.bias,
-            "bias_stderr": self.bias_stderr,
-            "ms_per_step": 1000 * self.seconds_per_step,
-            "gradients": {k: g.summary() for k, g in self.gradients.items()},
-        }
-        return {"estimator": self.label, "skipped": self.skipped} if self.skipped else out
 
-    def to_dict(self) -> dict:
-        """Every field, with the same keys whether or not the estimator was skipped;
-        ``gradients`` has both groups, None for one without parameters (per-group summaries
-        only: :meth:`GradientStats.to_dict` has the per-coordinate values)."""
-        gradients = {g: self.gradients.get(g) for g in GROUPS}
-        return jsonable(
-            {
-                "estimator": self.label,
-                "num_particles": self.num_particles,
-                "skipped": self.skipped,
-                "value": self.value,
-                "value_std": self.value_std,
-                "bias": self.bias,
-                "bias_stderr": self.bias_stderr,
-                "ms_per_step": 1000 * self.seconds_per_step,
-                "gradients": {
-                    g: None if stats is None else stats.to_dict(per_coordinate=False)
-                    for g, stats in gradients.items()
-                },
-            }
-        )
-
-    def repr_fields(self) -> dict:
-        if self.skipped:
-            return {"label": self.label, "skipped": self.skipped}
-        return {
-            "label": self.label,
-            "value": self.value,
-            "value_std": self.value_std,
-            "bias": self.bias,
-            "ms_per_step": 1000 * self.seconds_per_step,
-        }
-
-    def table(self) -> Table:
-        title = f"{self.label}, K = {self.num_particles} (per datapoint, nats)"
-        if self.skipped:
-            return Table(title, ["", ""], [["skipped", self.skipped]])
-        names = ["guide gradient variance", "guide SNR", "model gradient variance", "model SNR"]
-        rows = [
-            ["value ± std over repetitions", fmt_pm(self.value, self.value_std)],
-            ["bias ± stderr", fmt_pm(self.bias, self.bias_stderr)],
-            ["ms per step", fmt(1000 * self.seconds_per_step, ".1f")],
-            *zip(names, _gradient_cells(self.gradients), strict=True),
-        ]
-        return Table(title, ["", ""], rows)
-
-
-@dataclass(repr=False)
-class Comparison(TabularResult):
-    """The estimators' results on one batch, with the reference they are measured against.
+@dataclass(frozen=True, repr=False, eq=False)
+class Comparison(Result):
+    """The estimators' results on one batch, with the reference they are measured against (an
+    estimate of what ``estimand`` names).
 
     ``differentiated`` is False when neither program has parameters (no gradient statistics
     at all); ``notes`` says which group has none.
@@ -249,76 +142,10 @@ class Comparison(TabularResult):
     reference_khat_above_0_7: int | None = None  # datapoints where the reference is unreliable
     differentiated: bool = True
     notes: list[str] = field(default_factory=list)
+    estimand: Estimand = LOG_PX
 
     def __getitem__(self, label: str) -> EstimatorResult:
         return next(r for r in self.results if r.label == label)
-
-    def summary(self) -> dict:
-        return {
-            "num_data": self.num_data,
-            "repeats": self.repeats,
-            "reference": self.reference,
-            "reference_stderr": self.reference_stderr,
-            "reference_kind": self.reference_kind,
-            "reference_khat_above_0.7": self.reference_khat_above_0_7,
-            "differentiated": self.differentiated,
-            "notes": self.notes,
-            "estimators": [r.summary() for r in self.results],
-        }
-
-    def to_dict(self) -> dict:
-        """:meth:`summary` with each estimator's :meth:`EstimatorResult.to_dict`."""
-        return jsonable({**self.summary(), "estimators": [r.to_dict() for r in self.results]})
-
-    def repr_fields(self) -> dict:
-        return {
-            "num_data": self.num_data,
-            "repeats": self.repeats,
-            "estimators": [r.label for r in self.results],
-            "reference": self.reference,
-            "differentiated": self.differentiated,
-        }
-
-    def table(self) -> Table:
-        header = ["estimator", "K", "value", "std", "bias ± stderr"]
-        header += ["guide var", "guide SNR", "model var", "model SNR", "ms/step"]
-        rows, notes = [], []
-        for r in self.results:
-            if r.skipped:
-                rows.append([r.label, r.num_particles, "skipped", *[""] * 7])
-                notes.append(f"{r.label} skipped: {r.skipped}")
-                continue
-            rows.append(
-                [
-                    r.label,
-                    r.num_particles,
-                    fmt(r.value, ".3f"),
-                    fmt(r.value_std, ".3f"),
-                    fmt_pm(r.bias, r.bias_stderr),
-                    *_gradient_cells(r.gradients),
-                    fmt(1000 * r.seconds_per_step, ".1f"),
-                ]
-            )
-        if self.reference is None:
-            reference = f"no reference ({self.reference_kind}): no bias"
-        else:
-            reference = (
-                f"reference log p(x) {fmt_pm(self.reference, self.reference_stderr)} "
-                f"({self.reference_kind})"
-            )
-            if self.reference_khat_above_0_7:
-                reference += (
-                    f"; k̂ > 0.7 on {self.reference_khat_above_0_7} of {self.num_data} datapoints"
-                )
-        notes = [reference, *notes, *self.notes]
-        if self.differentiated:
-            floor = 1 / math.sqrt(self.repeats)
-            notes.append(f"an SNR below about {floor:.2f} cannot be told from 0")
-        title = (
-            f"ELBO estimators on {self.num_data} datapoints, {self.repeats} repetitions each "
-            "(per datapoint, nats)"
-        )
-        return Table(title, header, rows, notes)
 
 
 def spec_built(model, guide) -> LatentModel | None:
@@ -376,22 +203,40 @@ def _build(choice: ObjectiveChoice, pair: _Pair):
         return None, e.message
 
 
-def _reference(model, guide, args, kwargs, exact, num_samples, seed):
-    """Mean reference log p(x), its Monte Carlo stderr, a description, and how many datapoints
-    have Pareto k̂ > 0.7 (where the importance-sampled reference itself is unreliable)."""
-    if exact is not None:
-        exact = torch.as_tensor(exact, dtype=torch.float64)
-        return exact.mean().item(), 0.0, "exact", 0
-    if not num_samples:
-        return None, None, "none", None
-    try:
-        with torch.random.fork_rng():
-            pyro.set_rng_seed(seed)
-            ll = log_likelihood(model, guide, *args, num_samples=num_samples, **kwargs)
-    except ModelGuideError as e:  # e.g. an enumerated model: compare without a bias column
-        return None, None, f"none ({str(e).splitlines()[0]})", None
-    unreliable = khat_counts(ll.khat)["khat_above_0.7"]
-    return ll.mean, ll.mean_stderr, f"log_likelihood K={num_samples}", unreliable
+@dataclass(frozen=True)
+class _Reference:
+    """The reference log p(x) the estimators' biases are measured against: its mean, Monte Carlo
+    stderr, a description, how many datapoints have Pareto k̂ > 0.7 (where an importance-sampled
+    reference is itself unreliable), and what it estimates."""
+
+    value: float | None = None
+    stderr: float | None = None
+    kind: str = "none"
+    unreliable: int | None = None
+    estimand: Estimand = LOG_PX
+
+    @classmethod
+    def of(cls, model, guide, args, kwargs, exact, num_samples, seed) -> _Reference:
+        if exact is not None:
+            return cls(torch.as_tensor(exact, dtype=torch.float64).mean().item(), 0.0, "exact", 0)
+        if not num_samples:
+            return cls()
+        try:
+            with torch.random.fork_rng():
+                pyro.set_rng_seed(seed)
+                ll = log_likelihood(model, guide, *args, num_samples=num_samples, **kwargs)
+        except ModelGuideError as e:  # e.g. an enumerated model: compare without a bias column
+            return cls(kind=f"none ({str(e).splitlines()[0]})")
+        kind = f"log_likelihood K={num_samples}"
+        return cls(ll.mean, ll.mean_stderr, kind, ll.khat_counts.above, ll.estimand)
+
+    def measured(self, result: EstimatorResult, repeats: int) -> EstimatorResult:
+        """``result`` with its bias against this reference (none without a reference)."""
+        if self.value is None or result.skipped:
+            return result
+        mc = result.value_std / math.sqrt(repeats)
+        bias_stderr = math.hypot(mc, self.stderr)
+        return replace(result, bias=result.value - self.value, bias_stderr=bias_stderr)
 
 
 def compare_estimators(
@@ -418,39 +263,39 @@ def compare_estimators(
         raise PyroVaeError(f"repeats must be >= 2 to estimate a spread, got {repeats}")
     choices = [ObjectiveChoice.of(e) for e in estimators]
     num_data = _num_data(args)
-    reference, reference_stderr, kind, unreliable = _reference(
-        model, guide, args, kwargs, exact, reference_samples, seed
-    )
+    reference = _Reference.of(model, guide, args, kwargs, exact, reference_samples, seed)
     pair = _Pair(
         model, guide, args, kwargs, parameter_groups(model, guide, *args, **kwargs), num_data
     )
     differentiated, notes = _parameter_notes(pair.groups)
-    results = []
     bar = tqdm(total=repeats * len(choices), disable=None if progress is None else not progress)
     with bar:
-        for choice in choices:
-            elbo, skipped = _build(choice, pair)
-            if elbo is None:
-                result = EstimatorResult(choice.label, skipped=skipped)
-                bar.update(repeats)
-            else:
-                result = _measure(choice, elbo, pair, repeats, seed, bar)
-                if reference is not None:
-                    result.bias = result.value - reference
-                    mc = result.value_std / math.sqrt(repeats)
-                    result.bias_stderr = math.hypot(mc, reference_stderr)
-            result.num_particles = choice.num_particles
-            results.append(result)
+        results = [
+            reference.measured(_estimator_result(choice, pair, repeats, seed, bar), repeats)
+            for choice in choices
+        ]
     return Comparison(
         results,
         num_data,
         repeats,
-        reference,
-        reference_stderr,
-        kind,
-        unreliable,
+        reference.value,
+        reference.stderr,
+        reference.kind,
+        reference.unreliable,
         differentiated,
         notes,
+        reference.estimand,
+    )
+
+
+def _estimator_result(choice, pair: _Pair, repeats: int, seed: int, bar) -> EstimatorResult:
+    """The measurements of one estimator, or why it was skipped."""
+    elbo, skipped = _build(choice, pair)
+    if elbo is None:
+        bar.update(repeats)
+        return EstimatorResult(choice.label, skipped=skipped, num_particles=choice.num_particles)
+    return replace(
+        _measure(choice, elbo, pair, repeats, seed, bar), num_particles=choice.num_particles
     )
 
 

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ..results.estimand import LOG_PX  # noqa: E402
 from .files import atomic_path  # noqa: E402
 
 
@@ -98,20 +99,19 @@ def _finite(value) -> bool:
     return value is not None and bool(np.isfinite(value))
 
 
-def log_px_vs_k(curve: list[dict], elbo: float | None, path: Path) -> Path | None:
-    """Mean log p̂(x) against K (log axis) with a ±2 standard-error band, and the ELBO; the
-    points whose mean is missing (None) or not finite are left out, an ELBO that is too; None,
-    and no file, when no point is left."""
-    points = [c for c in curve if _finite(c["log_px"])]
+def log_px_vs_k(curve: list, elbo: float | None, path: Path, estimand=LOG_PX) -> Path | None:
+    """Mean log p̂ against K (log axis) with a ±2 standard-error band, and the ELBO, from the
+    report's curve (:class:`~pyro_vae.results.evaluation.CurvePoint`); the points whose mean is
+    missing (None) or not finite are left out, an ELBO that is too; None, and no file, when no
+    point is left."""
+    points = [c for c in curve if _finite(c.log_px)]
     if not points:
         return None
-    ks = np.array([c["num_samples"] for c in points])
-    means = np.array([c["log_px"] for c in points], dtype=float)
-    errors = np.array(
-        [c["mc_stderr"] if _finite(c["mc_stderr"]) else 0.0 for c in points], dtype=float
-    )
+    ks = np.array([c.num_samples for c in points])
+    means = np.array([c.log_px for c in points], dtype=float)
+    errors = np.array([c.mc_stderr if _finite(c.mc_stderr) else 0.0 for c in points], dtype=float)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ks, means, marker="o", label="log p̂(x), K samples")
+    ax.plot(ks, means, marker="o", label=f"{estimand.log_p_hat}, K samples")
     ax.fill_between(ks, means - 2 * errors, means + 2 * errors, alpha=0.3, label="± 2 stderr")
     if _finite(elbo):
         ax.axhline(elbo, color="gray", linestyle="--", label="ELBO")
@@ -149,20 +149,21 @@ def histogram(
     return _save(fig, path)
 
 
-def snr_vs_k(rows: list[dict], path: Path) -> Path:
+def snr_vs_k(rows: list, path: Path) -> Path:
     """Gradient SNR of the guide's and the model's parameters against K, one line per
-    estimator family (estimators with a single K are points)."""
+    estimator family (estimators with a single K are points); ``rows``: the estimators'
+    results that were not skipped."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
-    families: dict[str, list[dict]] = {}
+    families: dict[str, list] = {}
     for row in rows:
-        families.setdefault(row["estimator"].split("(")[0], []).append(row)
+        families.setdefault(row.label.split("(")[0], []).append(row)
     titles = {"guide": "guide (encoder)", "model": "model (decoder)"}
     markers = "osD^vP*X"
     for ax, (group, title) in zip(axes, titles.items(), strict=True):
         for i, (name, members) in enumerate(families.items()):
-            members = sorted(members, key=lambda r: r["num_particles"])
-            k = [r["num_particles"] for r in members]
-            snr = [r["gradients"].get(group, {}).get("snr", np.nan) for r in members]
+            members = sorted(members, key=lambda r: r.num_particles)
+            k = [r.num_particles for r in members]
+            snr = [r.gradients[group].snr if group in r.gradients else np.nan for r in members]
             # Estimators that share samples can coincide (iwae and iwae_dreg for the model):
             # shrinking markers and dashes keep every one visible.
             ax.plot(
@@ -183,17 +184,15 @@ def snr_vs_k(rows: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def estimator_values(rows: list[dict], reference: float | None, path: Path, label: str) -> Path:
+def estimator_values(rows: list, reference: float | None, path: Path, label: str) -> Path:
     """Each estimator's mean value per datapoint ± one standard deviation over repetitions."""
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
     y = np.arange(len(rows))
-    ax.errorbar(
-        [r["value"] for r in rows], y, xerr=[r["value_std"] for r in rows], fmt="o", capsize=3
-    )
+    ax.errorbar([r.value for r in rows], y, xerr=[r.value_std for r in rows], fmt="o", capsize=3)
     if reference is not None:
         ax.axvline(reference, color="black", linestyle="--", label=label)
         ax.legend(fontsize=8)
-    ax.set_yticks(y, [r["estimator"] for r in rows])
+    ax.set_yticks(y, [r.label for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel("estimate per datapoint (nats), ± 1 std over repetitions")
     ax.grid(alpha=0.3)
@@ -246,42 +245,46 @@ def gap_decomposition(
     return _save(fig, path)
 
 
-def kl_per_dim(usage: dict, path: Path, threshold: float) -> Path | None:
-    """Each latent's KL per dimension (sorted, largest first), coloured by activity; None, and
-    no file, when no latent has a finite activity."""
-    names = [n for n in usage if np.isfinite(np.asarray(usage[n]["activity"], dtype=float)).any()]
+def kl_per_dim(latents: dict, path: Path, threshold: float) -> Path | None:
+    """Each latent's KL per dimension (sorted, largest first), coloured by activity, from the
+    report's :class:`~pyro_vae.results.evaluation.LatentStats`; None, and no file, when no
+    latent has a finite activity."""
+    names = [n for n in latents if np.isfinite(np.asarray(latents[n].activity, dtype=float)).any()]
     if not names:
         return None
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        stats = usage[name]
-        activity = np.asarray(stats["activity"], dtype=float)  # None (NaN in JSON): NaN
+        stats = latents[name]
+        activity = np.asarray(stats.activity, dtype=float)  # None (NaN in JSON): NaN
         order = np.argsort(-np.nan_to_num(activity, nan=-np.inf))
-        values = stats["kl_per_dim"]
+        values = stats.kl_per_dim
         heights = np.asarray(values, dtype=float)[order] if values is not None else activity[order]
         colours = ["tab:blue" if a > threshold else "tab:gray" for a in activity[order]]
         ax.bar(range(len(order)), heights, color=colours)
         ax.set_xlabel("dimension (most active first)")
         ax.set_ylabel("KL per dimension (nats)" if values is not None else "activity")
-        ax.set_title(f"{name}: {stats['active_units']} of {stats['dims']} active (blue)")
+        ax.set_title(f"{name}: {stats.active_units} of {stats.dims} active (blue)")
         ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
 
 
-def surgery(s: dict, path: Path) -> Path | None:
-    """The average KL as mutual information plus marginal KL, against log N; None, and no
-    file, when one of them is missing or not finite."""
-    if not all(_finite(s[k]) for k in ("mutual_information", "marginal_kl", "log_num_data")):
+def surgery(s, path: Path, estimand=LOG_PX) -> Path | None:
+    """The average KL as mutual information plus marginal KL, against log N, from the report's
+    :class:`~pyro_vae.results.evaluation.SurgerySection`; None, and no file, when one of them
+    is missing or not finite."""
+    if not all(_finite(v) for v in (s.mutual_information, s.marginal_kl, s.log_num_data)):
         return None
     fig, ax = plt.subplots(figsize=(5, 4))
-    ax.bar(["average KL"], [s["mutual_information"]], label="mutual information I[x; z]")
+    ax.bar(
+        ["average KL"], [s.mutual_information], label=f"mutual information {estimand.information}"
+    )
     ax.bar(
         ["average KL"],
-        [s["marginal_kl"]],
-        bottom=[s["mutual_information"]],
-        label="marginal KL(q̄(z) ‖ p(z))",
+        [s.marginal_kl],
+        bottom=[s.mutual_information],
+        label=f"marginal {estimand.aggregate_kl}",
     )
-    ax.axhline(s["log_num_data"], color="red", linestyle="--", label="log N (largest MI)")
+    ax.axhline(s.log_num_data, color="red", linestyle="--", label="log N (largest MI)")
     ax.set_ylabel("nats per datapoint")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
@@ -289,7 +292,7 @@ def surgery(s: dict, path: Path) -> Path | None:
 
 
 def is_vs_ais(
-    is_log_px: np.ndarray, ais_log_px: np.ndarray, khat: np.ndarray, path: Path
+    is_log_px: np.ndarray, ais_log_px: np.ndarray, khat: np.ndarray, path: Path, estimand=LOG_PX
 ) -> Path | None:
     """AIS against importance-sampled log p̂(x) per datapoint, where both are finite; red
     where IS had k̂ > 0.7. None, and no file, when no datapoint has both finite."""
@@ -307,8 +310,65 @@ def is_vs_ais(
     values = np.concatenate([is_log_px, ais_log_px])
     low, high = values.min(), values.max()
     ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="equal")
-    ax.set_xlabel("log p̂(x), importance sampling")
-    ax.set_ylabel("log p̂(x), AIS")
+    ax.set_xlabel(f"{estimand.log_p_hat}, importance sampling")
+    ax.set_ylabel(f"{estimand.log_p_hat}, AIS")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def draw_evaluation(run_dir: Path, evaluation) -> tuple[dict, dict]:
+    """The figures of an :class:`~pyro_vae.runs.evaluation.Evaluation`, of its usable
+    datapoints, under ``run_dir/plots``: ``{name: path}`` of those drawn and ``{name: why}`` of
+    those skipped because nothing in them could be drawn."""
+    folder, report, usable = run_dir / "plots", evaluation.report, evaluation.usable
+    arrays, e = evaluation.arrays(), report.estimand
+    shown = {k: np.where(usable, v, np.nan) for k, v in arrays.items() if v.dtype.kind == "f"}
+    figures = {
+        "log_px_vs_k": lambda: log_px_vs_k(
+            report.log_px_by_num_samples, report.elbo.mean, folder / "log_px_vs_k.png", e
+        ),
+        "gap_hist": lambda: histogram(
+            arrays["gap"],
+            folder / "gap_hist.png",
+            f"{e.log_p_hat} − ELBO per datapoint (nats)",
+            keep=usable,
+        ),
+        "khat_hist": lambda: histogram(
+            arrays["khat"],
+            folder / "khat_hist.png",
+            "Pareto k̂ per datapoint",
+            lines=(0.5, 0.7),
+            keep=usable,
+        ),
+    }
+    if report.ais is not None:
+        figures["is_vs_ais"] = lambda: is_vs_ais(
+            shown["log_px"], shown["ais_log_px"], arrays["khat"], folder / "is_vs_ais.png", e
+        )
+    if report.decomposition is not None:
+        figures["gap_decomposition"] = lambda: gap_decomposition(
+            shown["approximation_gap"] + shown["amortization_gap"],
+            shown["approximation_gap"],
+            shown["amortization_gap"],
+            folder / "gap_decomposition.png",
+        )
+    if report.surgery is not None:
+        usage = report.latent_usage
+        figures["surgery"] = lambda: surgery(report.surgery, folder / "surgery.png", e)
+        figures["kl_per_dim"] = lambda: kl_per_dim(
+            usage.latents, folder / "kl_per_dim.png", usage.threshold
+        )
+    return _drawn(run_dir, figures)
+
+
+def _drawn(run_dir: Path, figures: dict) -> tuple[dict, dict]:
+    """Draw each figure; ``{name: path relative to run_dir}`` and ``{name: why not drawn}``."""
+    made, skipped = {}, {}
+    for name, draw in figures.items():
+        path = draw()
+        if path is None:
+            skipped[name] = "nothing finite to draw"
+        else:
+            made[name] = str(path.relative_to(run_dir))
+    return made, skipped

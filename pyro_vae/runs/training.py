@@ -31,6 +31,7 @@ from ..model.latent_model import LatentModel
 from ..objectives.fused import FusedELBO, checked_step
 from ..objectives.kl_weight import KLWeighted, warmup_weight
 from ..objectives.registry import ObjectiveChoice, default_objective
+from ..results.result import Result
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig, prepare_data
 from .distributed import World, all_sum, any_true, gather, on_main, shard, world
@@ -40,8 +41,11 @@ from .pairs import PyroPair, trainable
 from .run_dir import CHECKPOINT, RunDir, holding
 
 
-@dataclass
-class TrainResult:
+@dataclass(frozen=True, repr=False, eq=False)
+class TrainResult(Result):
+    """A finished training: the trained pair, its settings and data, the metrics of every epoch
+    and the run directory (None: nothing kept on disk)."""
+
     vae: LatentModel
     config: TrainConfig
     dataset: Dataset

@@ -1,10 +1,9 @@
 """Numbers as text for reports, the command line and results: one spelling of a missing value.
 
 :class:`Table` is a titled table of formatted cells, written as aligned plain text
-(:func:`text_table`) or Markdown (:func:`markdown_table`). :class:`TabularResult` gives a result
-class ``str`` (the text table), a one-line ``repr``, ``_repr_markdown_`` (Jupyter) and
-``to_dict`` (plain Python for JSON, see :func:`jsonable`) from its :meth:`~TabularResult.table`
-and :meth:`~TabularResult.repr_fields`.
+(:func:`text_table`) or Markdown (:func:`markdown_table`); :func:`jsonable` makes values strict
+JSON; :func:`repr_line` is the one-line ``repr`` of a result
+(:class:`~pyro_vae.results.result.Result` builds all four views from these).
 """
 
 from __future__ import annotations
@@ -41,9 +40,14 @@ def fmt_pm(value, stderr, spec: str = ".3f") -> str:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
-    """Lines of a Markdown table; cells are written as given (format them with :func:`fmt`)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    """Lines of a Markdown table; cells are written as given (format them with :func:`fmt`),
+    but for a bare ``|``, which would end the cell (``q(z|x)``), and an empty header cell,
+    which Markdown cannot hold."""
+
+    def line(cells):
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return [line(h or " " for h in header), "|" + "---|" * len(header), *map(line, rows)]
 
 
 def display_width(text: str) -> int:
@@ -89,10 +93,7 @@ class Table:
         return "\n".join(lines + [f"  {note}" for note in self.notes])
 
     def markdown(self) -> str:
-        # A Markdown table cannot hold an empty header row, nor a bare "|" in a cell.
-        header = [h or " " for h in self.header]
-        rows = [[str(c).replace("|", "\\|") for c in row] for row in self.rows]
-        lines = [f"**{self.title}**", "", *markdown_table(header, rows)]
+        lines = [f"**{self.title}**", "", *markdown_table(self.header, self.rows)]
         if self.notes:
             lines += ["", *(f"- {note}" for note in self.notes)]
         return "\n".join(lines) + "\n"
@@ -125,32 +126,3 @@ def repr_line(name: str, fields: Mapping) -> str:
         return format(v, ".6g") if isinstance(v, float) else repr(v)
 
     return f"{name}(" + ", ".join(f"{k}={short(v)}" for k, v in fields.items()) + ")"
-
-
-class TabularResult:
-    """``str``, ``repr``, Jupyter Markdown and ``to_dict`` for a result class.
-
-    A subclass gives :meth:`table` and :meth:`repr_fields`; :meth:`to_dict` defaults to its
-    ``summary()`` made JSON-safe. A dataclass subclass needs ``@dataclass(repr=False)``, or the
-    generated ``__repr__`` (every tensor in full) replaces this one.
-    """
-
-    def table(self) -> Table:
-        raise NotImplementedError
-
-    def repr_fields(self) -> dict:
-        """The few numbers the one-line ``repr`` shows."""
-        raise NotImplementedError
-
-    def to_dict(self) -> dict:
-        """Plain Python (numbers, strings, lists; None for NaN) for ``json.dumps``."""
-        return jsonable(self.summary())
-
-    def __str__(self) -> str:
-        return self.table().text()
-
-    def __repr__(self) -> str:
-        return repr_line(type(self).__name__, self.repr_fields())
-
-    def _repr_markdown_(self) -> str:
-        return self.table().markdown()

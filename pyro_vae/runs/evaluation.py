@@ -1,0 +1,293 @@
+"""One evaluation of a run, typed: :class:`Evaluation` composes the very results the estimators
+return — the ELBO gap (``pv.elbo_gap``'s :class:`~pyro_vae.ElboGap`: importance-sampled log p̂
+with its curve against K, and the ELBO), AIS's :class:`~pyro_vae.LogLikelihood`, the
+:class:`~pyro_vae.GapDecomposition`, :class:`~pyro_vae.ElboSurgery` and
+:class:`~pyro_vae.LatentUsage` — with one mask of usable datapoints applied to all of them.
+
+It is written three ways, all from here: the per-datapoint arrays of ``evaluation.npz``
+(:meth:`Evaluation.arrays`, described by :data:`~pyro_vae.results.evaluation.ARRAYS`), the same
+as an ``arviz.InferenceData`` (``evaluation.nc``), and the report section
+(:attr:`Evaluation.report`, an :class:`~pyro_vae.results.evaluation.EvaluationReport`).
+
+A datapoint is usable where its log p̂ and ELBO are finite and its log weights kept their
+precision: the largest |log w| or |estimate| behind any of its numbers, in the dtype the pair's
+densities are summed in, is resolved to 0.1 nat or better
+(:func:`~pyro_vae.inference.weights.precision_lost`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from ..inference.elbo import ElboGap
+from ..inference.gap import GapDecomposition
+from ..inference.log_likelihood import LogLikelihood
+from ..inference.surgery import ElboSurgery, LatentUsage
+from ..inference.weights import (
+    PRECISION_TOLERANCE,
+    float_spacing,
+    largest_abs_log_weight,
+    precision_lost,
+)
+from ..results.evaluation import (
+    AisSection,
+    CurvePoint,
+    DecompositionSection,
+    EvaluationReport,
+    PrecisionLoss,
+    SurgerySection,
+    UsageSection,
+    health_notes,
+)
+from ..results.result import Result
+from ..results.schema import from_json, to_json
+from ..results.stats import Difference, KhatCounts, Stats, count_non_finite, finite_median
+
+
+@dataclass(frozen=True)
+class EvaluationSetup:
+    """What was evaluated, and how: the data set and split, the rows (``test_index``), the
+    samples, the proposal and precision, the processes, the seed and the checkpoint."""
+
+    data: str
+    test_index: np.ndarray
+    num_test: int
+    num_samples: int
+    elbo_samples: int
+    elbo_estimator: str
+    proposal: str = "guide"
+    precision: str = "fp32"
+    processes: int = 1
+    seed: int = 0
+    checkpoint_epoch: int | None = None
+    weight_dtype: torch.dtype = torch.float32  # what the pair sums its log densities in
+    split: str = "test"
+
+
+def _np(values) -> np.ndarray:
+    """A tensor as a float64 (or bool) NumPy array."""
+    values = values.detach().cpu()
+    return (values if values.dtype == torch.bool else values.double()).numpy()
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Evaluation(Result):
+    """The results of one evaluation, with their timings (seconds per part) and plots."""
+
+    setup: EvaluationSetup
+    gap: ElboGap
+    ais: LogLikelihood | None = None
+    decomposition: GapDecomposition | None = None
+    surgery: ElboSurgery | None = None
+    usage: LatentUsage | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    plots: dict[str, str] = field(default_factory=dict)
+    plots_skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def log_likelihood(self) -> LogLikelihood:
+        return self.gap.log_likelihood
+
+    @property
+    def num_data(self) -> int:
+        return self.gap.num_data
+
+    @cached_property
+    def magnitude(self) -> np.ndarray:
+        """Per datapoint, the largest |log w| or |estimate| behind its numbers (nats)."""
+        parts = [_np(largest_abs_log_weight(self.log_likelihood))]
+        parts += [np.abs(_np(v)) for v in self._log_densities().values()]
+        return np.fmax.reduce(parts)
+
+    def _log_densities(self) -> dict[str, torch.Tensor]:
+        """The per-datapoint estimates in nats whose size tells how large the log weights
+        behind them are."""
+        values = {"log_px": self.log_likelihood.log_px, "elbo": self.gap.elbo.elbo}
+        if self.ais is not None:
+            values["ais_log_px"] = self.ais.log_px
+        if self.decomposition is not None:
+            values["elbo_refined"] = self.decomposition.elbo_refined
+        return values
+
+    @cached_property
+    def precision_lost(self) -> np.ndarray:
+        magnitude = torch.from_numpy(self.magnitude)
+        return precision_lost(magnitude, self.setup.weight_dtype).numpy()
+
+    @cached_property
+    def usable(self) -> np.ndarray:
+        """The datapoints every mean is over: finite log p̂ and ELBO, precision kept."""
+        ll, bound = self.log_likelihood, self.gap.elbo
+        finite = np.isfinite(_np(ll.log_px)) & np.isfinite(_np(bound.elbo))
+        return finite & ~self.precision_lost
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-datapoint arrays of ``evaluation.npz``, in the order they are written."""
+        ll, bound = self.log_likelihood, self.gap.elbo
+        arrays = {
+            "test_index": np.asarray(self.setup.test_index),
+            "log_px": _np(ll.log_px),
+            "stderr": _np(ll.stderr),
+            "ess": _np(ll.ess),
+            "khat": _np(ll.khat),
+            "elbo": _np(bound.elbo),
+            "elbo_stderr": _np(bound.stderr),
+            "log_weight_magnitude": self.magnitude,
+        }
+        if self.ais is not None:
+            arrays["ais_log_px"] = _np(self.ais.log_px)
+            arrays["ais_stderr"] = _np(self.ais.stderr)
+            arrays["ais_acceptance"] = _np(self.ais.details["acceptance"])
+        d = self.decomposition
+        if d is not None:
+            arrays["elbo_refined"] = _np(d.elbo_refined)
+            arrays["elbo_refined_stderr"] = _np(d.elbo_refined_stderr)
+            arrays["refine_converged"] = _np(d.converged)
+        arrays["gap"] = _np(self.gap.gap)
+        arrays["gap_stderr"] = _np(self.gap.stderr)
+        arrays["precision_lost"] = self.precision_lost
+        if d is not None:
+            arrays["approximation_gap"] = _np(d.approximation_gap)
+            arrays["amortization_gap"] = _np(d.amortization_gap)
+        return arrays
+
+    @cached_property
+    def report(self) -> EvaluationReport:
+        """The report section: settings, means over the usable datapoints, each explanation."""
+        s, keep, ll = self.setup, self.usable, self.log_likelihood
+        arrays = self.arrays()
+        report = EvaluationReport(
+            **{k: getattr(s, k) for k in ("data", "split", "num_test", "num_samples")},
+            **{k: getattr(s, k) for k in ("proposal", "precision", "processes", "seed")},
+            **{k: getattr(s, k) for k in ("elbo_samples", "elbo_estimator", "checkpoint_epoch")},
+            num_data=self.num_data,
+            num_used=int(keep.sum()),
+            non_finite=self._non_finite(arrays),
+            precision_lost=self._precision_loss(),
+            log_px=Stats.of(ll.log_px, ll.stderr, keep),
+            elbo=Stats.of(self.gap.elbo.elbo, self.gap.elbo.stderr, keep),
+            gap=Stats.of(self.gap.gap, self.gap.stderr, keep),
+            ess_median=finite_median(arrays["ess"][keep]),
+            **_khat_fields(KhatCounts.of(arrays["khat"][keep])),
+            log_px_by_num_samples=self._curve(),
+            seconds=self.seconds.get("importance_sampling", 0.0),
+            ais=self._ais_section(),
+            decomposition=self._decomposition_section(),
+            surgery=None if self.surgery is None else from_json(SurgerySection, self._surgery()),
+            latent_usage=None if self.usage is None else from_json(UsageSection, self._usage()),
+            peak_rss_mb=self.peak_rss_mb,
+            plots=self.plots,
+            plots_skipped=self.plots_skipped,
+            estimand=ll.estimand,
+        )
+        return dataclasses.replace(report, notes=health_notes(report))
+
+    def _non_finite(self, arrays) -> dict[str, int]:
+        """Non-finite estimates per kind. k̂ counts only where the weights themselves are not
+        finite; elsewhere a non-finite k̂ means too few distinct weights (``khat_undefined``)."""
+        counts = {k: count_non_finite(arrays[k]) for k in NON_FINITE if k in arrays}
+        bad_khat = ~np.isfinite(arrays["khat"]) & ~np.isfinite(arrays["log_px"])
+        counts["khat"] = int(bad_khat.sum())
+        return counts
+
+    def _precision_loss(self) -> PrecisionLoss:
+        lost, dtype = self.precision_lost, self.setup.weight_dtype
+        worst = float(self.magnitude[lost].max()) if lost.any() else None
+        return PrecisionLoss(
+            num_data=int(lost.sum()),
+            dtype=str(dtype).removeprefix("torch."),
+            tolerance=PRECISION_TOLERANCE,
+            max_abs_log_weight=worst,
+            spacing=None if worst is None else float(float_spacing(worst, dtype)),
+        )
+
+    def _curve(self) -> list[CurvePoint]:
+        """Mean log p̂ from the first K samples, for each K, over the usable datapoints whose
+        estimate at that K is finite (None where there is none; no stderr for K = 1)."""
+        points = []
+        for k, (values, errors) in (self.log_likelihood.by_num_samples or {}).items():
+            keep = self.usable & np.isfinite(_np(values))
+            stats = Stats.of(values, errors, keep)
+            points.append(CurvePoint(k, stats.mean, stats.mc_stderr if k > 1 else None))
+        return points
+
+    def _ais_section(self) -> AisSection | None:
+        """AIS's log p̂ and its difference from importance sampling, over the usable datapoints
+        where AIS is finite too."""
+        if self.ais is None:
+            return None
+        ais, is_log_px = _np(self.ais.log_px), _np(self.log_likelihood.log_px)
+        keep = self.usable & np.isfinite(ais)
+        acceptance = _np(self.ais.details["acceptance"])
+        acceptance = acceptance[np.isfinite(acceptance)]
+        return AisSection(
+            num_samples=self.ais.num_samples,
+            num_steps=self.ais.details["num_steps"],
+            log_px=Stats.of(ais, self.ais.stderr, keep),
+            minus_is=Difference.of((ais - is_log_px)[keep]),
+            acceptance_mean=float(acceptance.mean()) if len(acceptance) else None,
+            seconds=self.seconds.get("ais", 0.0),
+        )
+
+    def _decomposition_section(self) -> DecompositionSection | None:
+        """The two gaps, against the best log p̂ measured (AIS where it ran), over the usable
+        datapoints where both are finite."""
+        d = self.decomposition
+        if d is None:
+            return None
+        stats = d.stats(self.usable & _np(d.usable))
+        return DecompositionSection(
+            log_px_from=d.method.value,
+            elbo_refined=stats["elbo_refined"],
+            approximation_gap=stats["approximation_gap"],
+            amortization_gap=stats["amortization_gap"],
+            converged=int(d.converged.sum()),
+            max_refine_steps=d.refine_steps,
+            seconds=self.seconds.get("decomposition", 0.0),
+        )
+
+    def _surgery(self) -> dict:
+        return {k: v for k, v in to_json(self.surgery.summary()).items() if k != "estimand"}
+
+    def _usage(self) -> dict:
+        return to_json(self.usage.summary())
+
+    def inference_data(self):
+        """The per-datapoint results as an ``arviz.InferenceData``: log p̂ in the
+        ``log_likelihood`` group (one chain, one draw, a ``datapoint`` dimension whose
+        coordinate is the row in the test split), everything else in ``sample_stats``."""
+        with warnings.catch_warnings():  # arviz announces its refactor on import
+            warnings.simplefilter("ignore", FutureWarning)
+            import arviz
+
+        arrays = self.arrays()
+
+        def one_draw(values):
+            return np.asarray(values, dtype=np.float64)[None, None]
+
+        stats = {k: one_draw(v) for k, v in arrays.items() if k not in ("log_px", "test_index")}
+        return arviz.from_dict(
+            log_likelihood={"x": one_draw(arrays["log_px"])},
+            sample_stats=stats,
+            dims={k: ["datapoint"] for k in [*stats, "x"]},
+            coords={"datapoint": np.asarray(arrays["test_index"])},
+        )
+
+
+#: The per-datapoint estimates whose non-finite values are counted, where they were computed.
+NON_FINITE = ("log_px", "elbo", "gap", "ess", "khat", "ais_log_px", "elbo_refined")
+
+
+def _khat_fields(counts: KhatCounts) -> dict:
+    return {
+        "khat_median": counts.median,
+        "khat_above": counts.above,
+        "khat_undefined": counts.undefined,
+    }
