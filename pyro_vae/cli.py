@@ -77,7 +77,7 @@ SEED = setting("seed")
 
 
 def _cmd_check(args) -> int:
-    from .model.families import FAMILIES
+    from .model.families import FAMILIES, Role
     from .model.latent_model import LatentModel
     from .spec.resolve import default_guide, read_guide, read_model
 
@@ -85,11 +85,11 @@ def _cmd_check(args) -> int:
     print(f"model {model.path}" + (f": {model.description}" if model.description else ""))
     for node in [*model.latents.values(), model.observed]:
         size_key = FAMILIES.get(node.family).size_key
-        size = node.options.get(size_key, "data") if node.key.startswith("latent") else "data"
+        size = node.options.get(size_key, "data") if node.role is Role.LATENT else "data"
         extra = {k: v for k, v in node.options.items() if k != size_key and v is not None}
         detail = ", ".join([f"{size_key}={size}"] + [f"{k}={v}" for k, v in extra.items()])
         parents = f"  <- {', '.join(node.given)} via {node.net.describe()}" if node.given else ""
-        role = "latent" if node.key.startswith("latent") else "observed"
+        role = node.role.value
         print(f"  {node.name:<6} {role:<9} {node.family}({detail}){parents}")
     guide_arg = args.guide or default_guide(model)
     shape = CHECK_SHAPE

@@ -23,8 +23,8 @@ from pyro_vae.bundled import bundled_dir, bundled_names
 from pyro_vae.cli import main
 from pyro_vae.data import load_dataset
 from pyro_vae.model import sizes
-from pyro_vae.model.families import FAMILIES
-from pyro_vae.model.guide_families import GUIDE_FAMILIES
+from pyro_vae.model.families import FAMILIES, Family
+from pyro_vae.model.guide_families import GUIDE_FAMILIES, register_guide_family
 from pyro_vae.model.nets import NETS
 from pyro_vae.objectives.registry import MAX_PARTICLES, ObjectiveChoice
 from pyro_vae.spec.parse import parse_guide, parse_model
@@ -373,9 +373,20 @@ def test_the_count_equals_the_values_of_the_built_modules(tmp_path):
                 built |= {vae.model_spec.observed.net.kind}
     every = set(FAMILIES.names()) | set(GUIDE_FAMILIES.names()) | set(NETS.names())
     assert every <= built, every - built
-    assert set(sizes.FAMILY_VALUES) == set(FAMILIES.names())
-    assert set(sizes.GUIDE_FAMILY_VALUES) | {"enumerate"} == set(GUIDE_FAMILIES.names())
-    assert set(sizes.NET_VALUES) == set(NETS.names())
+    # Each entry counts its own tensors: no family falls back on the base class's count.
+    counted = {
+        n for n in FAMILIES.names() if FAMILIES.get(n).count.__func__ is not Family.count.__func__
+    }
+    assert counted == set(FAMILIES.names())
+    counted = {n for n in GUIDE_FAMILIES.names() if GUIDE_FAMILIES.get(n).count is not None}
+    assert counted | {"enumerate"} == set(GUIDE_FAMILIES.names())
+    assert all(callable(NETS.get(n).count) for n in NETS.names())
+
+
+def test_a_sampled_guide_family_cannot_be_registered_without_a_count():
+    with pytest.raises(ValueError, match="needs a count"):
+        register_guide_family("uncounted", {"real"})
+    assert "uncounted" not in GUIDE_FAMILIES
 
 
 def test_a_conv_encoder_with_a_second_input_is_counted_exactly(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 import pyro_vae as pv
 from pyro_vae.cli import main
+from pyro_vae.model.families import Role
 from pyro_vae.spec.parse import parse_guide, parse_model
 from pyro_vae.spec.resolve import read_guide, read_model
 
@@ -45,6 +46,9 @@ def test_good_specs_parse():
     assert model.observed.net.options == {"hidden": [8], "activation": "tanh"}
     guide = parse_guide(GOOD_GUIDE, "g.toml")
     assert guide.latents["z"].net.options["activation"] == "relu"  # the default
+    # The section a node is in is a field, not something read back from its key.
+    assert model.latents["z"].role is Role.LATENT and model.observed.role is Role.OBSERVED
+    assert guide.latents["z"].role is Role.LATENT
 
 
 @pytest.mark.parametrize(
@@ -225,6 +229,8 @@ def test_cli_check_prints_the_dag(capsys):
     assert main(["check", "hierarchical_vae"]) == 0
     out = capsys.readouterr().out
     assert "z1" in out and "<- z2 via mlp[128] tanh" in out and out.strip().endswith("ok")
+    assert "z2     latent    standard_normal(dim=" in out
+    assert "x      observed  bernoulli(dim=data)" in out
 
 
 def test_latents_cannot_depend_on_x():

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..spec.options import Option, list_of, one_of, positive_int
+from .counting import NetShape, Size, SpecEntry, Tally, sum_of, times
 from .nets import ACTIVATIONS, NetInput, NetOutput, concat_inputs, register_net
 
 
@@ -105,6 +106,63 @@ class ConvDecoder(nn.Module):
         return maps.reshape(*z.shape[:-1], self.per_pixel * c * h * w)
 
 
+def _ceil_div(n: int, d: int) -> int:
+    """⌈n / d⌉ in integers: exact at any size, where ``math.ceil`` of a float is not."""
+    return -(-n // d)
+
+
+def _conv_values(tally: Tally, shape: NetShape, entry: SpecEntry) -> None:
+    """The weights of the :class:`ConvDecoder` or :class:`ConvEncoder` :func:`conv` builds."""
+    channels = entry.sizes("channels")
+    kernel = entry.size("kernel", entry.options["kernel"] ** 2)
+    stride = entry.options["stride"]
+    if shape.output_image is not None:
+        c, h, w = shape.output_image
+        pixels = c * h * w
+        if shape.output.value % pixels:
+            return  # the builder refuses it
+        for _ in channels:  # the decoder starts at ⌈H / strideᴸ⌉ × ⌈W / strideᴸ⌉
+            h, w = _ceil_div(h, stride), _ceil_div(w, stride)
+        tally.linear(sum_of(shape.inputs), times(channels[0], Size(h * w)))
+        widths = [*channels, Size(shape.output.value // pixels * c, shape.output.path)]
+        for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+            tally.add(n_in, n_out, kernel)
+            tally.add(n_out)
+    elif shape.image_inputs == 1:
+        c_in, h, w = shape.input_image
+        width = Size(c_in)
+        for out in channels:
+            tally.add(width, out, kernel)
+            tally.add(out)
+            width, h, w = out, _ceil_div(h, stride), _ceil_div(w, stride)
+        tally.linear(sum_of([times(width, Size(h * w)), *shape.vector_inputs]), shape.output)
+
+
+def _conv_maps(shape: NetShape, entry: SpecEntry, limit: int) -> int:
+    """Values of the feature maps one datapoint's pass through a conv net holds (counted up to
+    just past ``limit``: strides multiply them beyond any number worth writing). A large
+    ``stride`` or ``channels`` makes them enormous while the weights stay small."""
+    channels, stride = entry.options["channels"], entry.options["stride"]
+    total = 0
+    if shape.output_image is not None:
+        c_out, h, w = shape.output_image
+        per_pixel = shape.output.value // (c_out * h * w)
+        for _ in channels:
+            h, w = _ceil_div(h, stride), _ceil_div(w, stride)
+        # Each layer's input maps, then the last layer's output (P values per pixel, uncropped).
+        for c in [*channels, per_pixel * c_out]:
+            total += c * h * w
+            if total > limit:
+                return total
+            h, w = h * stride, w * stride
+    elif shape.image_inputs == 1:
+        _, h, w = shape.input_image
+        for c in channels:
+            h, w = _ceil_div(h, stride), _ceil_div(w, stride)
+            total += c * h * w
+    return total
+
+
 @register_net(
     "conv",
     options={
@@ -115,6 +173,8 @@ class ConvDecoder(nn.Module):
         "stride": Option(positive_int, 2, "stride of every layer"),
         "activation": Option(one_of(sorted(ACTIVATIONS)), "relu", "nonlinearity"),
     },
+    count=_conv_values,
+    feature_maps=_conv_maps,
 )
 def conv(inputs: list[NetInput], output: NetOutput, channels, kernel, stride, activation):
     if output.image_shape is not None:

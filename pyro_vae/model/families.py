@@ -2,11 +2,13 @@
 
 A family is an ``nn.Module`` that turns the raw output of its node's net (or, for a node without
 parents, its own learned or fixed parameters) into a ``pyro.distributions`` object whose event
-holds one datapoint's value. Adding a family is one class with ``@FAMILIES.register``.
+holds one datapoint's value. Adding a family is one class with ``@FAMILIES.register``, whose
+``count`` (beside its ``__init__``) says what it will hold before it is built.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from typing import ClassVar
 
@@ -26,6 +28,7 @@ from ..spec.options import (
     one_of,
     positive_int,
 )
+from .counting import FamilyShape, Size, SpecEntry, head_or_own, times
 
 # Keeps net-given scales away from 0, where log densities overflow.
 MIN_SCALE = 1e-4
@@ -56,6 +59,14 @@ PROBABILITIES = Constraint(
 )
 
 
+class Role(enum.StrEnum):
+    """The section of a model spec a node is in, which decides what it may be: a latent is
+    sized by its own key and sampled, the observed node is sized by the data and scored."""
+
+    LATENT = "latent"
+    OBSERVED = "observed"
+
+
 class OptionError(ValueError):
     """A family option that is valid alone but not in its context (e.g. without parents)."""
 
@@ -74,7 +85,7 @@ class Family(nn.Module):
     #: What the values are: "real", "binary", "unit_interval" or "categorical". A guide family
     #: must approximate a latent's support; data must lie in the observed node's.
     support: ClassVar[str]
-    roles: ClassVar[frozenset[str]] = frozenset({"latent", "observed"})
+    roles: ClassVar[frozenset[Role]] = frozenset(Role)
     parents: ClassVar[str] = "optional"  # "required", "forbidden" or "optional"
     reparameterized: ClassVar[bool] = True
     #: Whether the family evaluates the guide of its latent (the VampPrior): it is then given
@@ -92,10 +103,10 @@ class Family(nn.Module):
         self.size, self.conditional = size, conditional
 
     @classmethod
-    def options_for(cls, role: str) -> dict[str, Option]:
+    def options_for(cls, role: Role) -> dict[str, Option]:
         """Options a node of this role accepts; an observed node is sized by the data."""
         sized = {cls.size_key: Option(positive_int, doc=f"{cls.size_key} = <positive integer>")}
-        return {**(sized if role == "latent" else {}), **cls.options}
+        return {**(sized if role is Role.LATENT else {}), **cls.options}
 
     @classmethod
     def check_context(cls, options: dict, conditional: bool) -> None:
@@ -111,6 +122,14 @@ class Family(nn.Module):
                 constraint.check(options[key])
             except ValueError as e:
                 raise OptionError(key, str(e)) from None
+
+    @classmethod
+    def count(cls, size: Size, conditional: bool, entry: SpecEntry, data: Size) -> FamilyShape:
+        """The raw outputs the node's net must give and the tensors ``__init__`` gives the
+        family itself, counted from the spec (``size``: the node's, ``data``: a datapoint's)
+        so that :mod:`~pyro_vae.model.sizes` can refuse a pair before anything is allocated.
+        Every registered family counts its own, beside its ``__init__``."""
+        raise NotImplementedError(f"{cls.__name__} does not count its tensors")
 
     @property
     def value_size(self) -> int:
@@ -138,12 +157,16 @@ class StandardNormal(Family):
     """N(0, I) prior of a root latent."""
 
     support = "real"
-    roles = frozenset({"latent"})
+    roles = frozenset({Role.LATENT})
     parents = "forbidden"
 
     def __init__(self, size, conditional, **options):
         super().__init__(size, conditional)
         self.register_buffer("zeros", torch.zeros(size))
+
+    @classmethod
+    def count(cls, size, conditional, entry, data):
+        return FamilyShape(size, [(size,)])  # the buffer of zeros
 
     def forward(self, raw=None):
         return UnitNormal(self.zeros, torch.ones_like(self.zeros)).to_event(1)
@@ -202,11 +225,14 @@ class Normal(Family):
         if options.get("scale") == "net" and not conditional:
             raise OptionError("scale", "scale = 'net' needs parents (`given`) to feed the net")
 
+    @staticmethod
+    def scale_mode_of(scale, conditional: bool):
+        """The ``scale`` option, or its default: from the net given parents, else learned."""
+        return scale if scale is not None else ("net" if conditional else "learned_per_dim")
+
     def __init__(self, size, conditional, scale=None):
         super().__init__(size, conditional)
-        self.scale_mode = (
-            scale if scale is not None else ("net" if conditional else "learned_per_dim")
-        )
+        self.scale_mode = self.scale_mode_of(scale, conditional)
         if not conditional:
             self.loc = nn.Parameter(torch.zeros(size))
         if isinstance(self.scale_mode, float):
@@ -215,6 +241,16 @@ class Normal(Family):
             self.log_scale = nn.Parameter(torch.zeros(()))
         elif self.scale_mode == "learned_per_dim":
             self.log_scale = nn.Parameter(torch.zeros(size))
+
+    @classmethod
+    def count(cls, size, conditional, entry, data):
+        mode = cls.scale_mode_of(entry.options.get("scale"), conditional)
+        head = times(Size(2), size) if mode == "net" else size
+        own = [] if conditional else [(size,)]  # the learned mean of a node without parents
+        own += {"learned_per_dim": [(size,)], "learned": [(Size(1),)]}.get(mode, [])
+        if isinstance(mode, float):
+            own.append((Size(1),))  # the fixed σ, a buffer
+        return FamilyShape(head, own)
 
     @property
     def head_size(self):
@@ -287,12 +323,16 @@ class PixelLogits(Family):
     """Independent pixels whose one parameter each is a logit: from the net, or learned (at 0)
     without parents; ``distribution(logits)`` makes the family's distribution of one datapoint."""
 
-    roles = frozenset({"observed"})
+    roles = frozenset({Role.OBSERVED})
 
     def __init__(self, size, conditional, **options):
         super().__init__(size, conditional)
         if not conditional:
             self.logits = nn.Parameter(torch.zeros(size))
+
+    @classmethod
+    def count(cls, size, conditional, entry, data):
+        return head_or_own(size, conditional)
 
     def forward(self, raw=None):
         return self.distribution(self.logits if raw is None else raw)
@@ -328,7 +368,7 @@ class Categorical(Family):
     ``"uniform"``, ``"learned"`` or a fixed probability list; with parents the net gives logits."""
 
     support = "categorical"
-    roles = frozenset({"latent"})
+    roles = frozenset({Role.LATENT})
     reparameterized = False
     size_key = "categories"
     options = {
@@ -373,6 +413,10 @@ class Categorical(Family):
                 torch.full((size,), 1.0 / size) if weights == "uniform" else torch.tensor(weights)
             )
             self.register_buffer("logits", probs.log())
+
+    @classmethod
+    def count(cls, size, conditional, entry, data):
+        return head_or_own(size, conditional)  # learned or fixed, the logits are one tensor
 
     def forward(self, raw=None):
         return dist.Categorical(logits=self.logits if raw is None else raw)

@@ -18,6 +18,7 @@ from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
 from torch import nn
 
 from ..spec.options import Option, list_of, positive_int
+from .counting import Size, SpecEntry, sum_of, times
 
 #: The keys of a spec entry with flows (the ``iaf`` guide family, the ``flow_normal`` prior).
 FLOW_OPTIONS = {
@@ -37,6 +38,12 @@ def hidden_sizes(hidden: list[int] | None, dim: int) -> list[int]:
     if min(hidden) < dim:
         raise ValueError(f"each hidden size must be at least dim = {dim}, got {hidden}")
     return hidden
+
+
+def counted_hidden(entry: SpecEntry, dim: Size) -> list[Size]:
+    """:func:`hidden_sizes` as counted sizes: the entry's ``hidden``, or the default
+    ``[4 · dim]``, which the latent's ``dim`` then sizes."""
+    return entry.sizes("hidden") or [times(Size(4), dim)]
 
 
 def ordering(dim: int, index: int) -> torch.Tensor:
@@ -66,3 +73,17 @@ def conditional_autoregressive_flows(
         )
         for i in range(count)
     )
+
+
+def flow_values(count: Size, dim: Size, hidden: list[Size], context: Size | None):
+    """The tensors of ``count`` flows as :func:`autoregressive_flows` (``context`` None) or
+    :func:`conditional_autoregressive_flows` build them: each one's network (Pyro's
+    ``AutoRegressiveNN``) has per masked layer a weight, its mask (a buffer of the same shape)
+    and a bias; its outputs are a shift and a scale per dimension; its permutation is an int64
+    buffer (2 float32s each)."""
+    two = Size(2)
+    widths = [sum_of([dim, context]) if context else dim, *hidden, times(two, dim)]
+    tensors: list[tuple[Size, ...]] = [(two, dim)]
+    for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+        tensors += [(two, n_in, n_out), (n_out,)]
+    return [(count, *t) for t in tensors]

@@ -33,11 +33,14 @@ from torch import nn
 
 from ..registry import Registry
 from ..spec.options import Option, positive_int
+from .counting import FamilyShape, Size, head_or_own, sum_of, times
 from .families import MIN_SCALE, Categorical, Family, Normal, OptionError
 from .flows import (
     FLOW_OPTIONS,
     autoregressive_flows,
     conditional_autoregressive_flows,
+    counted_hidden,
+    flow_values,
     hidden_sizes,
 )
 
@@ -45,30 +48,41 @@ from .flows import (
 @dataclass(frozen=True)
 class GuideFamily:
     """``supports``: the model supports it approximates; ``build(target, conditional,
-    **options)``; ``options``: the keys a guide entry of this family may set."""
+    **options)``; ``options``: the keys a guide entry of this family may set; ``count``: the
+    ``count`` of the family class it builds (:meth:`Family.count`), which a sampled family
+    must have, so that its size is known before it is built."""
 
     supports: frozenset[str]
     build: Callable[..., Family | None]
     sampled: bool = True  # False: no guide site; the model sums the latent out exactly
     options: dict[str, Option] = field(default_factory=dict)
+    count: Callable[..., FamilyShape] | None = None
 
 
 GUIDE_FAMILIES: Registry[GuideFamily] = Registry("guide family")
 
 
 def register_guide_family(
-    name: str, supports: set[str], sampled: bool = True, options: dict | None = None
+    name: str,
+    supports: set[str],
+    sampled: bool = True,
+    options: dict | None = None,
+    count: Callable[..., FamilyShape] | None = None,
 ):
+    if sampled and count is None:
+        raise ValueError(f"guide family {name!r} builds a family, so it needs a count")
+
     def decorator(build):
         GUIDE_FAMILIES.register(name)(
-            GuideFamily(frozenset(supports), build, sampled, options or {})
+            GuideFamily(frozenset(supports), build, sampled, options or {}, count)
         )
         return build
 
     return decorator
 
 
-@register_guide_family("diagonal_normal", {"real"})
+# Normal's default scale is the one built here (the entry has no options to override it).
+@register_guide_family("diagonal_normal", {"real"}, count=Normal.count)
 def diagonal_normal(target: Family, conditional: bool) -> Family:
     return Normal(target.size, conditional, scale="net" if conditional else "learned_per_dim")
 
@@ -88,6 +102,13 @@ class FullNormal(Family):
         self.register_buffer("lower", torch.tril_indices(size, size, -1), persistent=False)
         if not conditional:
             self.raw = nn.Parameter(torch.zeros(self.head_size))
+
+    @classmethod
+    def count(cls, size, conditional, entry, data):
+        lower = Size(size.value * (size.value - 1) // 2, size.path, size.key)
+        head = sum_of([times(Size(2), size), lower])
+        # The indices of the strictly lower triangle: two int64 (four float32s) per entry.
+        return FamilyShape(head, [(Size(4), lower), *head_or_own(head, conditional).own])
 
     @property
     def head_size(self):
@@ -113,6 +134,12 @@ class LowRankNormal(Family):
         self.rank = rank
         if not conditional:
             self.raw = nn.Parameter(torch.zeros(self.head_size))
+
+    @classmethod
+    def count(cls, size, conditional, entry, data):
+        # The factor's columns, the mean and the scale: rank + 2 values per dimension.
+        rank = entry.size("rank", entry.options["rank"] + 2)
+        return head_or_own(times(size, rank), conditional)
 
     @property
     def head_size(self):
@@ -150,6 +177,16 @@ class InverseAutoregressiveFlow(Family):
             self.flows = autoregressive_flows(size, hidden, flows)
             self.raw = nn.Parameter(torch.zeros(2 * size))
 
+    @classmethod
+    def count(cls, size, conditional, entry, data):
+        flows, hidden = entry.size("flows"), counted_hidden(entry, size)
+        two_dims = times(Size(2), size)
+        if conditional:
+            context = entry.size("context")
+            head = sum_of([two_dims, context])
+            return FamilyShape(head, flow_values(flows, size, hidden, context))
+        return FamilyShape(two_dims, [*flow_values(flows, size, hidden, None), (two_dims,)])
+
     @property
     def head_size(self):
         return 2 * self.size + self.context_size
@@ -166,7 +203,7 @@ class InverseAutoregressiveFlow(Family):
         return dist.TransformedDistribution(base, transforms)
 
 
-@register_guide_family("full_normal", {"real"})
+@register_guide_family("full_normal", {"real"}, count=FullNormal.count)
 def full_normal(target: Family, conditional: bool) -> Family:
     return FullNormal(target.size, conditional)
 
@@ -175,6 +212,7 @@ def full_normal(target: Family, conditional: bool) -> Family:
     "low_rank_normal",
     {"real"},
     options={"rank": Option(positive_int, doc="rank = <positive integer>, the rank of F")},
+    count=LowRankNormal.count,
 )
 def low_rank_normal(target: Family, conditional: bool, rank: int) -> Family:
     return LowRankNormal(target.size, conditional, rank)
@@ -187,12 +225,13 @@ def low_rank_normal(target: Family, conditional: bool, rank: int) -> Family:
         **FLOW_OPTIONS,
         "context": Option(positive_int, 32, "size of the context vector the net gives the flows"),
     },
+    count=InverseAutoregressiveFlow.count,
 )
 def iaf(target: Family, conditional: bool, flows: int, hidden, context: int) -> Family:
     return InverseAutoregressiveFlow(target.size, conditional, flows, hidden, context)
 
 
-@register_guide_family("categorical", {"categorical"})
+@register_guide_family("categorical", {"categorical"}, count=Categorical.count)
 def categorical(target: Family, conditional: bool) -> Family:
     return Categorical(target.size, conditional, weights=None if conditional else "learned")
 

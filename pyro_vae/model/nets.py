@@ -4,7 +4,8 @@ A net is built from the list of its inputs (name, size, whether categorical, ima
 its output (how many raw numbers the family needs, and the image shape when it is the observed
 image x); it is called with the parents' values in ``given`` order and broadcasts over any
 leading (particle, enumeration, data) dimensions. Values are always flat vectors; nets that
-see images (:mod:`pyro_vae.model.conv`) reshape them.
+see images (:mod:`pyro_vae.model.conv`) reshape them. Each kind is registered with its builder
+and, beside it, the count of what that builder will allocate (:class:`NetKind`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 
 from ..registry import Registry
 from ..spec.options import Option, list_of, one_of, positive_int
+from .counting import NetShape, SpecEntry, Tally, sum_of
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,19 @@ class NetOutput:
 
 @dataclass(frozen=True)
 class NetKind:
-    """A registered net: its builder ``build(inputs, output, **options)`` and its options."""
+    """A registered net: its builder ``build(inputs, output, **options)`` and its options.
+
+    What it will hold is counted from the spec, before anything is built, by functions written
+    beside the builder they mirror: ``count(tally, shape, entry)`` adds the net's parameters to
+    the tally; ``feature_maps(shape, entry, limit)``, for a net whose activations can dwarf its
+    weights (a strided conv net), gives the values of one datapoint's feature maps (counted up
+    to just past ``limit``). A kind without it keeps no maps worth refusing a spec for.
+    """
 
     build: Callable[..., nn.Module]
     options: dict[str, Option]
+    count: Callable[[Tally, NetShape, SpecEntry], None]
+    feature_maps: Callable[[NetShape, SpecEntry, int], int] | None = None
 
 
 NETS: Registry[NetKind] = Registry("net")
@@ -60,9 +71,15 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def register_net(name: str, options: dict[str, Option] | None = None):
+def register_net(
+    name: str,
+    options: dict[str, Option] | None = None,
+    *,
+    count: Callable[[Tally, NetShape, SpecEntry], None],
+    feature_maps: Callable[[NetShape, SpecEntry, int], int] | None = None,
+):
     def decorator(build):
-        NETS.register(name)(NetKind(build, options or {}))
+        NETS.register(name)(NetKind(build, options or {}, count, feature_maps))
         return build
 
     return decorator
@@ -107,6 +124,13 @@ class MLP(nn.Module):
 _REDUCED = (torch.bfloat16, torch.float16)
 
 
+def _mlp_values(tally: Tally, shape: NetShape, entry: SpecEntry) -> None:
+    """The layers :class:`MLP` builds, for ``mlp`` and ``linear`` (no ``hidden``) alike."""
+    widths = [sum_of(shape.inputs), *entry.sizes("hidden"), shape.output]
+    for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+        tally.linear(n_in, n_out)
+
+
 class Table(nn.Module):
     """One learned row of raw parameters per category of a single categorical parent."""
 
@@ -119,23 +143,30 @@ class Table(nn.Module):
         return self.rows[values[0].long()]
 
 
+def _table_values(tally: Tally, shape: NetShape, entry: SpecEntry) -> None:
+    """The rows of a :class:`Table`, one per category of its parent."""
+    if len(shape.inputs) == 1 and shape.categorical_inputs == 1:  # else the builder refuses it
+        tally.add(shape.inputs[0], shape.output)
+
+
 @register_net(
     "mlp",
     options={
         "hidden": Option(list_of(positive_int), doc="hidden layer sizes, e.g. [200, 200]"),
         "activation": Option(one_of(sorted(ACTIVATIONS)), "relu", doc="nonlinearity"),
     },
+    count=_mlp_values,
 )
 def mlp(inputs, output: NetOutput, hidden, activation):
     return MLP(inputs, output.size, hidden, activation)
 
 
-@register_net("linear")
+@register_net("linear", count=_mlp_values)
 def linear(inputs, output: NetOutput):
     return MLP(inputs, output.size, hidden=[], activation="relu")
 
 
-@register_net("table")
+@register_net("table", count=_table_values)
 def table(inputs, output: NetOutput):
     if len(inputs) != 1 or not inputs[0].categorical:
         names = ", ".join(i.name for i in inputs)

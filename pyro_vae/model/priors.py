@@ -31,8 +31,9 @@ from pyro.distributions import constraints
 from torch import nn
 
 from ..spec.options import Option, int_at_least, positive_int
-from .families import FAMILIES, Family, OptionError, in_float32
-from .flows import FLOW_OPTIONS, autoregressive_flows, hidden_sizes
+from .counting import FamilyShape
+from .families import FAMILIES, Family, OptionError, Role, in_float32
+from .flows import FLOW_OPTIONS, autoregressive_flows, counted_hidden, flow_values, hidden_sizes
 
 
 @FAMILIES.register("mixture_normal")
@@ -40,7 +41,7 @@ class MixtureNormal(Family):
     """A learned mixture of ``components`` diagonal Gaussians; means start spread out."""
 
     support = "real"
-    roles = frozenset({"latent"})
+    roles = frozenset({Role.LATENT})
     parents = "forbidden"
     options = {"components": Option(int_at_least(2), doc="components = <integer >= 2>")}
 
@@ -49,6 +50,11 @@ class MixtureNormal(Family):
         self.logits = nn.Parameter(torch.zeros(components))
         self.loc = nn.Parameter(torch.randn(components, size))
         self.log_scale = nn.Parameter(torch.zeros(components, size))
+
+    @classmethod
+    def count(cls, size, conditional, entry, data):
+        components = entry.size("components")
+        return FamilyShape(size, [(components,), (components, size), (components, size)])
 
     def forward(self, raw=None):
         components = dist.Normal(self.loc, self.log_scale.exp()).to_event(1)
@@ -60,7 +66,7 @@ class FlowNormal(Family):
     """A standard normal pushed through ``flows`` learned autoregressive flows."""
 
     support = "real"
-    roles = frozenset({"latent"})
+    roles = frozenset({Role.LATENT})
     parents = "forbidden"
     options = FLOW_OPTIONS
 
@@ -75,6 +81,11 @@ class FlowNormal(Family):
         super().__init__(size, conditional)
         self.flows = autoregressive_flows(size, hidden_sizes(hidden, size), flows)
         self.register_buffer("zeros", torch.zeros(size))
+
+    @classmethod
+    def count(cls, size, conditional, entry, data):
+        flows = flow_values(entry.size("flows"), size, counted_hidden(entry, size), None)
+        return FamilyShape(size, [(size,), *flows])
 
     def forward(self, raw=None):
         base = dist.Normal(self.zeros, torch.ones_like(self.zeros)).to_event(1)
@@ -165,7 +176,7 @@ class VampPrior(Family):
     """
 
     support = "real"
-    roles = frozenset({"latent"})
+    roles = frozenset({Role.LATENT})
     parents = "forbidden"
     uses_encoder = True
     options = {
@@ -175,6 +186,10 @@ class VampPrior(Family):
     def __init__(self, size, conditional, pseudo_inputs):
         super().__init__(size, conditional)
         self.num_pseudo_inputs = pseudo_inputs
+
+    @classmethod
+    def count(cls, size, conditional, entry, data):
+        return FamilyShape(size, [(entry.size("pseudo_inputs"), data)])  # set by use_encoder
 
     def use_encoder(self, encoder: nn.Module, data: str, data_size: int) -> None:
         """Evaluate ``encoder`` (the guide's node for this latent, whose only input is ``data``)

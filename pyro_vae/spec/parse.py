@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import SpecError, did_you_mean, shown
 from ..model import conv, priors  # noqa: F401  (they register the conv net and learned priors)
-from ..model.families import FAMILIES, OptionError
+from ..model.families import FAMILIES, OptionError, Role
 from ..model.guide_families import GUIDE_FAMILIES
 from ..model.nets import NETS
 from .options import list_of, string, validate_options
@@ -70,7 +70,9 @@ class NetSpec:
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One node: ``key`` is its table in the file (``latent.z``), used in error messages."""
+    """One node: ``key`` is its table in the file (``latent.z``), used in error messages;
+    ``role`` the section that table is in, so that code asks the node, not its key's text
+    (every guide node is a latent)."""
 
     name: str
     key: str
@@ -78,6 +80,7 @@ class NodeSpec:
     given: tuple[str, ...] = ()
     net: NetSpec | None = None
     options: dict = field(default_factory=dict)
+    role: Role = Role.LATENT
 
 
 @dataclass(frozen=True)
@@ -234,17 +237,16 @@ class _Reader:
             ) from None
 
 
-def _model_node(reader: _Reader, section: str, name: str, body: dict) -> NodeSpec:
-    key = f"{section}.{name}"
-    role = section
+def _model_node(reader: _Reader, role: Role, name: str, body: dict) -> NodeSpec:
+    key = f"{role.value}.{name}"
     family_name = reader.family_name(body, key, FAMILIES)
     family = FAMILIES.get(family_name)
     if role not in family.roles:
         raise reader.error(
             f"{key}.family",
-            f"'{family_name}' cannot be used for an {role} node"
-            if role == "observed"
-            else f"'{family_name}' cannot be used for a {role} node",
+            f"'{family_name}' cannot be used for an {role.value} node"
+            if role is Role.OBSERVED
+            else f"'{family_name}' cannot be used for a {role.value} node",
         )
     own = family.options_for(role)
     reader.table(body, key, _COMMON_KEYS + tuple(own))
@@ -262,7 +264,7 @@ def _model_node(reader: _Reader, section: str, name: str, body: dict) -> NodeSpe
         family.check_constraints(options)
     except OptionError as e:
         raise reader.error(f"{key}.{e.key}", str(e)) from None
-    return NodeSpec(name, key, family_name, given, net, options)
+    return NodeSpec(name, key, family_name, given, net, options, role)
 
 
 def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
@@ -271,7 +273,7 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
     doc = reader.load(text)
     reader.table(doc, "", ("description", "default_guide", "latent", "observed"))
     latents = {
-        n: _model_node(reader, "latent", n, b) for n, b in reader.sections(doc, "latent").items()
+        n: _model_node(reader, Role.LATENT, n, b) for n, b in reader.sections(doc, "latent").items()
     }
     observed = reader.sections(doc, "observed")
     if list(observed) != [DATA]:
@@ -287,7 +289,7 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
                 f"{node.key}.given",
                 "a latent cannot depend on the observed x; condition on x in the guide",
             )
-    x = _model_node(reader, "observed", DATA, observed[DATA])
+    x = _model_node(reader, Role.OBSERVED, DATA, observed[DATA])
     if not x.given:
         raise reader.error("observed.x.given", "the observed node needs latent parents")
     order = reader.order({**latents, DATA: x}, set(), "latent")
@@ -324,7 +326,7 @@ def parse_guide(text: str, path: str | Path = "<string>") -> GuideSpec:
             lambda k, m, key=key: reader.error(f"{key}.{key_part(k)}", m),
         )
         net = reader.net(body, key, given)
-        nodes[name] = NodeSpec(name, key, family, given, net, options)
+        nodes[name] = NodeSpec(name, key, family, given, net, options, Role.LATENT)
     if not nodes:
         raise reader.error("latent", "a guide needs one [latent.NAME] per model latent")
     if DATA in nodes:
