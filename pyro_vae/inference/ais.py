@@ -232,6 +232,18 @@ def _simulate(model, num_data: int, data_shape, device) -> tuple[torch.Tensor, d
     return data, latents, names[0]
 
 
+def _simulation_setting(model, data_shape, device) -> tuple[tuple, object]:
+    """One datapoint's shape and the device to simulate on: given, or a spec-built model's."""
+    vae = getattr(model, "__self__", None)
+    if data_shape is None:
+        data_shape = getattr(vae, "data_shape", None)
+        if data_shape is None:
+            raise ValueError("bdmc needs data_shape= (one datapoint's shape) to simulate data")
+    if device is None:
+        device = module_device(vae) if isinstance(vae, torch.nn.Module) else "cpu"
+    return tuple(data_shape), device
+
+
 def bdmc(
     model,
     guide,
@@ -251,16 +263,11 @@ def bdmc(
     :param data_shape: the shape of one datapoint (a spec-built model knows its own).
     :param device: where to simulate the data (a spec-built model's own device by default).
     """
-    vae = getattr(model, "__self__", None)
-    if data_shape is None:
-        data_shape = getattr(vae, "data_shape", None)
-        if data_shape is None:
-            raise ValueError("bdmc needs data_shape= (one datapoint's shape) to simulate data")
-    if device is None:
-        device = module_device(vae) if isinstance(vae, torch.nn.Module) else "cpu"
+    data_shape, device = _simulation_setting(model, data_shape, device)
     _check_num_samples(num_samples)
     _check_steps(num_steps)
-    data, exact, _ = _simulate(model, num_data, tuple(data_shape), device)
+    hmc = HMC(leapfrog_steps, step_size, target_accept)
+    data, exact, _ = _simulate(model, num_data, data_shape, device)
     args = (data,)
     forward = ais_log_likelihood(
         model,
@@ -268,18 +275,13 @@ def bdmc(
         args,
         num_samples=num_samples,
         num_steps=num_steps,
-        leapfrog_steps=leapfrog_steps,
-        step_size=step_size,
-        target_accept=target_accept,
         progress=progress,
+        leapfrog_steps=hmc.leapfrog_steps,
+        step_size=hmc.step_size,
+        target_accept=hmc.target_accept,
     )
     latents = continuous_latents(model, guide, args, {}, Proposal.GUIDE, "BDMC")
-    chains = _Chains(
-        (model, guide, args, {}),
-        latents,
-        Proposal.GUIDE,
-        HMC(leapfrog_steps, step_size, target_accept),
-    )
+    chains = _Chains((model, guide, args, {}), latents, Proposal.GUIDE, hmc)
     start = latents.flatten(
         {n: exact[n].expand(num_samples, *exact[n].shape) for n in latents.names}
     )

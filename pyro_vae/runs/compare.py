@@ -186,9 +186,13 @@ def compare_training(
         run_dir = out / _run_name(choice)
         result = trainer.run(choice, run_dir)
         evaluation = evaluate_run(
-            run_dir, num_samples=num_samples, max_data=max_data, seed=seed, progress=progress,
+            run_dir,
+            num_samples=num_samples,
+            max_data=max_data,
+            seed=seed,
+            progress=progress,
             device=device,
-        )  # fmt: skip
+        )
         histories[choice.label] = result.history
         runs.append(
             TrainedRun(
@@ -201,9 +205,15 @@ def compare_training(
         )
     figure = plots.learning_curves(histories, out / "plots" / "learning_curves.png")
     comparison = TrainingComparison(
-        str(vae.model_spec.path), str(vae.guide_spec.path), data, settings, num_samples,
-        _paired_differences(runs), out, {"learning_curves": str(figure.relative_to(out))},
-    )  # fmt: skip
+        str(vae.model_spec.path),
+        str(vae.guide_spec.path),
+        data,
+        settings,
+        num_samples,
+        _paired_differences(runs),
+        out,
+        {"learning_curves": str(figure.relative_to(out))},
+    )
     write_text_atomic(out / "comparison.json", json.dumps(comparison.to_dict(), indent=2) + "\n")
     write_text_atomic(out / "comparison.md", training_comparison_markdown(comparison))
     return comparison

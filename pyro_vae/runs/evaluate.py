@@ -129,9 +129,9 @@ def evaluate_run(
     indices = dataset.test_indices(max_data, seed=seed)
     estimator = "trace_mean_field" if default_objective(vae) == "trace_mean_field" else "trace"
     sampling = _Sampling(
-        num_samples, elbo_samples, estimator, Proposal.of(proposal), batch_size, progress, seed,
-        precision, ais, ais_samples, ais_steps, decompose,
-    )  # fmt: skip
+        *(num_samples, elbo_samples, estimator, Proposal.of(proposal), batch_size, progress),
+        *(seed, precision, ais, ais_samples, ais_steps, decompose),
+    )
     pyro.set_rng_seed(seed)
     # Under torchrun each process takes a contiguous shard of the datapoints; rank 0 gathers.
     mine = indices[shard(len(indices), world())]
@@ -141,19 +141,24 @@ def evaluate_run(
     if not world().is_main:
         return None
     setup = EvaluationSetup(
-        config.data, indices.numpy(), len(dataset.test), num_samples, elbo_samples, estimator,
-        sampling.proposal.value, precision, world().size, seed, checkpoint_epoch(run_dir),
+        *(config.data, indices.numpy(), len(dataset.test), num_samples, elbo_samples, estimator),
+        *(sampling.proposal.value, precision, world().size, seed, checkpoint_epoch(run_dir)),
         _log_weight_dtype(vae),
-    )  # fmt: skip
+    )
     evaluation = _compose(setup, gathered, seconds)
     if surgery:  # the aggregate posterior is over all datapoints: one process
-        every = dataset.test[indices].to(module_device(vae))
-        with pyro.validation_enabled(False):
-            found = elbo_surgery(vae.model, vae.guide, every)
-            usage = latent_usage(vae.model, vae.guide, every)
-        evaluation = replace(evaluation, surgery=found, usage=usage)
+        evaluation = _with_surgery(evaluation, vae, dataset.test[indices])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return _write(run_dir, replace(evaluation, peak_rss_mb=peak), report)
+
+
+def _with_surgery(evaluation: Evaluation, vae, x: torch.Tensor) -> Evaluation:
+    """The evaluation with ELBO surgery and latent usage over all its datapoints ``x``."""
+    x = x.to(module_device(vae))
+    with pyro.validation_enabled(False):
+        found = elbo_surgery(vae.model, vae.guide, x)
+        usage = latent_usage(vae.model, vae.guide, x)
+    return replace(evaluation, surgery=found, usage=usage)
 
 
 def _prepare_outputs(run_dir: Path) -> dict:
@@ -273,16 +278,22 @@ def _compose(setup: EvaluationSetup, gathered: list[dict], seconds) -> Evaluatio
         present = [p[name] for p in gathered if p.get(name) is not None]
         return concatenate(present) if present else None
 
-    gap = joined("gap", lambda g: ElboGap(
-        ElboEstimate.concatenate([p.elbo for p in g]),
-        LogLikelihood.concatenate([p.log_likelihood for p in g]),
-    ))  # fmt: skip
+    gap = joined(
+        "gap",
+        lambda g: ElboGap(
+            ElboEstimate.concatenate([p.elbo for p in g]),
+            LogLikelihood.concatenate([p.log_likelihood for p in g]),
+        ),
+    )
     ais = joined("ais", LogLikelihood.concatenate)
-    refined = joined("refined", lambda r: (
-        ElboEstimate.concatenate([p[0] for p in r]),
-        torch.cat([p[1] for p in r]),
-        max(p[2] for p in r),
-    ))  # fmt: skip
+    refined = joined(
+        "refined",
+        lambda r: (
+            ElboEstimate.concatenate([p[0] for p in r]),
+            torch.cat([p[1] for p in r]),
+            max(p[2] for p in r),
+        ),
+    )
     decomposition = None
     if refined is not None:
         best = ais if ais is not None else gap.log_likelihood

@@ -104,20 +104,7 @@ def train(
     :param device: where to train (:mod:`pyro_vae.devices`): the model is moved there and each
         batch as it is used. Default: where the model is.
     """
-    unknown = set(settings) - {f.name for f in dataclasses.fields(TrainConfig)}
-    if unknown:
-        raise TypeError(f"unknown training settings: {sorted(unknown)}")
-    objective = settings.pop("objective", None) or default_objective(vae)
-    if not isinstance(objective, ObjectiveChoice):
-        objective = ObjectiveChoice.parse(
-            objective, num_particles=num_particles, options=objective_options
-        )
-    elif num_particles is not None or objective_options:
-        raise PyroVaeError(
-            "give the number of particles and the options inside the ObjectiveChoice"
-        )
-    config = TrainConfig(data=data, objective=objective, **settings)
-    config.validate()  # a KL weight for an objective without one is refused here
+    config = _train_config(vae, data, settings, num_particles, objective_options)
     if out is not None and not isinstance(vae, LatentModel):
         raise PyroVaeError(
             "run directories are for spec-built models (a run is rebuilt from its specs); train "
@@ -150,6 +137,26 @@ def train(
             loop.commit(0)
         loop.fit()
     return TrainResult(vae, config, dataset, loop.history, run.path if run else None)
+
+
+def _train_config(vae, data, settings, num_particles, objective_options) -> TrainConfig:
+    """The run's settings, checked: known names, one way of giving the objective's settings,
+    a KL weight only where the objective has one."""
+    unknown = set(settings) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise TypeError(f"unknown training settings: {sorted(unknown)}")
+    objective = settings.pop("objective", None) or default_objective(vae)
+    if not isinstance(objective, ObjectiveChoice):
+        objective = ObjectiveChoice.parse(
+            objective, num_particles=num_particles, options=objective_options
+        )
+    elif num_particles is not None or objective_options:
+        raise PyroVaeError(
+            "give the number of particles and the options inside the ObjectiveChoice"
+        )
+    config = TrainConfig(data=data, objective=objective, **settings)
+    config.validate()  # a KL weight for an objective without one is refused here
+    return config
 
 
 def _placed(vae, device) -> torch.device:
