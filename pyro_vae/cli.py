@@ -8,15 +8,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import sys
 from pathlib import Path
 
+from .data import DATASETS
+from .data.arrays import FILE_FORMATS
+from .data.dataset import BINARIZATIONS
+from .data.registry import DATA_ROOT_ENV
 from .devices import resolve_device
 from .errors import PyroVaeError
+from .objectives.comparison import DEFAULT_ESTIMATORS
 from .objectives.registry import MAX_PARTICLES, OBJECTIVES, ObjectiveChoice
-from .runs.config import LIMITS
+from .runs.compare import compare_run, compare_training
+from .runs.config import LIMITS, TrainConfig
+
+
+def keyword_defaults(fn) -> dict:
+    """The defaults of ``fn``'s keyword parameters: where an option's default is the API's,
+    the help reads it from there instead of writing the number a second time."""
+    return {
+        name: p.default
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
 
 
 class _Parser(argparse.ArgumentParser):
@@ -289,8 +306,6 @@ def _cmd_compare(args) -> int:
 
 
 def _compare_training(args):
-    from .runs.compare import compare_training
-
     if args.model is None or args.out is None or args.run is not None:
         raise PyroVaeError("compare --train needs --model and --out (and no run directory)")
     settings = {
@@ -304,7 +319,7 @@ def _compare_training(args):
         guide=args.guide,
         data=args.data or "digits",
         objectives=args.estimators,
-        num_samples=args.num_samples or 1000,
+        num_samples=args.num_samples,
         max_data=args.max_data,
         progress=args.progress,
         data_options=_data_options(args),
@@ -314,9 +329,6 @@ def _compare_training(args):
 
 
 def _compare_estimators(args):
-    from .objectives.comparison import DEFAULT_ESTIMATORS
-    from .runs.compare import compare_run
-
     if (args.run is None) == (args.model is None):
         raise PyroVaeError("compare needs a run directory or --model (not both)")
     return compare_run(
@@ -325,9 +337,9 @@ def _compare_estimators(args):
         data=args.data,
         out=args.out,
         estimators=args.estimators or DEFAULT_ESTIMATORS,
-        repeats=args.repeats or 100,
-        num_data=args.num_data or 100,
-        reference_samples=args.reference_samples or 5000,
+        repeats=args.repeats,
+        num_data=args.num_data,
+        reference_samples=args.reference_samples,
         seed=args.seed or 0,
         progress=args.progress,
         data_options=_data_options(args),
@@ -335,186 +347,420 @@ def _compare_estimators(args):
     )
 
 
-def _add_device(p) -> None:
-    p.add_argument(
+# -- the parser --------------------------------------------------------------------------------
+# An option that several commands take is declared once, in a parent parser (``add_help=False``,
+# given as ``parents=[...]``); each command's own options are a parent of its own, listed first,
+# so that its help shows them first. Every option's help states its default
+# (tests/test_cli_help.py keeps it so). Groups of the same title merge in a command's help.
+
+DESCRIPTION = (
+    "Latent-variable models (VAEs and their relatives) declared in TOML specs and run with "
+    "Pyro: check a spec, train it, evaluate log p(x) and the ELBO gap, compare ELBO "
+    "estimators, draw samples."
+)
+EPILOG = (
+    "Run 'pyro-vae COMMAND --help' for the options of a command. A mistake in the input "
+    "(a spec, a data file, an option) prints one line 'error: ...' and exits with status 2."
+)
+TRAINING = "training"  # the title of the group of training settings in the help
+COMPARE_TRAINING = "training, with --train"
+
+
+def _parent(title: str | None = None):
+    """A parser to give as a parent, and where its options go: the group ``title``, or the
+    command's plain options."""
+    parent = argparse.ArgumentParser(add_help=False)
+    return parent, (parent.add_argument_group(title) if title else parent)
+
+
+def _default(name: str) -> str:
+    """The default of the ``TrainConfig`` setting ``name``, as the help states it."""
+    return format(getattr(TrainConfig, name), "g")
+
+
+def _spec_parent(needed: str) -> argparse.ArgumentParser:
+    """--model and --guide, of train and compare."""
+    parent, group = _parent()
+    group.add_argument(
+        "--model", metavar="SPEC", help=f"model spec file or bundled name (no default; {needed})"
+    )
+    group.add_argument(
+        "--guide",
+        metavar="SPEC",
+        help="guide spec file or bundled name (default: the model's default_guide)",
+    )
+    return parent
+
+
+def _data_parent(purpose: str, default: str) -> argparse.ArgumentParser:
+    """--data, --data-option and --download, of check, train and compare."""
+    parent, group = _parent("data")
+    formats = "/".join(FILE_FORMATS.names())
+    group.add_argument(
+        "--data",
+        help=f"{purpose}: {', '.join(DATASETS.names())}, or a {formats} file ({default})",
+    )
+    group.add_argument(
+        "--data-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a data set option, e.g. n_train=500, the value read as JSON where it parses; "
+        "repeatable (default: none)",
+    )
+    group.add_argument(
+        "--download",
+        action="store_true",
+        help=f"also download missing data files into ${DATA_ROOT_ENV} (default off: files are "
+        f"downloaded only into the default cache, when {DATA_ROOT_ENV} is unset)",
+    )
+    return parent
+
+
+def _training_parent(title: str) -> argparse.ArgumentParser:
+    """The training settings that train and compare --train share (bounds from ``LIMITS``)."""
+    parent, group = _parent(title)
+    kept = "or a resumed run's own"
+    group.add_argument(
+        "--epochs",
+        type=setting("epochs"),
+        help=f"total number of training epochs (default {_default('epochs')}, {kept})",
+    )
+    group.add_argument(
+        "--batch-size",
+        type=setting("batch_size"),
+        metavar="N",
+        help=f"datapoints per training step (default {_default('batch_size')})",
+    )
+    group.add_argument(
+        "--lr", type=positive, help=f"Adam's learning rate (default {_default('lr')}, {kept})"
+    )
+    group.add_argument(
+        "--binarization",
+        choices=list(BINARIZATIONS),
+        help="make grey data binary once (static) or afresh each epoch (dynamic) (default: "
+        "dynamic for a binary likelihood on grey data, else the data as they are)",
+    )
+    return parent
+
+
+def _seed_parent(
+    what: str, default: int | None = None, title: str | None = None
+) -> argparse.ArgumentParser:
+    """--seed, of every command but check: ``default`` 0, or None where the command reads
+    None as 0."""
+    parent, group = _parent(title)
+    group.add_argument("--seed", type=SEED, default=default, help=f"seed of {what} (default 0)")
+    return parent
+
+
+def _running_parent(progress: bool = True) -> argparse.ArgumentParser:
+    """--device, and --progress where the command shows a progress bar."""
+    parent, group = _parent()
+    group.add_argument(
         "--device",
         default="auto",
         help="auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:N or mps (default auto)",
     )
+    if progress:
+        group.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="show a progress bar (default: on a terminal only)",
+        )
+    return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pyro-vae", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _command(sub, name: str, summary: str, parents, handler) -> None:
+    """Add the command ``name``, its ``summary`` shown in the list of commands and atop its help."""
+    p = sub.add_parser(name, parents=parents, help=summary, description=summary)
+    p.set_defaults(handler=handler)
 
-    p = sub.add_parser("check", help="validate a model (and guide) spec and print the DAG")
-    p.add_argument("model", help="model spec file, or the name of a bundled model")
-    p.add_argument(
+
+def _check_command(sub) -> None:
+    own, _ = _parent()
+    own.add_argument("model", help="model spec file, or the name of a bundled model")
+    own.add_argument(
         "guide",
         nargs="?",
-        help="guide spec file or bundled name (default: the model's default_guide)",
+        help="guide spec file or bundled name (default: the model's default_guide; without "
+        "one, only the model is checked)",
     )
-    p.add_argument(
-        "--data",
-        help="build the nets for this data set's datapoints (default: an 8x8 grey image)",
+    data = _data_parent(
+        "build the nets for the datapoints of this data set", "default: an 8x8 grey image"
     )
-    p.add_argument("--data-option", action="append", metavar="KEY=VALUE")
-    p.add_argument("--download", action="store_true", help="download missing data files")
-    p.set_defaults(handler=_cmd_check)
+    summary = "validate a model (and guide) spec and print the DAG"
+    _command(sub, "check", summary, [own, data], _cmd_check)
 
-    p = sub.add_parser("train", help="train a model/guide pair with SVI")
-    p.add_argument("--model", help="model spec file or bundled name")
-    p.add_argument("--guide", help="guide spec file or bundled name (default: the model's)")
-    p.add_argument("--data", help="data set name (default: digits)")
-    p.add_argument(
+
+def _train_command(sub) -> None:
+    own, _ = _parent()
+    own.add_argument(
+        "--out", metavar="DIR", help="run directory to create (no default; needed without --resume)"
+    )
+    own.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue this run directory with its own settings; only --epochs and --lr may "
+        "change (default: a new run)",
+    )
+    settings, training = _parent(TRAINING)
+    training.add_argument("--eps", type=positive, help=f"Adam's eps (default {_default('eps')})")
+    training.add_argument(
+        "--lr-decay",
+        type=positive,
+        help=f"per-epoch learning-rate factor (default {_default('lr_decay')}: constant)",
+    )
+    _objective_options(settings.add_argument_group("objective"))
+    parents = [
+        _spec_parent("needed without --resume"),
+        own,
+        _running_parent(),
+        _data_parent("data set", "default digits"),
+        _training_parent(TRAINING),
+        _seed_parent("the initial weights and of training", title=TRAINING),
+        settings,
+    ]
+    _command(sub, "train", "train a model/guide pair with SVI", parents, _cmd_train)
+
+
+def _objective_options(group) -> None:
+    """train's choice of the objective, its particles, the KL weight and the fused step."""
+    group.add_argument(
         "--objective",
         help=f"one of {', '.join(OBJECTIVES.names())}, optionally with settings, e.g. "
         "iwae:k=50 or renyi:k=5,alpha=0.5 (default: trace_mean_field where valid, else trace; "
         "trace_enum for enumerated latents)",
     )
-    p.add_argument("--epochs", type=setting("epochs"))
-    p.add_argument("--batch-size", type=setting("batch_size"))
-    p.add_argument("--lr", type=positive)
-    p.add_argument("--eps", type=positive, help="Adam's eps")
-    p.add_argument("--lr-decay", type=positive, help="per-epoch learning-rate factor (default 1)")
-    p.add_argument(
+    group.add_argument(
+        "--num-particles",
+        type=whole(1, MAX_PARTICLES),
+        metavar="K",
+        help="samples of the latents per datapoint and step, K of the bound for iwae and "
+        "iwae_dreg (default 1, or the objective's k=K)",
+    )
+    group.add_argument(
         "--kl-weight",
         type=non_negative,
         metavar="BETA",
-        help="weight β of the KL term of the training ELBO (the β-VAE; default 1, the ELBO)",
+        help="weight β of the KL term of the training ELBO, the β-VAE (default "
+        f"{_default('kl_weight')}: the ELBO)",
     )
-    p.add_argument(
+    group.add_argument(
         "--kl-warmup",
         type=setting("kl_warmup"),
         metavar="EPOCHS",
-        help="ramp β linearly from 0 over this many epochs (default 0: no warm-up)",
+        help=f"ramp β linearly from 0 over this many epochs (default {_default('kl_warmup')}: "
+        "no warm-up)",
     )
-    p.add_argument("--num-particles", type=whole(1, MAX_PARTICLES))
-    p.add_argument("--seed", type=SEED)
-    p.add_argument("--binarization", choices=["none", "static", "dynamic"])
-    p.add_argument(
+    group.add_argument(
         "--fused",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="fused single-particle step for trace/trace_mean_field, checked against Pyro's "
         "(default on; --no-fused always steps with Pyro's estimator)",
     )
-    p.add_argument("--download", action="store_true", help="download missing data files")
-    p.add_argument(
-        "--data-option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="data set option, e.g. n_train=500 (repeatable)",
-    )
-    p.add_argument("--out", help="run directory to create")
-    p.add_argument("--resume", metavar="RUN", help="continue this run directory")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar (default: on a terminal)",
-    )
-    _add_device(p)
-    p.set_defaults(handler=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="log p(x) by importance sampling, ELBO and their gap")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--num-samples", type=COUNT, default=1000, help="K per datapoint (1000)")
-    p.add_argument("--elbo-samples", type=COUNT, default=100, help="samples for the ELBO (100)")
-    p.add_argument(
-        "--max-data", type=COUNT, help="evaluate a seeded random subset of N test datapoints (all)"
+
+def _evaluate_command(sub) -> None:
+    own, _ = _parent()
+    own.add_argument("run", help="run directory (made by train)")
+    own.add_argument(
+        "--num-samples",
+        type=COUNT,
+        default=1000,
+        metavar="K",
+        help="K per datapoint (default 1000)",
     )
-    p.add_argument("--batch-size", type=COUNT, default=100, help="datapoints per pass (100)")
-    p.add_argument(
+    own.add_argument(
+        "--elbo-samples",
+        type=COUNT,
+        default=100,
+        metavar="N",
+        help="samples for the ELBO (default 100)",
+    )
+    own.add_argument(
+        "--max-data",
+        type=COUNT,
+        metavar="N",
+        help="evaluate a seeded random subset of N test datapoints (default: all)",
+    )
+    own.add_argument(
+        "--batch-size",
+        type=COUNT,
+        default=100,
+        metavar="N",
+        help="datapoints per pass (default 100)",
+    )
+    own.add_argument(
         "--proposal",
         choices=["guide", "prior"],
         default="guide",
-        help="importance sampling from the guide, or from the prior (naive Monte Carlo)",
+        help="importance sampling from the guide, or from the prior: naive Monte Carlo "
+        "(default guide)",
     )
-    p.add_argument(
+    own.add_argument(
         "--precision",
         choices=["fp32", "bf16"],
         default="fp32",
-        help="importance sampling and ELBO in float32, or with bfloat16 matrix products",
+        help="importance sampling and ELBO in float32, or with bfloat16 matrix products "
+        "(default fp32)",
     )
-    p.add_argument("--ais", action="store_true", help="also estimate log p(x) by AIS")
-    p.add_argument("--ais-samples", type=COUNT, default=16, help="AIS chains per datapoint (16)")
-    p.add_argument("--ais-steps", type=COUNT, default=500, help="AIS intermediate densities (500)")
-    p.add_argument(
+    _evaluate_extras(own)
+    parents = [own, _seed_parent("the subset and the samples", default=0), _running_parent()]
+    summary = "log p(x) by importance sampling, ELBO and their gap"
+    _command(sub, "evaluate", summary, parents, _cmd_evaluate)
+
+
+def _evaluate_extras(own) -> None:
+    """evaluate's optional analyses: AIS, the gap decomposition, ELBO surgery."""
+    own.add_argument(
+        "--ais", action="store_true", help="also estimate log p(x) by AIS (default off)"
+    )
+    own.add_argument(
+        "--ais-samples",
+        type=COUNT,
+        default=16,
+        metavar="N",
+        help="AIS chains per datapoint (default 16)",
+    )
+    own.add_argument(
+        "--ais-steps",
+        type=COUNT,
+        default=500,
+        metavar="N",
+        help="AIS intermediate densities (default 500)",
+    )
+    own.add_argument(
         "--decompose",
         action="store_true",
-        help="split the gap into approximation and amortization gaps (refines q per datapoint)",
+        help="split the gap into approximation and amortization gaps, refining q per "
+        "datapoint (default off)",
     )
-    p.add_argument(
+    own.add_argument(
         "--surgery",
         action="store_true",
-        help="ELBO surgery (mutual information, marginal KL), KL per dimension, active units",
+        help="ELBO surgery (mutual information, marginal KL), KL per dimension, active units "
+        "(default off)",
     )
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    _add_device(p)
-    p.set_defaults(handler=_cmd_evaluate)
 
-    p = sub.add_parser(
-        "compare",
-        help="compare ELBO estimators on a run or spec (value, bias, gradient SNR, time), or "
-        "with --train, train with each objective and compare the results",
-    )
-    p.add_argument("run", nargs="?", help="run directory (or give --model)")
-    p.add_argument("--model", help="model spec file or bundled name")
-    p.add_argument("--guide", help="guide spec file or bundled name (default: the model's)")
-    p.add_argument("--data", help="data set name (default: the run's, else digits)")
-    p.add_argument(
+
+def _compare_command(sub) -> None:
+    own, _ = _parent()
+    own.add_argument("run", nargs="?", help="run directory (or give --model)")
+    own.add_argument(
         "--estimators",
         nargs="+",
         metavar="NAME[:k=K,...]",
-        help="estimators, e.g. trace trace_mean_field iwae:k=50 renyi:k=5,alpha=0.5 "
-        "(with --train: the training objectives)",
+        help="estimators, e.g. trace trace_mean_field iwae:k=50 renyi:k=5,alpha=0.5; with "
+        f"--train, the training objectives (default {' '.join(DEFAULT_ESTIMATORS)}; with "
+        "--train, the model's default objective, iwae:k=5 and iwae:k=50)",
     )
-    p.add_argument("--repeats", type=COUNT, help="repetitions per estimator (100)")
-    p.add_argument(
+    defaults = keyword_defaults(compare_run)
+    own.add_argument(
+        "--repeats",
+        type=COUNT,
+        metavar="R",
+        default=defaults["repeats"],
+        help=f"repetitions per estimator (default {defaults['repeats']})",
+    )
+    own.add_argument(
         "--num-data",
         type=COUNT,
-        help="how many test datapoints (a seeded random subset) the estimators see (100)",
+        metavar="N",
+        default=defaults["num_data"],
+        help="how many test datapoints (a seeded random subset) the estimators see (default "
+        f"{defaults['num_data']})",
     )
-    p.add_argument("--reference-samples", type=COUNT, help="K for the reference log p̂(x) (5000)")
-    p.add_argument("--train", action="store_true", help="train once per objective, then compare")
-    p.add_argument("--epochs", type=setting("epochs"))
-    p.add_argument("--batch-size", type=setting("batch_size"))
-    p.add_argument("--lr", type=positive)
-    p.add_argument("--binarization", choices=["none", "static", "dynamic"])
-    p.add_argument("--num-samples", type=COUNT, help="--train: K for each run's log p̂(x) (1000)")
-    p.add_argument(
+    own.add_argument(
+        "--reference-samples",
+        type=COUNT,
+        metavar="K",
+        default=defaults["reference_samples"],
+        help=f"K for the reference log p̂(x) (default {defaults['reference_samples']})",
+    )
+    own.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default for a run: RUN/compare; needed for a spec or --train)",
+    )
+    parents = [
+        own,
+        _spec_parent("needed without a run directory"),
+        _seed_parent("the datapoints and estimators, and of the runs with --train"),
+        _running_parent(),
+        _data_parent("data set", "default: the run's, else digits"),
+        _compare_training_parent(),
+        _training_parent(COMPARE_TRAINING),
+    ]
+    summary = (
+        "compare ELBO estimators on a run or spec (value, bias, gradient SNR, time), or "
+        "with --train, train with each objective and compare the results"
+    )
+    _command(sub, "compare", summary, parents, _cmd_compare)
+
+
+def _compare_training_parent() -> argparse.ArgumentParser:
+    """compare --train, and how it evaluates each run."""
+    parent, group = _parent(COMPARE_TRAINING)
+    group.add_argument(
+        "--train",
+        action="store_true",
+        help="train once per objective, then compare the runs (default off)",
+    )
+    samples = keyword_defaults(compare_training)["num_samples"]
+    group.add_argument(
+        "--num-samples",
+        type=COUNT,
+        metavar="K",
+        default=samples,
+        help=f"K for each run's log p̂(x) (default {samples})",
+    )
+    group.add_argument(
         "--max-data",
         type=COUNT,
-        help="--train: evaluate a seeded random subset of N test datapoints",
+        metavar="N",
+        help="evaluate a seeded random subset of N test datapoints (default: all)",
     )
-    p.add_argument("--download", action="store_true", help="download missing data files")
-    p.add_argument("--data-option", action="append", metavar="KEY=VALUE")
-    p.add_argument("--seed", type=SEED)
-    p.add_argument("--out", help="output directory (default for a run: RUN/compare)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    _add_device(p)
-    p.set_defaults(handler=_cmd_compare)
+    return parent
 
-    p = sub.add_parser("sample", help="draw samples of a trained run as an image grid")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--n", type=whole(1, 10**4), default=64, help="how many samples (64)")
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--output", help="PNG path (default: RUN/plots/samples.png)")
-    p.add_argument(
+
+def _sample_command(sub) -> None:
+    own, _ = _parent()
+    own.add_argument("run", help="run directory (made by train)")
+    own.add_argument("--n", type=whole(1, 10**4), default=64, help="how many samples (default 64)")
+    own.add_argument(
+        "--output", metavar="PNG", help="the .png file to write (default: RUN/plots/samples.png)"
+    )
+    own.add_argument(
         "--interpolate",
         action="store_true",
-        help="decode along lines between encodings of test images (RUN/plots/interpolations.png)",
+        help="decode along lines between encodings of test images, into "
+        "RUN/plots/interpolations.png (default off)",
     )
-    p.add_argument(
+    own.add_argument(
         "--attributes",
         action="store_true",
         help="add each class's attribute vector to encodings of test images, using the data "
-        "set's labels (RUN/plots/attributes.png)",
+        "set's labels, into RUN/plots/attributes.png (default off)",
     )
-    _add_device(p)
-    p.set_defaults(handler=_cmd_sample)
+    parents = [own, _seed_parent("the samples", default=0), _running_parent(progress=False)]
+    summary = "draw samples of a trained run as an image grid"
+    _command(sub, "sample", summary, parents, _cmd_sample)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pyro-vae`` parser: a sub-parser per command, which sets ``args.handler``."""
+    parser = _Parser(prog="pyro-vae", description=DESCRIPTION, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands")
+    for add in (
+        _check_command,
+        _train_command,
+        _evaluate_command,
+        _compare_command,
+        _sample_command,
+    ):
+        add(sub)
     return parser
 
 

@@ -49,3 +49,33 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self.names()) or 'no entries'})"
+
+    def __str__(self) -> str:
+        """One line per entry: its name and, where it has one, its description."""
+        width = max((len(name) for name in self._items), default=0)
+        count = len(self._items)
+        lines = [f"{self.kind} registry, {count} {'entry' if count == 1 else 'entries'}:"]
+        for name in self.names():
+            lines.append(f"  {name:<{width}}  {_describe(self._items[name])}".rstrip())
+        return "\n".join(lines)
+
+
+def _describe(entry) -> str:
+    """The first line of an entry's ``description`` or ``help`` text, else of its own
+    docstring (not one an instance takes from its class); empty if none."""
+    for attribute in ("description", "help"):
+        text = getattr(entry, attribute, None)
+        if isinstance(text, str) and text.strip():
+            return _first_line(text)
+    doc = getattr(entry, "__doc__", None)
+    inherited = not isinstance(entry, type) and doc == getattr(type(entry), "__doc__", None)
+    return "" if inherited or not isinstance(doc, str) else _first_line(doc)
+
+
+def _first_line(text: str) -> str:
+    """The first line of ``text``, without reStructuredText's double backticks."""
+    lines = text.strip().splitlines()
+    return lines[0].strip().replace("``", "") if lines else ""
