@@ -23,7 +23,7 @@ import torch
 from pyro.distributions.util import is_identically_zero
 from pyro.poutine.subsample_messenger import _Subsample
 from torch import nn
-from torch.distributions import kl_divergence
+from torch.distributions import constraints, kl_divergence
 
 from ..errors import ModelGuideError
 from ..results.estimand import LOG_PX, Estimand
@@ -79,9 +79,11 @@ def inspect_pair(
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
+        model_sites, guide_sites = _sample_sites(model_trace), _sample_sites(guide_trace)
+        for site in model_sites:
+            _check_observed_support(site)
         guide_trace.compute_log_prob()
         model_trace.compute_log_prob()
-    model_sites, guide_sites = _sample_sites(model_trace), _sample_sites(guide_trace)
     frames = [f for s in model_sites + guide_sites for f in s["cond_indep_stack"]]
     data = [f for f in frames if f.name == DATA_PLATE]
     if not data:
@@ -101,6 +103,37 @@ def inspect_pair(
         data_dim=data[0].dim,
         num_data=data[0].size,
         estimand=estimand(model, guide_trace, model_sites, args, kwargs, data[0].size),
+    )
+
+
+def _check_observed_support(site) -> None:
+    """An observed value outside its distribution's support (grey-level pixels under a
+    Bernoulli, say) as one line that names the site and the fix, not Pyro's dump of the data."""
+    if not site["is_observed"] or not torch.is_tensor(site["value"]):
+        return
+    support = site["fn"].support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    value = site["value"]
+    try:
+        outside = ~support.check(value)
+    except (RuntimeError, ValueError, NotImplementedError):
+        return  # a constraint that cannot judge these values: Pyro's own check follows
+    if not outside.any():
+        return
+    example = value[outside.expand(value.shape)].flatten()[0].item()
+    binary = support is constraints.boolean
+    fix = (
+        "binarize grey-level data first: (x > 0.5).float(), torch.bernoulli(x), or "
+        "pv.load_dataset(name, binarization='static'); or give the pair a likelihood of values "
+        "in [0, 1] (continuous_bernoulli)"
+        if binary
+        else "give the pair data its likelihood can produce"
+    )
+    raise ModelGuideError(
+        f"observed site '{site['name']}' ({type(site['fn']).__name__}) takes values in "
+        f"{'{0, 1}' if binary else support}, but {int(outside.sum())} of the values given lie "
+        f"outside, e.g. {example:g}; {fix}"
     )
 
 

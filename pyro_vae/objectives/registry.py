@@ -64,6 +64,7 @@ class Objective:
         objectives without one.
     :param kl_weight: whether a weight on the KL term is defined for it (the ELBO estimators;
         see :mod:`pyro_vae.objectives.kl_weight`).
+    :param description: one line on what it estimates (``print(pv.OBJECTIVES)`` lists them).
     """
 
     build: Callable[..., pyro.infer.ELBO]
@@ -71,6 +72,7 @@ class Objective:
     options: dict[str, Option] = field(default_factory=dict)
     fused: Callable[[LatentModel], FusedELBO | None] | None = None
     kl_weight: bool = False
+    description: str = ""
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
@@ -99,6 +101,7 @@ OBJECTIVES.register("trace")(
         no_enumeration,
         fused=partial(fused_elbo, analytic_kl=False),
         kl_weight=True,
+        description="Trace_ELBO: the Monte Carlo ELBO (score-function terms where needed)",
     )
 )
 OBJECTIVES.register("trace_mean_field")(
@@ -107,23 +110,43 @@ OBJECTIVES.register("trace_mean_field")(
         check_mean_field,
         fused=partial(fused_elbo, analytic_kl=True),
         kl_weight=True,
+        description="TraceMeanField_ELBO: the ELBO with each KL in closed form where one exists",
     )
 )
 OBJECTIVES.register("trace_graph")(
-    Objective(lambda k: TraceGraph_ELBO(**_particles(k)), no_enumeration, kl_weight=True)
-)
-OBJECTIVES.register("trace_enum")(Objective(lambda k: pyro.infer.TraceEnum_ELBO(**_particles(k))))
-OBJECTIVES.register("iwae")(
     Objective(
-        lambda k: IWAE_ELBO(num_particles=k), partial(check_reparameterized, objective="iwae")
+        lambda k: TraceGraph_ELBO(**_particles(k)),
+        no_enumeration,
+        kl_weight=True,
+        description="TraceGraph_ELBO: Rao-Blackwellized score-function terms",
     )
 )
-OBJECTIVES.register("iwae_dreg")(Objective(lambda k: IWAE_DReG(num_particles=k), check_dreg))
+OBJECTIVES.register("trace_enum")(
+    Objective(
+        lambda k: pyro.infer.TraceEnum_ELBO(**_particles(k)),
+        description="TraceEnum_ELBO: enumerated discrete latents summed out exactly",
+    )
+)
+OBJECTIVES.register("iwae")(
+    Objective(
+        lambda k: IWAE_ELBO(num_particles=k),
+        partial(check_reparameterized, objective="iwae"),
+        description="the K-sample importance-weighted bound (Burda et al. 2016); k=K",
+    )
+)
+OBJECTIVES.register("iwae_dreg")(
+    Objective(
+        lambda k: IWAE_DReG(num_particles=k),
+        check_dreg,
+        description="the IWAE bound with doubly reparameterized gradients (Tucker et al. 2019)",
+    )
+)
 OBJECTIVES.register("renyi")(
     Objective(
         lambda k, alpha: RenyiBound(num_particles=k, alpha=alpha),
         partial(check_reparameterized, objective="renyi"),
         {"alpha": Option(renyi_order, 0.5, "the order α of the bound, a number other than 1")},
+        description="the variational Rényi bound of order alpha (Li & Turner 2016); k=K",
     )
 )
 
