@@ -41,10 +41,10 @@ from tqdm.auto import tqdm
 
 from ..devices import module_device
 from ..errors import ModelGuideError
+from ..results.choices import Method, Proposal
 from ..results.estimand import LOG_PX, Estimand
 from ..results.result import Result
 from ..results.stats import difference_stderr
-from .choices import Method, Proposal
 from .importance import _sample_sites
 from .latents import Latents, continuous_latents, log_densities, sample_latents
 from .weights import LogLikelihood, _check_num_samples, _StreamingWeights

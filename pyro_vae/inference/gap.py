@@ -38,10 +38,10 @@ import pyro.poutine as poutine
 import torch
 
 from ..errors import ModelGuideError
+from ..results.choices import Method
 from ..results.estimand import LOG_PX, Estimand
 from ..results.result import Result
 from ..results.stats import Stats, difference_stderr
-from .choices import Method
 from .elbo import ElboEstimate, elbo
 from .importance import DATA_PLATE, log_weights
 from .latents import continuous_latents

@@ -26,8 +26,8 @@ from torch import nn
 from torch.distributions import constraints, kl_divergence
 
 from ..errors import ModelGuideError
+from ..results.choices import Proposal
 from ..results.estimand import LOG_PX, Estimand
-from .choices import Proposal
 from .estimand import estimand
 
 DATA_PLATE = "data"

@@ -20,7 +20,7 @@ import torch
 from torch.distributions import constraints
 
 from ..errors import ModelGuideError
-from .choices import Proposal
+from ..results.choices import Proposal
 from .importance import (
     PlateLayout,
     _data_frame,

@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 import pyro
 import torch
 
+from ..results.choices import Method, Proposal
 from .ais import ais_log_likelihood
-from .choices import Method, Proposal
 from .importance import inspect_pair, log_weights, owner_method
 from .precision import computing_in, data_device
 from .streams import each_datapoint, enter_stream, random_streams

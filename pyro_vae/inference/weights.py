@@ -16,10 +16,10 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from ..results.choices import Method
 from ..results.estimand import LOG_PX, Estimand
 from ..results.result import Result
 from ..results.stats import KhatCounts, mean_stderr
-from .choices import Method
 
 ROWS_PER_CHUNK = 16384  # samples × datapoints per pass: bounds memory whatever K is
 

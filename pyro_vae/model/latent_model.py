@@ -19,6 +19,7 @@ from torch import nn
 
 from ..devices import resolve_device
 from ..errors import SpecError
+from ..results.choices import Proposal
 from ..spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
 from ..spec.resolve import default_guide, read_guide, read_model
 from .families import FAMILIES, Family, OptionError
@@ -268,7 +269,8 @@ class LatentModel(nn.Module):
         (each node's distribution expanded to batch ``(K, N)``, then ``rsample``)."""
         batch = torch.Size([num_samples, x.shape[0]])
         values: dict[str, torch.Tensor] = {DATA: x}
-        nodes = self.inference.items() if proposal == "guide" else self.generative.items()
+        from_guide = Proposal.of(proposal).uses_guide
+        nodes = self.inference.items() if from_guide else self.generative.items()
         for name, node in nodes:
             if name == DATA:
                 continue
@@ -285,12 +287,13 @@ class LatentModel(nn.Module):
         path of :func:`pyro_vae.log_likelihood` for spec-built pairs, which checks it against
         the traced weights before using it."""
         values = self.draw_latents(x, num_samples, proposal)
+        from_guide = Proposal.of(proposal).uses_guide
         step = max(1, self.SCORE_ROWS // max(x.shape[0], 1))
         parts = []
         for start in range(0, num_samples, step):
             block = {n: v[start : start + step] for n, v in values.items()}
-            joint, prior, guide = self.log_densities(x, block, with_guide=proposal == "guide")
-            parts.append(joint - (guide if proposal == "guide" else prior))
+            joint, prior, guide = self.log_densities(x, block, with_guide=from_guide)
+            parts.append(joint - (guide if from_guide else prior))
         return torch.cat(parts)
 
     # --- the latent space ---------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .choices import Proposal
 from .estimand import LOG_PX, Estimand
 from .explanations import surgery_rows
 from .schema import to_json
@@ -280,9 +281,7 @@ def _stats_row(label: str, stats: Stats, errors=("mc_stderr", "datapoint_stderr"
 def section(r: EvaluationReport) -> list[str]:
     """The report's evaluation section, in Markdown lines."""
     e = r.estimand
-    proposal = {"prior": "samples from the prior (naive Monte Carlo)"}.get(
-        r.proposal, "samples from the guide"
-    )
+    proposal = Proposal.of(r.proposal).description
     over = f" Means over {r.used} of {r.num_data} datapoints." if r.used < r.num_data else ""
     lines = [
         f"## Evaluation on the {r.split} set ({_which(r)})",

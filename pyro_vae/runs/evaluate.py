@@ -33,7 +33,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ..devices import module_device
-from ..inference.choices import Proposal
 from ..inference.elbo import ElboEstimate, ElboGap, elbo
 from ..inference.gap import GapDecomposition, refined_elbo
 from ..inference.log_likelihood import LogLikelihood, log_likelihood
@@ -41,6 +40,7 @@ from ..inference.precision import check_precision
 from ..inference.streams import datapoint_seeds
 from ..inference.surgery import elbo_surgery, latent_usage
 from ..objectives.registry import ObjectiveChoice, default_objective
+from ..results.choices import Proposal
 from ..results.schema import to_json
 from .config import prepare_data
 from .distributed import gather, on_main, shard, world
