@@ -136,6 +136,14 @@ class ElboGap(Result):
     elbo: ElboEstimate
     log_likelihood: LogLikelihood
 
+    @classmethod
+    def concatenate(cls, parts: list[ElboGap]) -> ElboGap:
+        """The gaps of several groups of datapoints, as one result in their order."""
+        return cls(
+            ElboEstimate.concatenate([p.elbo for p in parts]),
+            LogLikelihood.concatenate([p.log_likelihood for p in parts]),
+        )
+
     @property
     def estimand(self) -> Estimand:
         return self.log_likelihood.estimand

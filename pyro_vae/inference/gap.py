@@ -153,6 +153,25 @@ def local_guide(guide, args, kwargs, latents) -> tuple[list[_LocalSite], Callabl
     return sites, program
 
 
+@dataclass(frozen=True)
+class Refinement:
+    """What refining q per datapoint gave: the refined q's ELBO, which datapoints had stopped
+    improving, and the number of steps taken."""
+
+    elbo: ElboEstimate
+    converged: torch.Tensor  # bool, per datapoint
+    steps: int
+
+    @classmethod
+    def concatenate(cls, parts: list[Refinement]) -> Refinement:
+        """The refinements of several groups of datapoints, in their order."""
+        return cls(
+            ElboEstimate.concatenate([p.elbo for p in parts]),
+            torch.cat([p.converged for p in parts]),
+            max(p.steps for p in parts),
+        )
+
+
 @dataclass(frozen=True, repr=False, eq=False)
 class GapDecomposition(Result):
     """Per datapoint (float64): log p̂(x), the amortized ELBO, the ELBO of q refined for each
@@ -172,19 +191,19 @@ class GapDecomposition(Result):
 
     @classmethod
     def of(
-        cls, log_px: LogLikelihood, amortized: ElboEstimate, refined: ElboEstimate, converged, steps
+        cls, log_px: LogLikelihood, amortized: ElboEstimate, refined: Refinement
     ) -> GapDecomposition:
-        """The decomposition from its three estimates (log p̂ by IS or AIS, the ELBOs of the
-        amortized and the refined q) and the refinement's outcome."""
+        """The decomposition from its three estimates: log p̂ (by IS or AIS), the ELBO of the
+        amortized q, and the refinement's."""
         return cls(
             log_px.log_px,
             log_px.stderr,
             amortized.elbo,
             amortized.stderr,
-            refined.elbo,
-            refined.stderr,
-            converged,
-            steps,
+            refined.elbo.elbo,
+            refined.elbo.stderr,
+            refined.converged,
+            refined.steps,
             log_px.method,
             log_px.estimand,
         )
@@ -295,7 +314,7 @@ def refined_elbo(
     tol: float = 1e-3,
     lr: float = 1e-2,
     **kwargs,
-) -> tuple[ElboEstimate, torch.Tensor, int]:
+) -> Refinement:
     """The ELBO of q refined for each datapoint (``num_samples`` samples each, analytic KL),
     which datapoints converged, and the number of refinement steps taken."""
     program, steps, converged = refine(
@@ -304,7 +323,7 @@ def refined_elbo(
     refined = elbo(
         model, program, *args, num_samples=num_samples, objective="trace_mean_field", **kwargs
     )
-    return refined, converged, steps
+    return Refinement(refined, converged, steps)
 
 
 def gap_decomposition(
@@ -329,7 +348,7 @@ def gap_decomposition(
     :param max_steps, tol, lr: the per-datapoint refinement (see the module docstring).
     """
     elbo_samples = elbo_samples or num_samples
-    refined, converged, steps = refined_elbo(
+    refined = refined_elbo(
         model,
         guide,
         *args,
@@ -355,4 +374,4 @@ def gap_decomposition(
     amortized = elbo(
         model, guide, *args, num_samples=elbo_samples, objective="trace_mean_field", **kwargs
     )
-    return GapDecomposition.of(ll, amortized, refined, converged, steps)
+    return GapDecomposition.of(ll, amortized, refined)

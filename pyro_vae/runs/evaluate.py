@@ -33,8 +33,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..devices import module_device
-from ..inference.elbo import ElboEstimate, ElboGap, elbo
-from ..inference.gap import GapDecomposition, refined_elbo
+from ..inference.elbo import ElboGap, elbo
+from ..inference.gap import GapDecomposition, Refinement, refined_elbo
 from ..inference.log_likelihood import LogLikelihood, log_likelihood
 from ..inference.precision import check_precision
 from ..inference.streams import datapoint_seeds
@@ -230,12 +230,7 @@ def _importance_sampling(vae, x, ids, sampling: _Sampling) -> ElboGap | None:
             **streams,
         )
         parts.append(ElboGap(bound, ll))
-    if not parts:
-        return None
-    return ElboGap(
-        ElboEstimate.concatenate([p.elbo for p in parts]),
-        LogLikelihood.concatenate([p.log_likelihood for p in parts]),
-    )
+    return ElboGap.concatenate(parts) if parts else None
 
 
 def _ais(vae, x, sampling: _Sampling) -> LogLikelihood | None:
@@ -255,20 +250,15 @@ def _ais(vae, x, sampling: _Sampling) -> LogLikelihood | None:
     return LogLikelihood.concatenate(parts) if parts else None
 
 
-def _refine(vae, x, sampling: _Sampling) -> tuple | None:
-    """The ELBO of q refined per datapoint, which converged, and the most steps a batch took."""
-    refined, converged, steps = [], [], 0
+def _refine(vae, x, sampling: _Sampling) -> Refinement | None:
+    """q refined per datapoint, batch by batch."""
+    parts = []
     for batch in _batches(x, sampling.batch_size, sampling.progress, "refining q per datapoint"):
         with pyro.validation_enabled(False):
-            bound, done, taken = refined_elbo(
-                vae.model, vae.guide, batch, num_samples=sampling.elbo_samples
+            parts.append(
+                refined_elbo(vae.model, vae.guide, batch, num_samples=sampling.elbo_samples)
             )
-        refined.append(bound)
-        converged.append(done)
-        steps = max(steps, taken)
-    if not refined:
-        return None
-    return ElboEstimate.concatenate(refined), torch.cat(converged), steps
+    return Refinement.concatenate(parts) if parts else None
 
 
 def _compose(setup: EvaluationSetup, gathered: list[dict], seconds) -> Evaluation:
@@ -278,26 +268,13 @@ def _compose(setup: EvaluationSetup, gathered: list[dict], seconds) -> Evaluatio
         present = [p[name] for p in gathered if p.get(name) is not None]
         return concatenate(present) if present else None
 
-    gap = joined(
-        "gap",
-        lambda g: ElboGap(
-            ElboEstimate.concatenate([p.elbo for p in g]),
-            LogLikelihood.concatenate([p.log_likelihood for p in g]),
-        ),
-    )
+    gap = joined("gap", ElboGap.concatenate)
     ais = joined("ais", LogLikelihood.concatenate)
-    refined = joined(
-        "refined",
-        lambda r: (
-            ElboEstimate.concatenate([p[0] for p in r]),
-            torch.cat([p[1] for p in r]),
-            max(p[2] for p in r),
-        ),
-    )
+    refined = joined("refined", Refinement.concatenate)
     decomposition = None
     if refined is not None:
         best = ais if ais is not None else gap.log_likelihood
-        decomposition = GapDecomposition.of(best, gap.elbo, *refined)
+        decomposition = GapDecomposition.of(best, gap.elbo, refined)
     return Evaluation(setup, gap, ais, decomposition, seconds=seconds)
 
 
