@@ -45,8 +45,9 @@ from ..results.choices import Method, Proposal
 from ..results.estimand import LOG_PX, Estimand
 from ..results.result import Result
 from ..results.stats import difference_stderr
-from .importance import _sample_sites
 from .latents import Latents, continuous_latents, log_densities, sample_latents
+from .layout import sample_sites
+from .particles import particles_of
 from .weights import LogLikelihood, _check_num_samples, _StreamingWeights
 
 SIGMOID_DELTA = 4.0
@@ -183,6 +184,7 @@ def ais_log_likelihood(
         details=details,
         estimand=latents.layout.estimand,
         weight_dtype=start[latents.names[0]].dtype,
+        particles=particles_of(latents.layout),
     )
 
 
@@ -228,7 +230,7 @@ def _simulate(model, num_data: int, data_shape, device) -> tuple[torch.Tensor, d
             f"the observed site '{names[0]}' has shape {tuple(data.shape)}, not that of the "
             f"data argument {tuple(placeholder.shape)}; bdmc needs obs=x"
         )
-    latents = {s["name"]: s["value"] for s in _sample_sites(trace) if s["name"] != names[0]}
+    latents = {s["name"]: s["value"] for s in sample_sites(trace) if s["name"] != names[0]}
     return data, latents, names[0]
 
 

@@ -14,8 +14,10 @@ import torch
 from ..results.estimand import LOG_PX, Estimand
 from ..results.result import Result
 from ..results.stats import difference_stderr, mean_stderr
-from .importance import inspect_pair, log_weights
+from .importance import log_weights
+from .layout import inspect_pair
 from .log_likelihood import log_likelihood
+from .particles import particles_of
 from .precision import computing_in, data_device
 from .streams import each_datapoint
 from .weights import LogLikelihood, _check_num_samples, _chunks
@@ -35,6 +37,7 @@ class ElboEstimate(Result):
     stderr: torch.Tensor
     num_samples: int
     estimand: Estimand = LOG_PX
+    particles: str = "vectorized"  # as for LogLikelihood
 
     @property
     def num_data(self) -> int:
@@ -102,6 +105,7 @@ def elbo(
                     num_samples=k,
                     layout=layout,
                     analytic_kl=ESTIMATORS[objective],
+                    enumerated="expectation",
                 )
                 values = values.cpu().double()
                 total += values.sum(0)
@@ -115,7 +119,7 @@ def elbo(
         parts = [sums(one_args, one_kwargs, 1) for one_args, one_kwargs in streams]
         total, total_sq = (torch.cat(column) for column in zip(*parts, strict=True))
     mean, stderr = _mean_and_stderr(total, total_sq, num_samples)
-    return ElboEstimate(mean, stderr, num_samples, layout.estimand)
+    return ElboEstimate(mean, stderr, num_samples, layout.estimand, particles_of(layout))
 
 
 def _mean_and_stderr(total, total_sq, n: int) -> tuple[torch.Tensor, torch.Tensor]:

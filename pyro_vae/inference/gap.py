@@ -29,7 +29,7 @@ datapoint is then exactly the guide's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import pyro
@@ -41,11 +41,13 @@ from ..errors import ModelGuideError
 from ..results.choices import Method
 from ..results.estimand import LOG_PX, Estimand
 from ..results.result import Result
-from ..results.stats import Stats, difference_stderr
+from ..results.stats import KHAT_UNRELIABLE, Stats, difference_stderr
 from .elbo import ElboEstimate, elbo
-from .importance import DATA_PLATE, log_weights
+from .importance import log_weights
 from .latents import continuous_latents
+from .layout import sample_sites
 from .log_likelihood import log_likelihood
+from .particles import batch_rows
 from .weights import LogLikelihood
 
 
@@ -58,9 +60,14 @@ class _LocalSite:
     params: dict[str, torch.Tensor]
     build: Callable[[dict[str, torch.Tensor]], dist.Distribution]
     source: tuple[torch.Tensor, ...] = ()
+    infer: dict = field(default_factory=dict)  # a discrete site's: enumerated in parallel
 
-    def distribution(self) -> dist.Distribution:
-        return self.build(self.params)
+    def distribution(self, rows: torch.Tensor | None = None) -> dist.Distribution:
+        """The distribution of every datapoint, or of the datapoints ``rows`` (replicated
+        particles: row ``j`` is datapoint ``rows[j]``)."""
+        if rows is None:
+            return self.build(self.params)
+        return self.build({k: v[rows] for k, v in self.params.items()})
 
 
 def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
@@ -113,10 +120,28 @@ def _local(name: str, d) -> _LocalSite:
             lambda p: dist.LowRankMultivariateNormal(p["loc"], p["factor"], p["log_diag"].exp()),
             (d.loc, d.cov_factor, d.cov_diag),
         )
+    if isinstance(d, DISCRETE) and not events:
+        kind = type(d)
+        return _LocalSite(
+            name,
+            {"logits": leaf(d.logits)},
+            lambda p: kind(logits=p["logits"]),
+            (d.logits,),
+            {"enumerate": "parallel"},
+        )
     raise ModelGuideError(
         f"guide site '{name}' is a {type(d).__name__}; the gap decomposition refines (Independent) "
-        f"Normal, MultivariateNormal and LowRankMultivariateNormal sites"
+        f"Normal, MultivariateNormal and LowRankMultivariateNormal sites, and Categorical, "
+        f"OneHotCategorical and Bernoulli ones"
     )
+
+
+#: The discrete guide families a refined q keeps, each summed out exactly (enumerated).
+DISCRETE = (
+    torch.distributions.Categorical,
+    torch.distributions.OneHotCategorical,
+    torch.distributions.Bernoulli,
+)
 
 
 def local_guide(guide, args, kwargs, latents) -> tuple[list[_LocalSite], Callable]:
@@ -125,13 +150,10 @@ def local_guide(guide, args, kwargs, latents) -> tuple[list[_LocalSite], Callabl
     Refuses a site whose parameters depend on another latent's value (checked by autograd on a
     run of the guide with every latent fixed to a leaf tensor).
     """
-    with poutine.block(), torch.random.fork_rng():
-        sampled = poutine.trace(guide).get_trace(*args, **kwargs)
-        values = {
-            n: sampled.nodes[n]["value"].detach().clone().requires_grad_() for n in latents.names
-        }
-        trace = poutine.trace(poutine.condition(guide, data=values)).get_trace(*args, **kwargs)
-    sites = [_local(n, trace.nodes[n]["fn"]) for n in latents.names]
+    trace, values = _guide_at_leaves(guide, args, kwargs, latents)
+    order = [s["name"] for s in sample_sites(trace)]
+    names = [n for n in order if n in latents.names or n in latents.discrete]
+    sites = [_local(n, trace.nodes[n]["fn"]) for n in names]
     for site in sites:
         others = [values[n] for n in latents.names if n != site.name]
         for tensor in site.source:
@@ -140,17 +162,44 @@ def local_guide(guide, args, kwargs, latents) -> tuple[list[_LocalSite], Callabl
             grads = torch.autograd.grad(tensor.sum(), others, allow_unused=True, retain_graph=True)
             if any(g is not None for g in grads):
                 raise ModelGuideError(
-                    f"guide site '{site.name}' depends on another latent; the gap "
-                    f"decomposition refines guides whose sites depend on x alone"
+                    f"guide site '{site.name}' depends on another continuous latent; the gap "
+                    f"decomposition refines guides whose sites depend on x (and discrete "
+                    f"latents) alone"
                 )
-    num_data, data_dim = latents.layout.num_data, latents.layout.data_dim
+    layout = latents.layout
 
     def program(*args, **kwargs):
-        with pyro.plate(DATA_PLATE, num_data, dim=data_dim):
+        rows = batch_rows(args, kwargs, layout)  # K·N where the particles are replicated rows
+        index = None if rows == layout.num_data else torch.arange(rows) % layout.num_data
+        with pyro.plate(layout.data_plate, rows, dim=layout.data_dim):
             for site in sites:
-                pyro.sample(site.name, site.distribution())
+                pyro.sample(site.name, site.distribution(index), infer=dict(site.infer))
 
     return sites, program
+
+
+def _guide_at_leaves(guide, args, kwargs, latents):
+    """A run of the guide with every continuous latent at a leaf tensor (its first draw) and
+    every discrete one taking all its values, and those leaves."""
+    if latents.discrete and not latents.layout.vectorized:
+        raise ModelGuideError(
+            "the gap decomposition of a pair with discrete latents needs a model that takes a "
+            "particle dimension (this one runs on replicated rows)"
+        )
+    with poutine.block(), torch.random.fork_rng():
+        sampled = poutine.trace(guide).get_trace(*args, **kwargs)
+        values = {
+            n: sampled.nodes[n]["value"].detach().clone().requires_grad_() for n in latents.names
+        }
+        discrete = set(latents.discrete)
+        program = poutine.infer_config(
+            guide, lambda site: {"enumerate": "parallel"} if site["name"] in discrete else {}
+        )
+        with poutine.enum(first_available_dim=latents.layout.particle_dim - 1):
+            trace = poutine.trace(poutine.condition(program, data=values)).get_trace(
+                *args, **kwargs
+            )
+    return trace, values
 
 
 @dataclass(frozen=True)
@@ -188,6 +237,9 @@ class GapDecomposition(Result):
     refine_steps: int
     method: Method = Method.IS
     estimand: Estimand = LOG_PX
+    #: Pareto k̂ of the importance weights behind log p̂ (None for AIS): where it exceeds 0.7
+    #: log p̂ is unreliable, and the datapoint is flagged and left out of the means.
+    khat: torch.Tensor | None = None
 
     @classmethod
     def of(
@@ -206,6 +258,7 @@ class GapDecomposition(Result):
             refined.steps,
             log_px.method,
             log_px.estimand,
+            log_px.khat if log_px.method is Method.IS else None,
         )
 
     @property
@@ -225,9 +278,28 @@ class GapDecomposition(Result):
         return self.log_px - self.elbo
 
     @property
+    def unreliable(self) -> torch.Tensor:
+        """Datapoints whose importance-sampled log p̂ has Pareto k̂ > 0.7."""
+        if self.khat is None:
+            return torch.zeros(self.num_data, dtype=torch.bool)
+        return self.khat > KHAT_UNRELIABLE
+
+    @property
     def usable(self) -> torch.Tensor:
+        """Finite numbers, and a log p̂ that is not unreliable."""
         values = (self.log_px, self.elbo, self.elbo_refined)
-        return torch.stack([torch.isfinite(v) for v in values]).all(0)
+        return torch.stack([torch.isfinite(v) for v in values]).all(0) & ~self.unreliable
+
+    @property
+    def negative(self) -> torch.Tensor:
+        """Datapoints with a gap below −3 standard errors: the approximation gap (log p̂ too
+        low, or q refined past the posterior's fit by noise) or the amortization gap (the
+        refinement did worse than the encoder: not converged)."""
+        approximation = difference_stderr(self.log_px_stderr, self.elbo_refined_stderr)
+        amortization = difference_stderr(self.elbo_refined_stderr, self.elbo_stderr)
+        return (self.approximation_gap < -3 * approximation) | (
+            self.amortization_gap < -3 * amortization
+        )
 
     def stats(self, keep=None) -> dict[str, Stats]:
         """Each number's :class:`~pyro_vae.results.stats.Stats` over the datapoints ``keep``
@@ -271,7 +343,14 @@ def refine(
     params = [p for site in sites for p in site.params.values()]
     optimizer = torch.optim.Adam(params, lr=lr)
     weights = partial(
-        log_weights, model, program, args, kwargs, layout=latents.layout, analytic_kl=True
+        log_weights,
+        model,
+        program,
+        args,
+        kwargs,
+        layout=replace(latents.layout, enumerated=latents.discrete),
+        analytic_kl=True,
+        enumerated="expectation",
     )
 
     def checked_elbo() -> torch.Tensor:
@@ -332,8 +411,9 @@ def gap_decomposition(
     *args,
     num_samples: int = 1000,
     elbo_samples: int | None = None,
-    method: str = "is",
+    method: str = "ais",
     num_steps: int | None = None,
+    chains: int = 16,
     max_steps: int = 2000,
     tol: float = 1e-3,
     lr: float = 1e-2,
@@ -342,31 +422,29 @@ def gap_decomposition(
 ) -> GapDecomposition:
     """Split the ELBO gap of every datapoint into approximation and amortization gaps.
 
-    :param num_samples: K for log p̂(x) (importance sampling, or AIS chains with ``method="ais"``
-        and ``num_steps``).
-    :param elbo_samples: samples per datapoint for the two ELBOs (default: ``num_samples``).
+    :param method: how log p̂(x) is estimated: ``"ais"`` (the default; ``chains`` chains per
+        datapoint, ``num_steps`` intermediate densities, default 500), or ``"is"``
+        (importance sampling with ``num_samples``): then the datapoints whose weights have
+        Pareto k̂ > 0.7, where log p̂ and so the approximation gap are too low, are flagged
+        and left out of the means.
+    :param num_samples: K of importance sampling, and the default ``elbo_samples``.
+    :param elbo_samples: samples per datapoint for the two ELBOs.
     :param max_steps, tol, lr: the per-datapoint refinement (see the module docstring).
     """
     elbo_samples = elbo_samples or num_samples
     refined = refined_elbo(
-        model,
-        guide,
-        *args,
-        num_samples=elbo_samples,
-        max_steps=max_steps,
-        tol=tol,
-        lr=lr,
-        **kwargs,
+        model, guide, *args, num_samples=elbo_samples, max_steps=max_steps, tol=tol, lr=lr, **kwargs
     )
     # log p(x) with the guide as it is as proposal: the refined q, fitted by KL(q ‖ posterior),
     # is narrower than the posterior, and a narrower proposal makes importance sampling worse.
+    ais = Method.of(method) is Method.AIS
     ll = log_likelihood(
         model,
         guide,
         *args,
-        num_samples=num_samples,
+        num_samples=chains if ais else num_samples,
         method=method,
-        num_steps=num_steps,
+        num_steps=num_steps or 500 if ais else None,
         progress=progress,
         **kwargs,
     )

@@ -6,8 +6,9 @@ For each datapoint x_n and K samples z_{n,k} ~ q(z | x_n) the log weights are
 
 computed in one pass with the samples as an outer plate ``"particles"`` to the left of the
 model's plates (the layout of Pyro's ``vectorize_particles``), so the model and guide run once
-per chunk of samples, not once per sample. Every site must sit in ``pyro.plate("data")``; each
-site's log density is summed over all its other dimensions, leaving a ``(K, N)`` tensor.
+per chunk of samples, not once per sample. Every site sits in the data plate
+(:mod:`~pyro_vae.inference.layout`); each site's log density is summed over all its other
+dimensions, leaving a ``(K, N)`` tensor.
 """
 
 from __future__ import annotations
@@ -15,172 +16,18 @@ from __future__ import annotations
 import copy
 import functools
 import types
-from dataclasses import dataclass
 
-import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import is_identically_zero
-from pyro.poutine.subsample_messenger import _Subsample
 from torch import nn
-from torch.distributions import constraints, kl_divergence
+from torch.distributions import kl_divergence
 
 from ..errors import ModelGuideError
 from ..results.choices import Proposal
-from ..results.estimand import LOG_PX, Estimand
-from .estimand import estimand
-
-DATA_PLATE = "data"
-
-
-@dataclass(frozen=True)
-class PlateLayout:
-    """Where the data plate sits, how many plates the model nests, and what the pair estimates
-    (found by one trace)."""
-
-    max_plate_nesting: int
-    data_dim: int
-    num_data: int
-    estimand: Estimand = LOG_PX
-
-    @property
-    def particle_dim(self) -> int:
-        return -self.max_plate_nesting - 1
-
-
-def _sample_sites(trace):
-    # Plates record their subsample indices as sample sites; those carry no density.
-    return [
-        s
-        for s in trace.nodes.values()
-        if s["type"] == "sample" and not isinstance(s["fn"], _Subsample)
-    ]
-
-
-def _data_frame(site):
-    return next((f for f in site["cond_indep_stack"] if f.name == DATA_PLATE), None)
-
-
-def inspect_pair(
-    model, guide, args=(), kwargs=None, proposal: str = "guide", require_rsample: bool = False
-) -> PlateLayout:
-    """Trace ``model`` and ``guide`` once and check what per-datapoint weights need.
-
-    Raises :class:`ModelGuideError` when there is no ``pyro.plate("data")``, when a latent sits
-    outside it (a global latent: p(x) does not factorize over datapoints), when a site is
-    enumerated, or when the guide's sites and the model's latents differ.
-    """
-    kwargs = kwargs or {}
-    proposal = Proposal.of(proposal)
-    # Pyro's argument and support checks run here, once (the passes that follow skip them);
-    # fork_rng: inspecting must not shift the caller's random stream.
-    with poutine.block(), torch.no_grad(), torch.random.fork_rng(), pyro.validation_enabled():
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
-        model_sites, guide_sites = _sample_sites(model_trace), _sample_sites(guide_trace)
-        for site in model_sites:
-            _check_observed_support(site)
-        guide_trace.compute_log_prob()
-        model_trace.compute_log_prob()
-    frames = [f for s in model_sites + guide_sites for f in s["cond_indep_stack"]]
-    data = [f for f in frames if f.name == DATA_PLATE]
-    if not data:
-        raise ModelGuideError(
-            "the model has no pyro.plate('data', N) around its sites; per-datapoint weights "
-            "need the batch in a plate named 'data'"
-        )
-    for site in model_sites + guide_sites:
-        _check_site(site)
-    if proposal.uses_guide:
-        _check_guide_covers(model_sites, guide_sites)
-    if require_rsample:
-        _check_reparameterized(guide_sites)
-    dims = [f.dim for f in frames if f.dim is not None]
-    return PlateLayout(
-        max_plate_nesting=max(-d for d in dims),
-        data_dim=data[0].dim,
-        num_data=data[0].size,
-        estimand=estimand(model, guide_trace, model_sites, args, kwargs, data[0].size),
-    )
-
-
-def _check_observed_support(site) -> None:
-    """An observed value outside its distribution's support (grey-level pixels under a
-    Bernoulli, say) as one line that names the site and the fix, not Pyro's dump of the data."""
-    if not site["is_observed"] or not torch.is_tensor(site["value"]):
-        return
-    support = site["fn"].support
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    value = site["value"]
-    try:
-        outside = ~support.check(value)
-    except (RuntimeError, ValueError, NotImplementedError):
-        return  # a constraint that cannot judge these values: Pyro's own check follows
-    if not outside.any():
-        return
-    example = value[outside.expand(value.shape)].flatten()[0].item()
-    binary = support is constraints.boolean
-    fix = (
-        "binarize grey-level data first: (x > 0.5).float(), torch.bernoulli(x), or "
-        "pv.load_dataset(name, binarization='static'); or give the pair a likelihood of values "
-        "in [0, 1] (continuous_bernoulli)"
-        if binary
-        else "give the pair data its likelihood can produce"
-    )
-    raise ModelGuideError(
-        f"observed site '{site['name']}' ({type(site['fn']).__name__}) takes values in "
-        f"{'{0, 1}' if binary else support}, but {int(outside.sum())} of the values given lie "
-        f"outside, e.g. {example:g}; {fix}"
-    )
-
-
-def _check_site(site) -> None:
-    """A site per-datapoint weights can use: in the data plate, unscaled, sampled."""
-    name = site["name"]
-    if _data_frame(site) is None and site["is_observed"]:
-        raise ModelGuideError(
-            f"observed site '{name}' is outside pyro.plate('data'); put the data in the plate "
-            f"so each datapoint gets its own estimate"
-        )
-    if _data_frame(site) is None:
-        raise ModelGuideError(
-            f"latent site '{name}' is outside pyro.plate('data'): a global latent makes "
-            f"log p(x) not factorize per datapoint"
-        )
-    scale = site["scale"]
-    if not (isinstance(scale, int | float) and scale == 1.0):
-        raise ModelGuideError(
-            f"site '{name}' is scaled (a subsampled plate or poutine.scale); pass the "
-            f"datapoints to evaluate as the whole plate, unscaled"
-        )
-    if site["infer"].get("is_auxiliary"):
-        raise ModelGuideError(f"guide site '{name}' is auxiliary; not supported")
-    if site["infer"].get("enumerate"):
-        raise ModelGuideError(
-            f"site '{name}' is enumerated; importance sampling needs every latent sampled by "
-            f"the guide"
-        )
-
-
-def _check_guide_covers(model_sites, guide_sites) -> None:
-    latents = {s["name"] for s in model_sites if not s["is_observed"]}
-    guided = {s["name"] for s in guide_sites}
-    if latents - guided:
-        raise ModelGuideError(f"model latents without a guide site: {sorted(latents - guided)}")
-    if guided - latents:
-        raise ModelGuideError(f"guide sites that are not model latents: {sorted(guided - latents)}")
-
-
-def _check_reparameterized(guide_sites) -> None:
-    for site in guide_sites:
-        if not site["fn"].has_rsample:
-            raise ModelGuideError(
-                f"guide site '{site['name']}' is not reparameterizable; importance-weighted "
-                f"objectives here have no score-function term"
-            )
+from .enumeration import enum_rank, enumerating, is_enumerated, reduced, summed_out
+from .layout import PlateLayout, sample_sites
+from .particles import Particles
 
 
 def _site_device(sites) -> torch.device:
@@ -221,6 +68,7 @@ def log_weights(
     analytic_kl: bool = False,
     detach_guide_params: bool = False,
     path_grad_scale: list | None = None,
+    enumerated: str = "sum",
 ) -> torch.Tensor:
     """``(num_samples, N)`` log weights ``log p(x, z) − log q(z | x)``; differentiable.
 
@@ -232,50 +80,69 @@ def log_weights(
         detached, keeping the path through z (the doubly reparameterized estimator's weights).
     :param path_grad_scale: a list the caller fills, after this returns, with a ``(K, N)``
         tensor; gradients that reach the guide through the sampled z are multiplied by it.
+    :param enumerated: how enumerated discrete latents are summed out
+        (:mod:`~pyro_vae.inference.enumeration`): ``"sum"`` for importance weights,
+        ``"expectation"`` for the ELBO.
     """
     kwargs = kwargs or {}
     from_guide = Proposal.of(proposal).uses_guide
-    with pyro.plate("particles", num_samples, dim=layout.particle_dim):
+    particles = Particles(layout, num_samples)
+    with particles.running(args, kwargs) as (args, kwargs), enumerating(layout):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs) if from_guide else None
         if guide_trace is not None and path_grad_scale is not None:
-            _scale_value_grads(guide_trace, layout, path_grad_scale)
+            _scale_value_grads(guide_trace, layout, particles, path_grad_scale)
         model_trace = poutine.trace(
             poutine.replay(model, trace=guide_trace) if from_guide else model
         ).get_trace(*args, **kwargs)
-    sites = _sample_sites(model_trace)
+    sites = sample_sites(model_trace)
     # The batch may differ from the one inspected (say, the last batch of an epoch).
-    shape = (num_samples, _data_frame(sites[0]).size)
-    total = torch.zeros(shape, device=_site_device(sites))
-    for site in sites:
-        if not site["is_observed"] and not from_guide:
+    shape = particles.program_shape(layout.batch_size(sites))
+    terms = _terms(model_trace, guide_trace, analytic_kl, detach_guide_params)
+    if layout.enumerated:
+        total = _enumerated_total(terms, layout, shape, enumerated)
+    else:
+        total = torch.zeros(shape, device=_site_device(sites))
+        for sign, log_prob, site, _ in terms:
+            total = total + sign * _per_datapoint(log_prob, site, layout, shape)
+    return particles.per_datapoint(total)
+
+
+def _terms(model_trace, guide_trace, analytic_kl: bool, detach_guide_params: bool) -> list:
+    """``(sign, log density, site, enumerated in the guide)`` of each term of the weight: the
+    model's sites (+), the guide's (−); −KL(q ‖ p) in place of a latent's two where
+    ``analytic_kl`` and a closed form exist. Without a guide (the prior as proposal) the
+    latents' terms cancel and are left out."""
+    terms, analytic = [], set()
+    for site in sample_sites(model_trace):
+        latent = not site["is_observed"]
+        if latent and guide_trace is None:
             continue  # log p(z) − log q(z) = 0 when q is the prior
-        if not site["is_observed"] and analytic_kl:
-            guide_site = guide_trace.nodes[site["name"]]
-            kl = closed_form_kl(guide_site["fn"], site["fn"])
+        q_site = guide_trace.nodes.get(site["name"]) if guide_trace is not None else None
+        if latent and analytic_kl and q_site is not None and not is_enumerated(q_site):
+            kl = closed_form_kl(q_site["fn"], site["fn"])
             if kl is not None:
-                total = total - _per_datapoint(kl, site, layout, shape)
-                guide_site["analytic"] = True
+                terms.append((-1, kl, site, False))
+                analytic.add(site["name"])
                 continue
         log_p = site["fn"].log_prob(site["value"])
         if not is_identically_zero(log_p):
-            total = total + _per_datapoint(log_p, site, layout, shape)
-    for site in _sample_sites(guide_trace) if guide_trace is not None else ():
-        if not site.get("analytic"):
+            terms.append((1, log_p, site, False))
+    for site in sample_sites(guide_trace) if guide_trace is not None else ():
+        if site["name"] not in analytic:
             fn = _detached(site["fn"]) if detach_guide_params else site["fn"]
-            total = total - _per_datapoint(fn.log_prob(site["value"]), site, layout, shape)
-    return total
+            terms.append((-1, fn.log_prob(site["value"]), site, is_enumerated(site)))
+    return terms
 
 
-def owner_method(model, guide, name: str, args: tuple, kwargs: dict):
-    """The method ``name`` of the object whose methods ``model`` and ``guide`` both are, when
-    the pair is called with one positional argument (the data) — a spec-built
-    :class:`~pyro_vae.LatentModel` offers fast paths this way — else None."""
-    owner = getattr(model, "__self__", None)
-    if owner is None or getattr(guide, "__self__", None) is not owner:
-        return None
-    if len(args) != 1 or kwargs:
-        return None
-    return getattr(owner, name, None)
+def _enumerated_total(terms, layout: PlateLayout, shape, mode: str) -> torch.Tensor:
+    """The weights with the enumerated latents summed out (see ``enumerated``)."""
+    rank = enum_rank([site for _, _, site, _ in terms], layout)
+    joint = sum(s * reduced(lp, site, layout, rank) for s, lp, site, in_q in terms if not in_q)
+    in_guide = [(lp, site) for _, lp, site, in_q in terms if in_q]
+    log_q = sum(reduced(lp, site, layout, rank) for lp, site in in_guide) if in_guide else None
+    width = rank + layout.max_plate_nesting + 1
+    guide_dims = [width + site["infer"]["_enumerate_dim"] for _, site in in_guide]
+    return summed_out(joint, log_q, guide_dims, rank, mode).expand(shape)
 
 
 def closed_form_kl(q, p) -> torch.Tensor | None:
@@ -287,22 +154,24 @@ def closed_form_kl(q, p) -> torch.Tensor | None:
         return None
 
 
-def _scale_value_grads(guide_trace, layout: PlateLayout, holder: list) -> None:
+def _scale_value_grads(guide_trace, layout: PlateLayout, particles, holder: list) -> None:
     """Give every guide value a fresh alias whose incoming gradient is scaled by ``holder[0]``.
 
     Only the uses downstream of the alias (the model and log q) are scaled; the guide's own
     use of a value (say, z2 feeding q(z1 | z2)) happened before and keeps its gradient.
     """
     rank = layout.max_plate_nesting + 1
-    data_axis = rank + layout.data_dim
 
     def scale(grad, event_dim):
-        w = holder[0]
-        shape = [1] * rank
-        shape[0], shape[data_axis] = w.shape
+        w = particles.flat(holder[0])
+        batch = grad.dim() - event_dim
+        shape = [1] * batch
+        shape[batch + layout.data_dim] = w.shape[1]
+        if particles.vectorized:
+            shape[batch - rank] = w.shape[0]
         return grad * w.reshape(shape + [1] * event_dim)
 
-    for site in _sample_sites(guide_trace):
+    for site in sample_sites(guide_trace):
         value = site["value"]
         if not (torch.is_tensor(value) and value.requires_grad):
             continue

@@ -1,35 +1,37 @@
-"""The latent values of any Pyro pair, one row per (particle, datapoint): drawing them, and the
+r"""The latent values of any Pyro pair, one row per (particle, datapoint): drawing them, and the
 log densities of the model and the guide at given values.
 
 The estimators that move latent values themselves (AIS, BDMC, refining q per datapoint, the
 aggregate posterior) need what importance sampling does not: ``log p(x, z)`` and ``log q(z | x)``
 at values they choose. Both come from one run of each program with every latent site
-conditioned on those values (``poutine.condition``), under the particles plate, and are summed
-per datapoint like the importance weights (:mod:`pyro_vae.inference.importance`). Values have
-shape ``(K, N, *event)``: K particles (chains), N datapoints.
+conditioned on those values (``poutine.condition``), with K particles
+(:mod:`pyro_vae.inference.particles`), and are summed per datapoint like the importance weights
+(:mod:`pyro_vae.inference.importance`). Values have shape ``(K, N, *event)``: K particles
+(chains), N datapoints.
+
+They move the **continuous** latents. A discrete latent with a finite support (M2's label y, a
+mixture's component) is **summed out** of every density they evaluate, each program enumerating
+it by itself: the model gives :math:`\log p(x, z) = \log \sum_y p(x, y, z)` and the guide
+:math:`\log q(z \mid x) = \log \sum_y q(y \mid x)\, q(z \mid x, y)`; draws of z come from the
+guide with y drawn as it is (so they are draws of the marginal q(z | x)).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import pyro
 import pyro.poutine as poutine
 import torch
 from torch.distributions import constraints
 
 from ..errors import ModelGuideError
 from ..results.choices import Proposal
-from .importance import (
-    PlateLayout,
-    _data_frame,
-    _per_datapoint,
-    _sample_sites,
-    _site_device,
-    inspect_pair,
-    owner_method,
-)
+from .enumeration import enum_rank, reduced, summed_out
+from .importance import _site_device
+from .layout import PlateLayout, inspect_pair, owner_method, sample_sites
+from .particles import Particles
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,18 @@ class Latents:
     names: tuple[str, ...]
     event_shapes: tuple[torch.Size, ...]
     layout: PlateLayout
+    #: Discrete latents with finite support, summed out of the densities.
+    discrete: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
         return sum(math.prod(s) for s in self.event_shapes)
+
+    @property
+    def estimand(self):
+        """The pair's estimand, of these (continuous) latents: the KL terms of surgery and usage
+        are of them, the discrete ones summed out."""
+        return replace(self.layout.estimand, latents=self.names)
 
     def flatten(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = [
@@ -74,22 +84,35 @@ def continuous_latents(model, guide, args=(), kwargs=None, proposal="guide", wha
     program = Proposal.of(proposal).program(model, guide)
     with poutine.block(), torch.no_grad(), torch.random.fork_rng():
         trace = poutine.trace(program).get_trace(*args, **kwargs)
-    names, shapes = [], []
-    for site in _sample_sites(trace):
+    names, shapes, discrete = [], [], []
+    for site in sample_sites(trace):
         if site["is_observed"]:
             continue
-        support = site["fn"].support
-        while isinstance(support, constraints.independent):
-            support = support.base_constraint
-        if support is not constraints.real:
-            kind = "discrete" if site["fn"].support.is_discrete else f"constrained ({support})"
+        kind = _kind(site)
+        if kind == "discrete":
+            discrete.append(site["name"])
+            continue
+        if kind != "real":
             raise ModelGuideError(
                 f"latent site '{site['name']}' is {kind}; {what or 'this estimator'} moves "
-                f"latents on the real line, so it needs real-valued latents"
+                f"latents on the real line, and sums out discrete ones with a finite support"
             )
         names.append(site["name"])
         shapes.append(site["fn"].event_shape)
-    return Latents(tuple(names), tuple(shapes), layout)
+    return Latents(tuple(names), tuple(shapes), layout, tuple(discrete))
+
+
+def _kind(site) -> str:
+    """ "real" (moved), "discrete" (a finite support, summed out), or what else it is."""
+    fn = site["fn"]
+    support = fn.support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if support is constraints.real:
+        return "real"
+    if support.is_discrete:
+        return "discrete" if fn.has_enumerate_support else "discrete with an infinite support"
+    return f"constrained ({support})"
 
 
 def sample_latents(
@@ -97,23 +120,17 @@ def sample_latents(
 ) -> dict[str, torch.Tensor]:
     """``num_samples`` draws of every latent per datapoint from the guide (or the prior)."""
     program = Proposal.of(proposal).program(model, guide)
-    with pyro.plate("particles", num_samples, dim=latents.layout.particle_dim):
+    particles = Particles(latents.layout, num_samples)
+    with particles.running(args, kwargs) as (args, kwargs):
         trace = poutine.trace(program).get_trace(*args, **kwargs)
-    return {name: trace.nodes[name]["value"] for name in latents.names}
-
-
-def _site_sum(trace, layout: PlateLayout, shape, names=None) -> torch.Tensor:
-    total = torch.zeros(shape, device=_site_device(_sample_sites(trace)))
-    for site in _sample_sites(trace):
-        if names is None or site["name"] in names:
-            total = total + _per_datapoint(site["fn"].log_prob(site["value"]), site, layout, shape)
-    return total
+    return {name: particles.from_program(trace.nodes[name]["value"]) for name in latents.names}
 
 
 @dataclass
 class Densities:
     """Log densities at given latent values, each ``(K, N)``: the joint log p(x, z), the prior
-    log p(z) (the model's latent sites), and the guide's log q(z | x) (None if not run)."""
+    log p(z) (the model's latent sites), and the guide's log q(z | x) (None if not run); the
+    discrete latents summed out of each."""
 
     joint: torch.Tensor
     prior: torch.Tensor
@@ -135,23 +152,54 @@ def log_densities(
     """
     kwargs = kwargs or {}
     fast = owner_method(model, guide, "log_densities", args, kwargs)
-    if fast is not None:
+    if fast is not None and not latents.discrete:
         return Densities(*fast(args[0], values, with_guide=with_guide))
-    num = next(iter(values.values())).shape[0]
-    with pyro.plate("particles", num, dim=latents.layout.particle_dim):
-        model_trace = poutine.trace(poutine.condition(model, data=values)).get_trace(
-            *args, **kwargs
+    particles = Particles(latents.layout, next(iter(values.values())).shape[0])
+    values = {name: particles.to_program(v) for name, v in values.items()}
+    model_trace = _conditioned(model, args, kwargs, latents, values, particles)
+    joint, prior = _summed(model_trace, latents, particles, {*latents.names, *latents.discrete})
+    guide_log = None
+    if with_guide:
+        guide_trace = _conditioned(guide, args, kwargs, latents, values, particles)
+        guide_log = _summed(guide_trace, latents, particles, None)[0]
+    return Densities(joint, prior, guide_log)
+
+
+def program_log_density(program, args, kwargs, latents: Latents, values, particles) -> torch.Tensor:
+    """``(K, N)`` log density of ``program`` (the guide, say) at ``values`` already laid out
+    for ``particles``, its discrete latents summed out."""
+    trace = _conditioned(program, args, kwargs, latents, values, particles)
+    return _summed(trace, latents, particles, None)[0]
+
+
+def _conditioned(program, args, kwargs, latents: Latents, values, particles):
+    """A run of ``program`` with the continuous latents at ``values`` and the discrete ones
+    taking all their values (parallel enumeration)."""
+    if latents.discrete:
+        discrete = set(latents.discrete)
+        program = poutine.infer_config(
+            program, lambda site: {"enumerate": "parallel"} if site["name"] in discrete else {}
         )
-        guide_trace = None
-        if with_guide:
-            guide_trace = poutine.trace(poutine.condition(guide, data=values)).get_trace(
-                *args, **kwargs
-            )
-    data = _data_frame(_sample_sites(model_trace)[0]).size
-    shape = (num, data)
+    enumerate_ = contextlib.nullcontext()
+    if latents.discrete:
+        enumerate_ = poutine.enum(first_available_dim=latents.layout.particle_dim - 1)
+    with particles.running(args, kwargs) as (args, kwargs), enumerate_:
+        return poutine.trace(poutine.condition(program, data=values)).get_trace(*args, **kwargs)
+
+
+def _summed(trace, latents: Latents, particles, subset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(K, N)`` sums of a trace's log densities over all its sites and over the sites in
+    ``subset`` (None: the second is not computed), the discrete latents summed out."""
     layout = latents.layout
-    return Densities(
-        _site_sum(model_trace, layout, shape),
-        _site_sum(model_trace, layout, shape, set(latents.names)),
-        None if guide_trace is None else _site_sum(guide_trace, layout, shape),
-    )
+    sites = sample_sites(trace)
+    shape = particles.program_shape(layout.batch_size(sites))
+    rank = enum_rank(sites, layout)
+
+    def total(chosen) -> torch.Tensor:
+        terms = [reduced(s["fn"].log_prob(s["value"]), s, layout, rank) for s in chosen]
+        summed = sum(terms) if terms else torch.zeros(shape, device=_site_device(sites))
+        summed = summed_out(summed, None, [], rank, "sum").expand(shape)
+        return particles.per_datapoint(summed)
+
+    second = None if subset is None else total([s for s in sites if s["name"] in subset])
+    return total(sites), second

@@ -28,7 +28,9 @@ import torch
 
 from ..results.choices import Method, Proposal
 from .ais import ais_log_likelihood
-from .importance import inspect_pair, log_weights, owner_method
+from .importance import log_weights
+from .layout import inspect_pair, owner_method
+from .particles import particles_of
 from .precision import computing_in, data_device
 from .streams import each_datapoint, enter_stream, random_streams
 from .weights import (
@@ -109,7 +111,7 @@ def log_likelihood(
         result = LogLikelihood.concatenate(
             [sampling.estimate(weigh, a, k, 1, curve) for a, k in streams]
         )
-    return replace(result, estimand=layout.estimand)
+    return replace(result, estimand=layout.estimand, particles=particles_of(layout))
 
 
 @dataclass(frozen=True)

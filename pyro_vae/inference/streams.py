@@ -8,9 +8,9 @@ inside its own stream seeded by ``(seed, datapoint id)``. Its samples, and so it
 are then the same whatever the batch size, however the data set is split between processes,
 and whichever datapoints come before it: bit for bit, since each datapoint is computed alone.
 
-A datapoint of a Pyro pair is taken by slicing every tensor argument whose first dimension is
-the size N of the ``"data"`` plate (``model(x)`` gets ``x[n : n + 1]``); the slice must give a
-plate of size 1, which :func:`datapoint_arguments` checks.
+A datapoint of a Pyro pair is taken by slicing every argument with one row per datapoint of the
+data plate (:mod:`~pyro_vae.inference.arguments`: ``model(x)`` gets ``x[n : n + 1]``); the slice
+must give a plate of size 1, which :func:`each_datapoint` checks.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from ..devices import fork_rng
-from ..errors import ModelGuideError
-from .importance import inspect_pair
+from .arguments import cannot_slice, take_rows, unsliced
+from .estimand import named_arguments
+from .layout import inspect_pair
 from .precision import data_device
 
 
@@ -71,39 +72,25 @@ def enter_stream(seed: int, device: torch.device | str | None = None) -> None:
         torch.mps.manual_seed(seed)
 
 
-def datapoint_arguments(args: tuple, kwargs: dict, num_data: int, index: int):
-    """``args`` and ``kwargs`` with every tensor whose first dimension is ``num_data`` cut to
-    the datapoint ``index`` (length 1 along that dimension)."""
-
-    def cut(value):
-        if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == num_data:
-            return value[index : index + 1]
-        return value
-
-    return tuple(cut(a) for a in args), {k: cut(v) for k, v in kwargs.items()}
-
-
-def each_datapoint(model, guide, args, kwargs, seed: int, ids=None, proposal="guide"):
+def each_datapoint(
+    model, guide, args, kwargs, seed: int, ids=None, proposal="guide", data_plate=None
+):
     """Yield ``(args, kwargs)`` of each datapoint alone, in order, each time inside that
     datapoint's own stream: what the caller draws until the next item comes from it. The
     caller's random state is left as it was."""
-    layout = inspect_pair(model, guide, args, kwargs, proposal)
+    layout = inspect_pair(model, guide, args, kwargs, proposal, data_plate=data_plate)
     seeds = datapoint_seeds(seed, checked_ids(ids, layout.num_data))
     device = data_device(args, kwargs)
     with random_streams(device):
         for n, stream_seed in enumerate(seeds):
-            one_args, one_kwargs = datapoint_arguments(args, kwargs, layout.num_data, n)
+            row = torch.tensor([n])
+            one_args, one_kwargs = take_rows(args, kwargs, layout.num_data, row)
             if n == 0:
-                _check_sliced(inspect_pair(model, guide, one_args, one_kwargs, proposal))
+                one = inspect_pair(
+                    model, guide, one_args, one_kwargs, proposal, data_plate=data_plate
+                )
+                if one.num_data != 1:
+                    named = named_arguments(model, args, kwargs)
+                    raise cannot_slice(layout.num_data, unsliced(named))
             enter_stream(stream_seed, device)
             yield one_args, one_kwargs
-
-
-def _check_sliced(layout) -> None:
-    if layout.num_data != 1:
-        raise ModelGuideError(
-            "per-datapoint streams (seed=...) run each datapoint alone, by slicing the tensor "
-            "arguments whose first dimension is the 'data' plate's size; this pair's plate "
-            f"still has size {layout.num_data} after slicing. Pass seed=None to sample the "
-            "batch together"
-        )

@@ -35,8 +35,9 @@ from torch.distributions import Independent, Normal
 from ..results.estimand import LOG_PX, Estimand
 from ..results.result import Result
 from ..results.stats import mean_stderr
-from .importance import _per_datapoint
-from .latents import continuous_latents, log_densities, sample_latents
+from .latents import continuous_latents, log_densities, program_log_density, sample_latents
+from .particles import Particles
+from .weights import ROWS_PER_CHUNK
 
 #: A dimension is active when the variance over datapoints of its posterior mean exceeds this.
 ACTIVE_THRESHOLD = 0.01
@@ -60,6 +61,7 @@ class ElboSurgery(Result):
     num_samples: int
     kl_per_datapoint: torch.Tensor  # (N,) float64
     estimand: Estimand = LOG_PX
+    summed_out: tuple[str, ...] = ()  # discrete latents summed out of every density
 
     @property
     def log_num_data(self) -> float:
@@ -68,21 +70,17 @@ class ElboSurgery(Result):
 
 
 def _aggregate_log_density(guide, args, kwargs, latents, values) -> torch.Tensor:
-    """log q̄(z) = logsumexp_m log q(z | x_m) − log N for each draw ``values`` (P, N)."""
+    """log q̄(z) = logsumexp_m log q(z | x_m) − log N for each draw ``values`` (P, N): every
+    draw against every datapoint, a block of draws at a time."""
     flat = latents.flatten(values).reshape(-1, latents.size)  # (P·N, D) draws
-    n = latents.layout.num_data
-    block = max(1, PAIRS_PER_BLOCK // n)
+    layout, n = latents.layout, latents.layout.num_data
+    pairs = PAIRS_PER_BLOCK if layout.vectorized else ROWS_PER_CHUNK  # replicated: rows run
     out = []
-    for part in flat.split(block):
-        z = latents.unflatten(part[:, None, :])  # (B, 1, *event): every draw against every x_m
-        with pyro.plate("particles", len(part), dim=latents.layout.particle_dim):
-            trace = poutine.trace(poutine.condition(guide, data=z)).get_trace(*args, **kwargs)
-        log_q = part.new_zeros(len(part), n)
-        for name in latents.names:
-            site = trace.nodes[name]
-            log_q = log_q + _per_datapoint(
-                site["fn"].log_prob(site["value"]), site, latents.layout, (len(part), n)
-            )
+    for part in flat.split(max(1, pairs // n)):
+        particles = Particles(layout, len(part))
+        z = part[:, None, :] if particles.vectorized else part[:, None, :].expand(-1, n, -1)
+        z = {k: particles.to_program(v) for k, v in latents.unflatten(z).items()}
+        log_q = program_log_density(guide, args, kwargs, latents, z, particles)
         out.append(torch.logsumexp(log_q.cpu().double(), -1) - math.log(n))
     return torch.cat(out).reshape(values[latents.names[0]].shape[:2])
 
@@ -114,7 +112,8 @@ def elbo_surgery(model, guide, *args, num_samples: int = 32, **kwargs) -> ElboSu
         latents.layout.num_data,
         num_samples,
         kl_n,
-        latents.layout.estimand,
+        latents.estimand,
+        latents.discrete,
     )
 
 
@@ -130,6 +129,7 @@ class LatentUsage(Result):
     threshold: float
     notes: dict[str, str]
     estimand: Estimand = LOG_PX
+    conditioned_on: tuple[str, ...] = ()  # discrete latents held at the guide's draws
 
     def kl_total(self, name: str) -> float | None:
         """The summed KL of latent ``name`` (None where it has no closed form)."""
@@ -157,12 +157,11 @@ def _marginals(d, event_size: int):
 def latent_usage(model, guide, *args, num_samples: int = 64, **kwargs) -> LatentUsage:
     """KL per latent dimension and active units, over the datapoints in ``args``."""
     latents = continuous_latents(model, guide, args, kwargs, "guide", "latent usage")
-    particles = pyro.plate("particles", num_samples, dim=latents.layout.particle_dim)
-    with torch.no_grad(), poutine.block(), pyro.validation_enabled(False), particles:
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
+    particles = Particles(latents.layout, num_samples)
+    quiet = (torch.no_grad(), poutine.block(), pyro.validation_enabled(False))
+    with quiet[0], quiet[1], quiet[2], particles.running(args, kwargs) as (a, kw):
+        guide_trace = poutine.trace(guide).get_trace(*a, **kw)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*a, **kw)
     kl_per_dim, activity, active, notes = {}, {}, {}, {}
     for name, shape in zip(latents.names, latents.event_shapes, strict=True):
         size = math.prod(shape)
@@ -180,8 +179,10 @@ def latent_usage(model, guide, *args, num_samples: int = 64, **kwargs) -> Latent
             notes[name] = "KL per dimension needs Gaussian marginals of q and p"
             continue
         kl = torch.distributions.kl_divergence(q_marginal, p_marginal)  # (S, N, D) or broadcast
-        kl = kl.expand(num_samples, latents.layout.num_data, size).double()
+        batch = q_site["value"].shape[: q_site["value"].dim() - len(shape)]
+        kl = kl.expand(*batch, size).reshape(num_samples, -1, size)
+        kl = kl.double()
         kl_per_dim[name] = kl.mean((0, 1))
     return LatentUsage(
-        kl_per_dim, activity, active, ACTIVE_THRESHOLD, notes, latents.layout.estimand
+        kl_per_dim, activity, active, ACTIVE_THRESHOLD, notes, latents.estimand, latents.discrete
     )

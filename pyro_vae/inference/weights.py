@@ -46,6 +46,9 @@ class LogLikelihood(Result):
     details: dict = field(default_factory=dict)  # method-specific diagnostics
     estimand: Estimand = LOG_PX
     weight_dtype: torch.dtype = torch.float32
+    #: How the K draws ran: "vectorized" (a particle plate) or "replicated" (K copies of the
+    #: data rows, for a model that cannot take a particle dimension).
+    particles: str = "vectorized"
 
     @cached_property
     def khat(self) -> torch.Tensor | None:

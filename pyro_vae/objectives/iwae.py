@@ -18,7 +18,8 @@ import math
 import torch
 from pyro.infer import ELBO
 
-from ..inference.importance import inspect_pair, log_weights
+from ..inference.importance import log_weights
+from ..inference.layout import inspect_pair
 
 
 class IWAE_ELBO(ELBO):

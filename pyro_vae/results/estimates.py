@@ -31,6 +31,8 @@ def _exclusions(result, values: torch.Tensor, label: str) -> list[list]:
     used = int(result.usable.sum())
     if used < result.num_data:
         rows.append(["datapoints in the means", used])
+    if getattr(result, "particles", "vectorized") != "vectorized":
+        rows.append(["particles", "K copies of the data rows (the model cannot broadcast)"])
     return rows
 
 
@@ -50,6 +52,7 @@ def _ll_summary(r) -> dict:
         "num_data": r.num_data,
         "num_used": int(used.sum()),
         "method": r.method.value,
+        "particles": r.particles,
         "non_finite": count_non_finite(r.log_px),
         "estimand": r.estimand.to_dict(),
     }

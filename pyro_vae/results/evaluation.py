@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .choices import Proposal
 from .estimand import LOG_PX, Estimand
-from .explanations import surgery_rows
+from .explanations import decomposition_warnings, surgery_rows
 from .schema import to_json
 from .stats import Difference, Stats
 from .tables import Table, fmt, markdown_table
@@ -95,6 +95,8 @@ class DecompositionSection:
     converged: int
     max_refine_steps: int
     seconds: float
+    unreliable: int = 0  # datapoints with k̂ > 0.7 under importance sampling, left out
+    negative_gaps: int = 0  # datapoints with a gap below −3 standard errors
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,7 @@ def _decomposition_markdown(r: EvaluationReport) -> list[str]:
         f"datapoint improving by 0.001 nats per 100 steps) within {d.max_refine_steps} steps; "
         f"{d.seconds:.1f} s.",
         "",
+        *_listed(decomposition_warnings(d.unreliable, d.negative_gaps, r.num_data)),
         *markdown_table(
             ["nats per datapoint", "mean", "Monte Carlo stderr"],
             [
@@ -377,6 +380,11 @@ def _decomposition_markdown(r: EvaluationReport) -> list[str]:
         ),
         "",
     ]
+
+
+def _listed(notes: list[str]) -> list[str]:
+    """Markdown list items and the blank line after them; nothing for no notes."""
+    return [*(f"- {n}" for n in notes), ""] if notes else []
 
 
 def _surgery_markdown(r: EvaluationReport) -> list[str]:
@@ -441,6 +449,7 @@ def evaluation_table(r: EvaluationReport) -> Table:
         notes.append(
             f"{d.converged} of {r.num_data} refinements converged within {d.max_refine_steps} steps"
         )
+        notes += decomposition_warnings(d.unreliable, d.negative_gaps, r.num_data)
     if r.surgery:
         rows += [[*row, ""] for row in surgery_rows(vars(r.surgery), e)]
     for name, u in (r.latent_usage.latents if r.latent_usage else {}).items():

@@ -20,6 +20,8 @@ def _decomposition_summary(r) -> dict:
         "converged": int(r.converged.sum()),
         "num_data": r.num_data,
         "num_used": int(r.usable.sum()),
+        "unreliable": int(r.unreliable.sum()),
+        "negative_gaps": int(r.negative.sum()),
         "refine_steps": r.refine_steps,
         "method": r.method.value,
         "estimand": r.estimand.to_dict(),
@@ -35,14 +37,33 @@ def _decomposition_table(r) -> Table:
         "+ amortization_gap",
         f"refined for {r.refine_steps} steps; {int(r.converged.sum())} of {r.num_data} converged",
     ]
+    notes += decomposition_warnings(int(r.unreliable.sum()), int(r.negative.sum()), r.num_data)
     if used < r.num_data:
-        notes.append(f"means over the {used} of {r.num_data} datapoints where all are finite")
+        notes.append(f"means over the {used} of {r.num_data} datapoints usable")
     return Table(
         f"Gap decomposition of {r.num_data} datapoints (nats per datapoint)",
         ["", "mean", "MC stderr"],
         rows,
         notes,
     )
+
+
+def decomposition_warnings(unreliable: int, negative: int, num_data: int) -> list[str]:
+    """What makes a decomposition untrustworthy, said where it happened."""
+    notes = []
+    if unreliable:
+        notes.append(
+            f"Pareto k̂ > 0.7 on {unreliable} of {num_data} datapoints: their importance-sampled "
+            "log p̂ is too low, and so their approximation gap; left out of the means (AIS, "
+            "method='ais', does not have this bias)"
+        )
+    if negative:
+        notes.append(
+            f"a gap below −3 standard errors on {negative} of {num_data} datapoints: log p̂ "
+            "too low, or a refinement that did not converge (more max_steps); read those "
+            "datapoints' gaps with care"
+        )
+    return notes
 
 
 register_view(
@@ -113,6 +134,7 @@ register_view(
         f"ELBO surgery over {r.num_data} datapoints ({r.num_samples} draws each; nats)",
         ["", "value", "MC stderr"],
         surgery_rows({k: getattr(r, k) for k in SURGERY}, r.estimand),
+        [f"summed out of every density: {', '.join(r.summed_out)}"] if r.summed_out else [],
     ),
     line=lambda r: {
         "num_data": r.num_data,
@@ -124,6 +146,7 @@ register_view(
     summary=lambda r: {
         **{k: getattr(r, k) for k in SURGERY},
         "estimand": r.estimand.to_dict(),
+        "summed_out": list(r.summed_out),
     },
     details=lambda r: {"per_datapoint": {"kl": r.kl_per_datapoint}},
 )
@@ -164,7 +187,12 @@ def _usage_table(r) -> Table:
         f"Latent usage (active: Cov_x E_q[z_j] > {r.threshold}; KL against {r.estimand.prior})",
         ["latent", "dims", "active", "KL (nats)"],
         rows,
-        grouped_notes(r.notes),
+        grouped_notes(r.notes)
+        + (
+            [f"given the guide's draws of {', '.join(r.conditioned_on)}"]
+            if r.conditioned_on
+            else []
+        ),
     )
 
 

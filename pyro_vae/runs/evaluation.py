@@ -251,6 +251,8 @@ class Evaluation(Result):
             converged=int(d.converged.sum()),
             max_refine_steps=d.refine_steps,
             seconds=self.seconds.get("decomposition", 0.0),
+            unreliable=int(d.unreliable.sum()),
+            negative_gaps=int((d.negative & torch.from_numpy(self.usable)).sum()),
         )
 
     def _surgery(self) -> dict:
