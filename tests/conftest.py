@@ -1,5 +1,6 @@
 import math
 import os
+import subprocess
 from pathlib import Path
 
 import pyro
@@ -9,10 +10,9 @@ import torch
 import torch.nn.functional as F
 
 import pyro_vae as pv
+from pyro_vae.cli import main
 from pyro_vae.model.families import MIN_SCALE
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from tests.helpers import REPO, SHARED_DATA, train_cli
 
 
 @pytest.fixture(autouse=True)
@@ -185,3 +185,21 @@ def snapshot():
         }
 
     return files
+
+
+# A finished run, trained once for every test that starts from it.
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """A 2-epoch digits run (bernoulli_vae, mean_field) trained through the command line; tests
+    change a copy of it (``run``), never the run itself."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert main(train_cli(run)) == 0
+    return run
+
+
+@pytest.fixture
+def run(finished_run, tmp_path):
+    """A fresh copy of a finished 2-epoch digits run (``R`` of the issue)."""
+    copy = tmp_path / "R"
+    subprocess.run(["cp", "-r", str(finished_run), str(copy)], check=True)
+    return copy

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "pyro_vae"
+from tests.helpers import REPO
+
+PACKAGE = REPO / "pyro_vae"
 BASE = {"errors", "registry", "results", "bundled", "devices"}
 #: What each part of the package may import from (besides itself and the base).
 ALLOWED = {

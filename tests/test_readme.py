@@ -2,11 +2,11 @@
 what they print is readable (a table; one-line reprs)."""
 
 import re
-from pathlib import Path
 
 import pyro_vae as pv
+from tests.helpers import REPO
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def python_blocks() -> list[str]:
@@ -27,8 +27,3 @@ def test_the_first_snippets_run_as_written(capsys):
     printed = capsys.readouterr().out
     assert "log p̂(x)" in printed and "KL(q(z|x) ‖ p(z|x))" in printed
     assert names["gap"].to_dict()["num_data"] == 16
-
-
-def test_registries_print_their_entries():
-    assert repr(pv.OBJECTIVES).startswith("Registry('objective': ")
-    assert "iwae_dreg" in str(pv.OBJECTIVES) and "trace_mean_field" in repr(pv.OBJECTIVES)

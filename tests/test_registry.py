@@ -40,3 +40,8 @@ def test_the_package_registries_print_readably():
     listing = str(DATASETS).splitlines()
     assert listing[0] == f"data set registry, {len(DATASETS.names())} entries:"
     assert any(row.split()[0] == "digits" and "Grayscale" in row for row in listing[1:])
+
+
+def test_registries_print_their_entries():
+    assert repr(pv.OBJECTIVES).startswith("Registry('objective': ")
+    assert "iwae_dreg" in str(pv.OBJECTIVES) and "trace_mean_field" in repr(pv.OBJECTIVES)
