@@ -28,6 +28,7 @@ from .errors import (
     TrainingDiverged,
 )
 from .inference.ais import BDMC, bdmc
+from .inference.arguments import register_slicer
 from .inference.elbo import ElboEstimate, ElboGap, elbo, elbo_gap
 from .inference.gap import GapDecomposition, gap_decomposition
 from .inference.log_likelihood import LogLikelihood, log_likelihood
@@ -80,6 +81,7 @@ __all__ = [
     "load",
     "load_dataset",
     "load_run",
+    "register_slicer",
     "resume",
     "train",
 ]

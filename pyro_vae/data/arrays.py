@@ -2,7 +2,10 @@
 
 ``.npz``
     arrays ``train`` and ``test`` (and optionally ``valid``, ``train_labels``, ``test_labels``,
-    ``valid_labels``), each of shape ``(N, D)``, ``(N, H, W)`` or ``(N, C, H, W)``.
+    ``valid_labels``), each of shape ``(N, D)``, ``(N, H, W)`` or ``(N, C, H, W)``; and any other
+    named arrays as ``train_NAME`` and ``test_NAME`` (and ``valid_NAME``), one row per datapoint
+    of the split, kept with their shape and type (``pv.train(pair, "mine.npz", args=("x",
+    "NAME"))`` passes them to a pair).
 ``.npy``
     one array of datapoints, split into train and test rows with a fixed seed (``split_seed``,
     default 0, not the training seed) and ``test_fraction`` (default 0.1).
@@ -179,10 +182,12 @@ def load_npz(path: Path, *, seed: int, include_valid: bool = False, sha256: str 
     missing = [k for k in ("train", "test") if k not in arrays]
     if missing:
         raise DataError(f"{path}: has no array {missing[0]!r}; found {sorted(arrays)}")
-    known = {"train", "test", "valid", "train_labels", "test_labels", "valid_labels"}
-    unknown = sorted(set(arrays) - known)
+    unknown = sorted(k for k in arrays if _SPLIT_KEY.fullmatch(k) is None)
     if unknown:
-        raise DataError(f"{path}: unknown array {unknown[0]!r}; expected {sorted(known)}")
+        raise DataError(
+            f"{path}: unknown array {unknown[0]!r}; expected train, test, valid, and "
+            f"train_NAME / test_NAME / valid_NAME for other arrays (NAME: labels, say)"
+        )
     if not isinstance(include_valid, bool):
         raise DataError(f"{path}: option 'include_valid' must be true or false")
     if include_valid and "valid" not in arrays:
@@ -220,7 +225,43 @@ def load_npz(path: Path, *, seed: int, include_valid: bool = False, sha256: str 
         train_labels=train_labels,
         test_labels=test_labels,
         options={"sha256": digest},
+        columns=_columns(
+            path, arrays, {s: len(r) for s, (r, _, _) in splits.items()}, include_valid
+        ),
     )
+
+
+#: The keys of an ``.npz``: the splits, and ``SPLIT_NAME`` for a named array of a split.
+_SPLIT_KEY = re.compile(r"(train|test|valid)(_[A-Za-z][A-Za-z0-9_]*)?")
+
+
+def _columns(path: Path, arrays: dict, rows: dict, include_valid: bool) -> dict:
+    """The named arrays other than labels: ``NAME → (train, test)`` tensors, each with one row
+    per datapoint of its split (valid's appended to train's under ``include_valid``)."""
+    names = sorted({k.split("_", 1)[1] for k in arrays if "_" in k} - {"labels"})
+    columns = {}
+    for name in names:
+        parts = {}
+        for split in ("train", "test", "valid"):
+            key = f"{split}_{name}"
+            if split in rows and key in arrays:
+                parts[split] = _column(arrays[key], rows[split], f"{path.name}: {key}")
+            elif split in ("train", "test") or (split == "valid" and include_valid):
+                raise DataError(f"{path}: has {name!r} arrays but no {key!r}")
+        train = torch.cat([parts["train"], parts["valid"]]) if include_valid else parts["train"]
+        columns[name] = (train, parts["test"])
+    return columns
+
+
+def _column(array: np.ndarray, rows: int, source: str) -> torch.Tensor:
+    """A named array, checked: numbers, finite, one row per datapoint; floats as float32."""
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{source}: values of type {array.dtype} are not numbers")
+    if array.ndim == 0 or len(array) != rows:
+        raise DataError(f"{source}: {len(array) if array.ndim else 0} rows for {rows} datapoints")
+    check_finite(array, source)
+    kind = np.float32 if array.dtype.kind == "f" else np.int64
+    return torch.from_numpy(np.asarray(array, dtype=kind).copy())
 
 
 @FILE_FORMATS.register(".npy")

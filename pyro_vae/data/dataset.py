@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import DataError
+
 #: The ways pixel intensities in [0, 1] can be turned into what a model sees.
 BINARIZATIONS = ("none", "static", "dynamic")
 
@@ -34,6 +36,10 @@ class Dataset:
     :param test_labels: the same for the test rows.
     :param options: options the loader settled on that a run must repeat to see the same data
         (a file's checksum, how an unsplit array was split); recorded with the run.
+    :param columns: other named arrays, ``NAME → (train, test)``, one row per datapoint.
+
+    The arrays a pair can be given by name (:meth:`array`, ``pv.train(..., args=...)``): ``x``
+    (the rows), ``labels`` and ``labels_onehot`` where the set has labels, and the ``columns``.
     """
 
     name: str
@@ -47,6 +53,28 @@ class Dataset:
     train_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
     options: dict = field(default_factory=dict)
+    columns: dict = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the arrays a pair can be given (:meth:`array`)."""
+        labelled = ["labels", "labels_onehot"] if self.train_labels is not None else []
+        return ["x", *labelled, *self.columns]
+
+    def array(self, name: str, split: str) -> torch.Tensor:
+        """The array ``name`` of ``split`` ("train" or "test"), one row per datapoint."""
+        if name not in self.names:
+            raise DataError(f"data set {self.name!r} has no array {name!r}; it has {self.names}")
+        train = split == "train"
+        if name == "x":
+            return self.train if train else self.test
+        if name.startswith("labels"):
+            labels = self.train_labels if train else self.test_labels
+            if name == "labels":
+                return labels
+            classes = int(max(self.train_labels.max(), self.test_labels.max())) + 1
+            return torch.nn.functional.one_hot(labels, classes).float()
+        return self.columns[name][0 if train else 1]
 
     @property
     def event_shape(self) -> torch.Size:
@@ -65,8 +93,11 @@ class Dataset:
         """Whether every train and test value is 0 or 1, as a Bernoulli likelihood needs."""
         return all(bool(((rows == 0) | (rows == 1)).all()) for rows in (self.train, self.test))
 
-    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """Yield one epoch of shuffled train batches; the last one may be smaller.
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator, names: tuple[str, ...] | None = None
+    ) -> Iterator:
+        """Yield one epoch of shuffled train batches; the last one may be smaller. With
+        ``names``, each batch is a tuple of those arrays' rows (``x`` binarized as the rows are).
 
         All randomness (the order and, under dynamic binarization, the Bernoulli draws) comes
         from ``generator``, so restoring its state before the epoch repeats it exactly — which is
@@ -77,12 +108,14 @@ class Dataset:
         dynamic = self.binarization == "dynamic"
         if dynamic and self.train_intensities is None:
             raise ValueError(f"data set {self.name!r} is dynamic but has no train_intensities")
+        others = {n: self.array(n, "train") for n in names or () if n != "x"}
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             if dynamic:
-                yield torch.bernoulli(self.train_intensities[rows], generator=generator)
+                x = torch.bernoulli(self.train_intensities[rows], generator=generator)
             else:
-                yield self.train[rows]
+                x = self.train[rows]
+            yield x if names is None else tuple(x if n == "x" else others[n][rows] for n in names)
 
     def test_indices(self, max_data: int | None = None, seed: int = 0) -> torch.Tensor:
         """Indices of the test rows an evaluation on at most ``max_data`` of them uses.
@@ -100,11 +133,14 @@ class Dataset:
         generator = torch.Generator().manual_seed(seed)
         return torch.randperm(n, generator=generator)[:max_data].sort().values
 
-    def test_batches(self, batch_size: int) -> Iterator[torch.Tensor]:
-        """Yield the test rows in order, ``batch_size`` at a time; the last batch may be smaller."""
+    def test_batches(self, batch_size: int, names: tuple[str, ...] | None = None) -> Iterator:
+        """Yield the test rows in order, ``batch_size`` at a time; the last batch may be smaller.
+        With ``names``, each batch is a tuple of those arrays' rows."""
         _check_batch_size(batch_size)
+        arrays = [self.array(n, "test") for n in names or ("x",)]
         for start in range(0, len(self.test), batch_size):
-            yield self.test[start : start + batch_size]
+            batch = tuple(a[start : start + batch_size] for a in arrays)
+            yield batch if names is not None else batch[0]
 
 
 def _check_batch_size(batch_size: int) -> None:

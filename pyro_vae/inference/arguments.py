@@ -33,7 +33,7 @@ class Slicer:
     take: Callable[[object, torch.Tensor], object]
 
 
-#: Argument type → its :class:`Slicer`; looked up by ``isinstance``, most recent first.
+#: Argument type → its :class:`Slicer`; a value takes that of the nearest type in its MRO.
 SLICERS: dict[type, Slicer] = {}
 
 
@@ -79,10 +79,9 @@ def _rebuilt(value: tuple, items: list):
 
 
 def _slicer(value) -> Slicer | None:
-    for kind in reversed(list(SLICERS)):
-        if isinstance(value, kind):
-            return SLICERS[kind]
-    return None
+    """The slicer of the most specific registered type ``value`` is an instance of (a
+    ``PackedSequence`` is a tuple, and is sliced as a PackedSequence)."""
+    return next((SLICERS[k] for k in type(value).__mro__ if k in SLICERS), None)
 
 
 def rows_of(value) -> int | None:

@@ -4,11 +4,13 @@ model (:class:`~pyro_vae.results.estimand.Estimand`).
 - **observed**: the arguments whose values the observed sites take (``obs=x``, or a view of it
   such as ``x[:, t]``), named as the model's signature names them; an observed site whose value
   is no argument is named by itself.
-- **given**: the other tensor arguments with one row per datapoint: inputs the model conditions
-  on without modelling them (the estimate is then log p(observed | given)).
-- **prior_given**: the given inputs the prior reads, found by differentiating the latent sites'
-  log densities with respect to them (latents held at the guide's values); an input that cannot
-  be differentiated (integer, boolean) is taken to be read, the cautious reading.
+- **given**: the other arguments with one row per datapoint that the model reads: inputs it
+  conditions on without modelling them (the estimate is then log p(observed | given)). Read
+  means: changing the argument changes the model's log densities (latents held at the guide's
+  values), so the reversed copy of the data that only the guide's RNN sees is not read, and a
+  mask the model applies is.
+- **prior_given**: the given inputs the prior reads, found the same way from the latent sites'
+  log densities alone. A change that breaks the model counts as read, by both.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import inspect
 
 import pyro.poutine as poutine
 import torch
+from torch.nn.utils.rnn import PackedSequence
 
 from ..results.estimand import Estimand
+from .arguments import rows_of
 
 
 def named_arguments(program, args: tuple, kwargs: dict) -> list[tuple[str, object]]:
@@ -52,7 +56,7 @@ def estimand(model, guide_trace, sites, args, kwargs, num_data: int | None) -> E
     """The estimand of ``model`` called with ``args``/``kwargs``, from the sample sites of its
     trace replayed on the guide's (``sites``, plates' subsample sites left out); ``num_data``:
     the data plate's size."""
-    named = [(n, v) for n, v in named_arguments(model, args, kwargs) if torch.is_tensor(v)]
+    named = named_arguments(model, args, kwargs)
     observed, latents = [], []
     for site in sites:
         if not site["is_observed"]:
@@ -61,31 +65,75 @@ def estimand(model, guide_trace, sites, args, kwargs, num_data: int | None) -> E
         source = next((n for n, v in named if _shares_storage(site["value"], v)), site["name"])
         if source not in observed:
             observed.append(source)
-    given = [
+    # Arguments in the order they were passed, then the sites that are no argument.
+    order = [n for n, _ in named]
+    observed.sort(key=lambda n: order.index(n) if n in order else len(order))
+    candidates = [
         (n, v)
         for n, v in named
-        if n not in observed and v.dim() and (num_data is None or v.shape[0] == num_data)
+        if n not in observed and rows_of(v) is not None and rows_of(v) == (num_data or rows_of(v))
     ]
-    prior_given = _read_by_prior(model, guide_trace, args, kwargs, given, latents)
-    return Estimand(tuple(observed), tuple(n for n, _ in given), tuple(latents), prior_given)
+    read, by_prior = _read(model, guide_trace, args, kwargs, candidates, latents)
+    return Estimand(tuple(observed), read, tuple(latents), by_prior)
 
 
-def _read_by_prior(model, guide_trace, args, kwargs, given, latents) -> tuple[str, ...]:
-    """The names of the ``given`` inputs the densities of the model's ``latents`` depend on."""
-    if not given or not latents:
-        return ()
-    leaves = {id(v): v.detach().clone().requires_grad_() for _, v in given if v.is_floating_point()}
-    swap = lambda v: leaves.get(id(v), v)  # noqa: E731
-    with poutine.block(), torch.random.fork_rng(), torch.enable_grad():
-        trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *map(swap, args), **{k: swap(v) for k, v in kwargs.items()}
+def _perturbed(value):
+    """``value`` changed everywhere: its floats scaled and shifted (a 0/1 mask too), its integers
+    moved by one, its booleans flipped; the elements of a PackedSequence, tuple or list alike."""
+    if torch.is_tensor(value):
+        if value.dtype == torch.bool:
+            return ~value
+        return value * -1.7 + 0.3 if value.is_floating_point() else value + 1
+    if isinstance(value, PackedSequence):
+        return value._replace(data=_perturbed(value.data))
+    if isinstance(value, list | tuple):
+        return type(value)(_perturbed(v) for v in value)
+    return value
+
+
+def _densities(model, guide_trace, args, kwargs, latents):
+    """The sums of all the model's log densities and of its latents', latents at the guide's
+    values; None where the model fails on these arguments."""
+    try:
+        with poutine.block(), torch.random.fork_rng(), torch.no_grad():
+            trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+                *args, **kwargs
+            )
+            terms = {
+                s["name"]: s["fn"].log_prob(s["value"]).double().sum()
+                for s in trace.nodes.values()
+                if s["type"] == "sample"
+            }
+    except Exception:  # the change broke the model: it reads the argument
+        return None
+    zero = torch.zeros((), dtype=torch.float64)
+    return sum(terms.values(), zero), sum((terms.get(n, zero) for n in latents), zero)
+
+
+def _read(model, guide_trace, args, kwargs, candidates, latents) -> tuple[tuple, tuple]:
+    """The names of the ``candidates`` the model's log densities depend on, and of those the
+    densities of its ``latents`` (the prior) depend on: each argument is changed in turn
+    (:func:`_perturbed`) and the densities, latents held at the guide's values, compared."""
+    base = _densities(model, guide_trace, args, kwargs, latents)
+    read, by_prior = [], []
+    for name, value in candidates:
+        swap = lambda v, value=value: _perturbed(v) if v is value else v  # noqa: E731
+        moved = _densities(
+            model,
+            guide_trace,
+            tuple(map(swap, args)),
+            {k: swap(v) for k, v in kwargs.items()},
+            latents,
         )
-        log_prior = sum(
-            trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"]).sum() for name in latents
+        changed = (
+            [True, True]
+            if base is None or moved is None
+            else [
+                not torch.allclose(a, b, equal_nan=True) for a, b in zip(base, moved, strict=True)
+            ]
         )
-        inputs = list(leaves.values())
-        grads = []
-        if inputs and torch.is_tensor(log_prior) and log_prior.requires_grad:
-            grads = torch.autograd.grad(log_prior, inputs, allow_unused=True)
-    read = {id(leaf) for leaf, g in zip(inputs, grads, strict=False) if g is not None}
-    return tuple(n for n, v in given if not v.is_floating_point() or id(leaves[id(v)]) in read)
+        if changed[0]:
+            read.append(name)
+        if changed[1] and latents:
+            by_prior.append(name)
+    return tuple(read), tuple(by_prior)

@@ -99,6 +99,12 @@ def continuous_latents(model, guide, args=(), kwargs=None, proposal="guide", wha
             )
         names.append(site["name"])
         shapes.append(site["fn"].event_shape)
+    if not names:
+        raise ModelGuideError(
+            f"{what or 'this estimator'} moves continuous latents; this pair's are all discrete "
+            f"({', '.join(discrete)}): enumerate them (infer={{'enumerate': 'parallel'}}) and "
+            f"importance sampling sums them out exactly"
+        )
     return Latents(tuple(names), tuple(shapes), layout, tuple(discrete))
 
 

@@ -76,11 +76,14 @@ class PlateLayout:
 
 
 def sample_sites(trace) -> list:
-    """The sample sites of a trace, without the plates' subsample sites (no density)."""
+    """The sample sites of a trace, without the plates' subsample sites and ``pyro.deterministic``
+    values (no density)."""
     return [
         s
         for s in trace.nodes.values()
-        if s["type"] == "sample" and not isinstance(s["fn"], _Subsample)
+        if s["type"] == "sample"
+        and not isinstance(s["fn"], _Subsample)
+        and not s["infer"].get("_deterministic")
     ]
 
 

@@ -153,7 +153,7 @@ class _Sampling:
             )
 
         fast = owner_method(model, guide, "importance_log_weights", args, kwargs)
-        if fast is None or not self._agrees(traced, fast, args[0][:2]):
+        if fast is None or layout.enumerated or not self._agrees(traced, fast, args[0][:2]):
             return traced
         return lambda args, kwargs, k: fast(args[0], k, proposal.value)
 

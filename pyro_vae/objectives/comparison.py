@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ModelGuideError, PyroVaeError, SpecError
+from ..inference.layout import inspect_pair
 from ..inference.log_likelihood import log_likelihood
 from ..model.latent_model import LatentModel
 from ..results.comparisons import GROUPS
@@ -190,6 +191,7 @@ class _Pair:
     kwargs: dict
     groups: dict[str, list[tuple[str, torch.Tensor]]]
     num_data: int
+    vectorized: bool = True  # whether the pair takes a particle dimension
 
     def loss(self, elbo) -> torch.Tensor:
         return elbo.differentiable_loss(self.model, self.guide, *self.args, **self.kwargs)
@@ -198,7 +200,7 @@ class _Pair:
 def _build(choice: ObjectiveChoice, pair: _Pair):
     """The estimator, or the reason it cannot serve this pair (from the objective's check)."""
     try:
-        return choice.build(spec_built(pair.model, pair.guide)), None
+        return choice.build(spec_built(pair.model, pair.guide), pair.vectorized), None
     except SpecError as e:
         return None, e.message
 
@@ -264,9 +266,9 @@ def compare_estimators(
     choices = [ObjectiveChoice.of(e) for e in estimators]
     num_data = _num_data(args)
     reference = _Reference.of(model, guide, args, kwargs, exact, reference_samples, seed)
-    pair = _Pair(
-        model, guide, args, kwargs, parameter_groups(model, guide, *args, **kwargs), num_data
-    )
+    groups = parameter_groups(model, guide, *args, **kwargs)
+    vectorized = _takes_particles(model, guide, args, kwargs)
+    pair = _Pair(model, guide, args, kwargs, groups, num_data, vectorized)
     differentiated, notes = _parameter_notes(pair.groups)
     bar = tqdm(total=repeats * len(choices), disable=None if progress is None else not progress)
     with bar:
@@ -297,6 +299,15 @@ def _estimator_result(choice, pair: _Pair, repeats: int, seed: int, bar) -> Esti
     return replace(
         _measure(choice, elbo, pair, repeats, seed, bar), num_particles=choice.num_particles
     )
+
+
+def _takes_particles(model, guide, args, kwargs) -> bool:
+    """Whether the pair runs with a particle dimension (a pair the inference layer cannot
+    inspect, an enumerated mixture say, is taken to)."""
+    try:
+        return inspect_pair(model, guide, args, kwargs).vectorized
+    except ModelGuideError:
+        return True
 
 
 def _parameter_notes(groups: dict[str, list[tuple[str, torch.Tensor]]]) -> tuple[bool, list[str]]:

@@ -55,7 +55,7 @@ from .trace_graph import TraceGraph_ELBO
 class Objective:
     """A registered objective.
 
-    :param build: ``build(num_particles, **options)`` returns the Pyro ELBO.
+    :param build: ``build(num_particles, vectorize=True, **options)`` returns the Pyro ELBO.
     :param check: ``check(vae)`` raises :class:`~pyro_vae.errors.SpecError` for a spec-built pair
         the estimator would train wrongly; None where every pair works.
     :param options: the keyword options ``build`` takes, with their checks and defaults.
@@ -78,10 +78,12 @@ class Objective:
 OBJECTIVES: Registry[Objective] = Registry("objective")
 
 
-def _particles(num_particles: int) -> dict:
+def _particles(num_particles: int, vectorize: bool = True) -> dict:
+    """Pyro's estimators' particle settings: an outer plate of particles, or (``vectorize``
+    False, for a pair that cannot take one) a loop over them."""
     return dict(
         num_particles=num_particles,
-        vectorize_particles=num_particles > 1,
+        vectorize_particles=vectorize and num_particles > 1,
         max_plate_nesting=MAX_PLATE_NESTING,
     )
 
@@ -97,7 +99,7 @@ def renyi_order(value) -> float:
 
 OBJECTIVES.register("trace")(
     Objective(
-        lambda k: pyro.infer.Trace_ELBO(**_particles(k)),
+        lambda k, vectorize=True: pyro.infer.Trace_ELBO(**_particles(k, vectorize)),
         no_enumeration,
         fused=partial(fused_elbo, analytic_kl=False),
         kl_weight=True,
@@ -106,7 +108,7 @@ OBJECTIVES.register("trace")(
 )
 OBJECTIVES.register("trace_mean_field")(
     Objective(
-        lambda k: pyro.infer.TraceMeanField_ELBO(**_particles(k)),
+        lambda k, vectorize=True: pyro.infer.TraceMeanField_ELBO(**_particles(k, vectorize)),
         check_mean_field,
         fused=partial(fused_elbo, analytic_kl=True),
         kl_weight=True,
@@ -115,7 +117,7 @@ OBJECTIVES.register("trace_mean_field")(
 )
 OBJECTIVES.register("trace_graph")(
     Objective(
-        lambda k: TraceGraph_ELBO(**_particles(k)),
+        lambda k, vectorize=True: TraceGraph_ELBO(**_particles(k, vectorize)),
         no_enumeration,
         kl_weight=True,
         description="TraceGraph_ELBO: Rao-Blackwellized score-function terms",
@@ -123,27 +125,27 @@ OBJECTIVES.register("trace_graph")(
 )
 OBJECTIVES.register("trace_enum")(
     Objective(
-        lambda k: pyro.infer.TraceEnum_ELBO(**_particles(k)),
+        lambda k, vectorize=True: pyro.infer.TraceEnum_ELBO(**_particles(k, vectorize)),
         description="TraceEnum_ELBO: enumerated discrete latents summed out exactly",
     )
 )
 OBJECTIVES.register("iwae")(
     Objective(
-        lambda k: IWAE_ELBO(num_particles=k),
+        lambda k, vectorize=True: IWAE_ELBO(num_particles=k),
         partial(check_reparameterized, objective="iwae"),
         description="the K-sample importance-weighted bound (Burda et al. 2016); k=K",
     )
 )
 OBJECTIVES.register("iwae_dreg")(
     Objective(
-        lambda k: IWAE_DReG(num_particles=k),
+        lambda k, vectorize=True: IWAE_DReG(num_particles=k),
         check_dreg,
         description="the IWAE bound with doubly reparameterized gradients (Tucker et al. 2019)",
     )
 )
 OBJECTIVES.register("renyi")(
     Objective(
-        lambda k, alpha: RenyiBound(num_particles=k, alpha=alpha),
+        lambda k, alpha, vectorize=True: RenyiBound(num_particles=k, alpha=alpha),
         partial(check_reparameterized, objective="renyi"),
         {"alpha": Option(renyi_order, 0.5, "the order α of the bound, a number other than 1")},
         description="the variational Rényi bound of order alpha (Li & Turner 2016); k=K",
@@ -254,13 +256,15 @@ class ObjectiveChoice:
         extra += [f"{k}={v:g}" for k, v in self.options.items()]
         return f"{self.name}({', '.join(extra)})" if extra else self.name
 
-    def build(self, vae=None) -> pyro.infer.ELBO:
+    def build(self, vae=None, vectorize: bool = True) -> pyro.infer.ELBO:
         """The estimator; for a spec-built ``vae``, after the objective's check of the pair
-        (other Pyro pairs are checked by the estimator itself as it runs)."""
+        (other Pyro pairs are checked by the estimator itself as it runs). ``vectorize``
+        False: Pyro's estimators loop over their particles (a pair that cannot take a
+        particle dimension; ours replicate its rows themselves)."""
         objective = OBJECTIVES.get(self.name)
         if isinstance(vae, LatentModel) and objective.check is not None:
             objective.check(vae)
-        return objective.build(self.num_particles, **self.options)
+        return objective.build(self.num_particles, vectorize=vectorize, **self.options)
 
     def fused_step(self, vae: LatentModel) -> FusedELBO | None:
         """The trace-free step equal to this estimator on ``vae``, or None where there is none

@@ -69,6 +69,8 @@ class TrainConfig:
     binarization: str | None = None  # None: "dynamic" for binary likelihoods on grey data
     data_options: dict = field(default_factory=dict)
     fused: bool = True  # use the fused step (pyro_vae.objectives.fused) where it applies
+    #: The data set's arrays the pair is called with, in order: model(x), model(x, labels).
+    args: tuple[str, ...] = ("x",)
 
     def validate(self) -> None:
         """Refuse a setting of the wrong type or out of range, naming it (``config.json`` is
@@ -81,6 +83,13 @@ class TrainConfig:
             raise PyroVaeError(f"data_options must be a table, got {self.data_options!r}")
         if not isinstance(self.fused, bool):
             raise PyroVaeError(f"fused must be true or false, got {self.fused!r}")
+        if (
+            not isinstance(self.args, tuple | list)
+            or not self.args
+            or not all(isinstance(a, str) for a in self.args)
+        ):
+            raise PyroVaeError(f"args must be names of the data set's arrays, got {self.args!r}")
+        self.args = tuple(self.args)
         if self.binarization is not None:
             check_binarization(self.binarization)
         if self.objective is not None:
@@ -108,6 +117,8 @@ class TrainConfig:
         num_particles = values.pop("num_particles", 1)
         options = values.pop("objective_options", {})
         choice = None if name is None else ObjectiveChoice(name, num_particles, options)
+        if isinstance(values.get("args"), list):
+            values["args"] = tuple(values["args"])
         return cls(objective=choice, **values)
 
 
@@ -128,8 +139,14 @@ def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
         )
     config.data, config.binarization = dataset.name, dataset.binarization
     config.data_options = {**config.data_options, **dataset.options}
+    for name in config.args:  # refused here, naming what the data set has, before any work
+        dataset.array(name, "test")
     if not spec_built:
         return dataset
+    if tuple(config.args) != ("x",):
+        raise PyroVaeError(
+            f"args={config.args!r}: a spec-built pair is called with x alone (model(x))"
+        )
     if tuple(dataset.event_shape) != vae.data_shape:
         raise DataError(
             f"data set '{dataset.name}' has datapoints of shape {tuple(dataset.event_shape)}, "

@@ -26,6 +26,7 @@ import torch
 from ..devices import fork_rng
 from ..errors import PyroVaeError
 from ..objectives.registry import ObjectiveChoice
+from . import batches
 
 
 def saved_bytes(loss_fn) -> int:
@@ -49,10 +50,14 @@ def step_bytes(pair, choice: ObjectiveChoice, batch: torch.Tensor, rows: int) ->
     one_particle = ObjectiveChoice(choice.name, 1, dict(choice.options)).build(pair)
 
     def measured(n: int) -> int:
-        x = batch[:n]
-        return saved_bytes(lambda: one_particle.differentiable_loss(pair.model, pair.guide, x))
+        args = batches.as_args(batches.head(batch, n))
+        return saved_bytes(lambda: one_particle.differentiable_loss(pair.model, pair.guide, *args))
 
-    with fork_rng(batch.device), pyro.validation_enabled(False), warnings.catch_warnings():
+    with (
+        fork_rng(batches.as_args(batch)[0].device),
+        pyro.validation_enabled(False),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")
         one, two = measured(1), measured(2)
     per_row = max(two - one, 0)
@@ -77,7 +82,7 @@ def check_rows_memory(
     chains) when it needs more memory than ``device`` has; ``settings`` names the options that
     set ``rows``, for the message."""
     available = device_bytes(device)
-    if available is None or len(batch) < 2:
+    if available is None or batches.rows(batch) < 2:
         return
     try:
         needed = step_bytes(pair, choice, batch, rows)

@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyro.poutine as poutine
 import torch
 from torch import nn
 
 from ..errors import PyroVaeError
+from ..inference.layout import sample_sites
 from ..model.latent_model import LatentModel
 from ..objectives.comparison import parameter_groups
+from .batches import as_args
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ def trainable(obj, batch: torch.Tensor) -> LatentModel | PyroPair:
             f"pv.train trains a LatentModel (pv.load), a (model, guide) pair of Pyro programs, "
             f"or an object with model and guide methods; got {type(obj).__name__}"
         )
-    found = [p for group in parameter_groups(model, guide, batch).values() for _, p in group]
+    groups = parameter_groups(model, guide, *as_args(batch))
+    found = [p for group in groups.values() for _, p in group]
     if module is not None:
         found += list(module.parameters())
     unique = {id(p): p for p in found if p.requires_grad}
@@ -72,4 +76,19 @@ def trainable(obj, batch: torch.Tensor) -> LatentModel | PyroPair:
             "the model and guide have no parameters to train: use pyro.param, pyro.module or "
             "PyroModule parameters"
         )
+    _check_observes(model, guide, batch)
     return PyroPair(model, guide, tuple(unique.values()), module)
+
+
+def _check_observes(model, guide, batch) -> None:
+    """Refuse a pair whose model observes nothing when called with ``batch``'s arrays: its ELBO
+    would be the KL of the guide alone, 0 at the prior, and training would 'converge' there."""
+    with poutine.block(), torch.no_grad(), torch.random.fork_rng():
+        guide_trace = poutine.trace(guide).get_trace(*as_args(batch))
+        trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*as_args(batch))
+    if not any(s["is_observed"] for s in sample_sites(trace)):
+        raise PyroVaeError(
+            f"the model observes nothing when called with {len(as_args(batch))} argument(s): it "
+            "would train to an ELBO of 0. Give it the arrays it observes, in order, e.g. "
+            "pv.train(pair, data, args=('x', 'labels'))"
+        )

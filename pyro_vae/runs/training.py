@@ -32,6 +32,7 @@ from ..objectives.fused import FusedELBO, checked_step
 from ..objectives.kl_weight import KLWeighted, warmup_weight
 from ..objectives.registry import ObjectiveChoice, default_objective
 from ..results.result import Result
+from .batches import as_args, moved, names_of, rows
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig, prepare_data
 from .distributed import World, all_sum, any_true, gather, on_main, shard, world
@@ -63,19 +64,19 @@ def eval_objective(vae: LatentModel) -> pyro.infer.ELBO:
 
 
 @torch.no_grad()
-def estimate_elbo(
-    vae: LatentModel, data: torch.Tensor, elbo=None, batch_size: int = 1000, device=None
-) -> float:
-    """Mean ELBO per datapoint (nats) of ``data`` — one sample of z per datapoint; each batch
-    is moved to ``device`` (default: where the model is)."""
+def estimate_elbo(vae: LatentModel, data, elbo=None, batch_size: int = 1000, device=None) -> float:
+    """Mean ELBO per datapoint (nats) of ``data`` (the rows of x, or a tuple of the arrays the
+    pair is called with) — one sample of z per datapoint; each batch is moved to ``device``
+    (default: where the model is)."""
     elbo = elbo or eval_objective(vae)
+    arrays = as_args(data)
     if device is None:
-        device = module_device(vae) if isinstance(vae, torch.nn.Module) else data.device
+        device = module_device(vae) if isinstance(vae, torch.nn.Module) else arrays[0].device
     total = sum(
-        elbo.loss(vae.model, vae.guide, data[i : i + batch_size].to(device))
-        for i in range(0, len(data), batch_size)
+        elbo.loss(vae.model, vae.guide, *(a[i : i + batch_size].to(device) for a in arrays))
+        for i in range(0, len(arrays[0]), batch_size)
     )
-    return -total / len(data)
+    return -total / len(arrays[0])
 
 
 def train(
@@ -116,7 +117,9 @@ def train(
     device = _placed(vae, device)
     config.objective.build(vae)  # refuse a pair the objective cannot train, before any work
     dataset = prepare_data(vae, config)
-    first = next(iter(dataset.test_batches(config.batch_size))).to(device)
+    first = moved(
+        next(iter(dataset.test_batches(config.batch_size, names_of(config.args)))), device
+    )
     steps = trainable(vae, first)
     check_step_memory(steps, config, first, device)
     with holding(run, new=True):
@@ -293,16 +296,17 @@ class _Loop:
             elbo = KLWeighted(elbo, config.kl_weight)
             if fused is not None:
                 fused.kl_weight = config.kl_weight
-        batch = next(iter(self.dataset.test_batches(config.batch_size))).to(self.device)
+        names = names_of(config.args)
+        batch = moved(next(iter(self.dataset.test_batches(config.batch_size, names))), self.device)
         with fork_rng(self.device):
             with torch.no_grad(), pyro.validation_enabled(False), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Pyro's NaN warning: we say it ourselves below
-                loss = elbo.loss(vae.model, vae.guide, batch)
+                loss = elbo.loss(vae.model, vae.guide, *as_args(batch))
             if not math.isfinite(loss):
                 raise self._diverged(epoch, f"the loss is {loss}")
             if fused is None:
                 with torch.no_grad(), pyro.validation_enabled(True):
-                    elbo.loss(vae.model, vae.guide, batch)
+                    elbo.loss(vae.model, vae.guide, *as_args(batch))
                 return elbo
         with pyro.validation_enabled(True):
             return checked_step(vae, elbo, fused, batch)
@@ -339,13 +343,15 @@ class _Loop:
         steps = math.ceil(len(self.dataset.train) / config.batch_size)
         step = (epoch - 1) * steps  # the global step: a resumed warm-up continues where it was
         vae.train()
-        for batch in self.dataset.train_batches(config.batch_size, self.batches):
-            batch = batch.to(self.device, non_blocking=True)
+        names = names_of(config.args)
+        for batch in self.dataset.train_batches(config.batch_size, self.batches, names):
+            batch = moved(batch, self.device, non_blocking=True)
             if config.kl_weighted:
                 elbo.kl_weight = warmup_weight(config.kl_weight, config.kl_warmup * steps, step)
             step += 1
             if parallel is None:
-                loss = elbo.differentiable_loss(vae.model, vae.guide, batch) / len(batch)
+                loss = elbo.differentiable_loss(vae.model, vae.guide, *as_args(batch))
+                loss = loss / rows(batch)
                 bad = not torch.isfinite(loss)
             else:  # every process stops if one must, or the others would wait for it
                 loss = parallel(batch, shard(len(batch), self.world))
@@ -355,13 +361,13 @@ class _Loop:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(batch) / self.world.size
+            total += loss.item() * rows(batch) / self.world.size
             bar.update()
         vae.eval()
         record = {
             "epoch": epoch,
             "train_elbo": -all_sum(total) / len(self.dataset.train),
-            "test_elbo": estimate_elbo(vae, self.dataset.test, evaluator, device=self.device),
+            "test_elbo": estimate_elbo(vae, self._test_arrays(), evaluator, device=self.device),
             "seconds": time.perf_counter() - began,
             "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
         }
@@ -370,6 +376,13 @@ class _Loop:
         if not math.isfinite(record["test_elbo"]):
             raise self._diverged(epoch, "the test ELBO became non-finite")
         return record
+
+    def _test_arrays(self):
+        """The test split as the pair is called with it: x's rows, or the named arrays."""
+        names = names_of(self.config.args)
+        if names is None:
+            return self.dataset.test
+        return tuple(self.dataset.array(n, "test") for n in names)
 
     def commit(self, epoch: int) -> None:
         """Save the state after ``epoch``: the checkpoint, then ``metrics.jsonl`` from it."""

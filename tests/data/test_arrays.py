@@ -262,3 +262,26 @@ def test_data_loader_on_damaged_files(suffix, damage):
         path = Path(folder) / f"data{suffix}"
         path.write_bytes(bytes(content))
         accepted_or_clean(lambda: load_dataset(str(path)))
+
+
+def test_npz_named_arrays_come_with_their_splits(tmp_path):
+    path = tmp_path / "named.npz"
+    rng = np.random.default_rng(0)
+    np.savez(
+        path,
+        train=rng.random((6, 4)),
+        test=rng.random((3, 4)),
+        train_cond=rng.integers(0, 3, 6),
+        test_cond=rng.integers(0, 3, 3),
+        train_labels=np.arange(6),
+        test_labels=np.arange(3),
+    )
+    data = pv.load_dataset(str(path))
+    assert data.names == ["x", "labels", "labels_onehot", "cond"]
+    assert data.array("cond", "train").dtype == torch.int64 and len(data.array("cond", "test")) == 3
+    assert data.array("labels_onehot", "test").shape == (3, 6)
+    batch = next(iter(data.test_batches(2, names=("x", "cond"))))
+    assert batch[0].shape == (2, 4) and torch.equal(batch[1], data.array("cond", "test")[:2])
+    np.savez(path, train=rng.random((6, 4)), test=rng.random((3, 4)), train_cond=np.arange(6))
+    with pytest.raises(pv.DataError, match="has 'cond' arrays but no 'test_cond'"):
+        pv.load_dataset(str(path))

@@ -54,22 +54,26 @@ def test_modules_that_disagree_with_the_traces_are_not_used(digits, monkeypatch)
 
 def test_support_is_checked_once_even_though_chunks_skip_validation():
     vae = pv.load("bernoulli_vae", data_shape=(64,), seed=0)
-    with pytest.raises(ValueError, match="support"):
+    with pytest.raises(pv.ModelGuideError, match="takes values in \\{0, 1\\}"):
         log_likelihood(vae.model, vae.guide, torch.full((3, 64), 0.5), num_samples=10)
 
 
-def test_subsampled_plate_is_refused():
-    def model(x):
-        with pyro.plate("data", len(x), subsample_size=2) as idx:
+def test_a_plate_subsampling_at_random_is_refused_and_given_indices_it_is_not():
+    def model(x, rows=None):
+        with pyro.plate("data", len(x), subsample_size=2, subsample=rows) as idx:
             z = pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
             pyro.sample("x", pyro.distributions.Normal(z, 1.0), obs=x[idx])
 
-    def guide(x):
-        with pyro.plate("data", len(x), subsample_size=2):
-            pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
+    def guide(x, rows=None):  # the exact posterior N(x / 2, 1 / 2): every weight is p(x)
+        with pyro.plate("data", len(x), subsample_size=2, subsample=rows) as idx:
+            pyro.sample("z", pyro.distributions.Normal(x[idx] / 2, 0.5**0.5))
 
-    with pytest.raises(pv.ModelGuideError, match="is scaled \\(a subsampled plate"):
+    with pytest.raises(pv.ModelGuideError, match="subsamples at random"):
         pv.log_likelihood(model, guide, torch.zeros(6), num_samples=5)
+    # The scale of a subsampled plate (here 3) is left out: log p of the rows given.
+    ll = pv.log_likelihood(model, guide, torch.zeros(6), rows=torch.tensor([1, 4]), num_samples=5)
+    exact = pyro.distributions.Normal(0.0, 2**0.5).log_prob(torch.zeros(2)).double()
+    assert torch.allclose(ll.log_px, exact, atol=1e-6)
 
 
 def test_grey_level_data_given_to_a_bernoulli_pair_names_the_fix():

@@ -67,7 +67,7 @@ def test_streams_need_the_data_in_the_arguments(digits):
 
     data = torch.zeros(len(x), 1)
     assert pv.log_likelihood(model, guide, data, num_samples=4).log_px.shape == (6,)
-    with pytest.raises(pv.ModelGuideError, match="still has size 6 after slicing"):
+    with pytest.raises(pv.ModelGuideError, match="still sees 6 datapoints after every argument"):
         pv.log_likelihood(model, guide, data, num_samples=4, seed=0)
     with pytest.raises(ValueError, match="datapoint_ids must be 6 distinct"):
         pv.log_likelihood(model, guide, data, num_samples=4, seed=0, datapoint_ids=[0] * 6)

@@ -128,3 +128,64 @@ def test_what_a_hand_written_pair_cannot_do_is_refused_clearly(tmp_path):
 
     with pytest.raises(pv.PyroVaeError, match="no parameters to train"):
         pv.train((model, guide), "mixture-1d", epochs=1)
+
+
+class Labelled(nn.Module):
+    """An M2-like pair called as model(x, y): a label it observes, one-hot, like Pyro's ss-vae."""
+
+    def __init__(self, classes=10, z_dim=4, x_dim=64):
+        super().__init__()
+        self.decoder = nn.Linear(z_dim + classes, x_dim)
+        self.encoder = nn.Linear(x_dim + classes, 2 * z_dim)
+        self.z_dim, self.classes = z_dim, classes
+
+    def model(self, x, y=None):
+        pyro.module("decoder", self.decoder)
+        with pyro.plate("data"):
+            z = pyro.sample("z", dist.Normal(torch.zeros(len(x), self.z_dim), 1.0).to_event(1))
+            prior = torch.ones(len(x), self.classes) / self.classes
+            y = pyro.sample("y", dist.OneHotCategorical(prior), obs=y)
+            logits = self.decoder(torch.cat([z, y], -1))
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
+
+    def guide(self, x, y=None):
+        pyro.module("encoder", self.encoder)
+        with pyro.plate("data"):
+            if y is None:
+                y = pyro.sample("y", dist.OneHotCategorical(torch.ones(len(x), self.classes) / 10))
+            h = self.encoder(torch.cat([x, y], -1))
+            loc, scale = h[:, : self.z_dim], nn.functional.softplus(h[:, self.z_dim :]) + 1e-3
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+
+def test_a_pair_called_with_more_than_x_trains_on_named_arrays():
+    pair = Labelled()
+    result = pv.train(pair, "digits", args=("x", "labels_onehot"), epochs=2, binarization="static")
+    assert result.config.args == ("x", "labels_onehot")
+    first, last = (r["test_elbo"] for r in (result.history[0], result.history[-1]))
+    assert math.isfinite(last) and last > first  # log p(x, y): it learns
+    with pytest.raises(pv.DataError, match="has no array 'label'; it has \\['x', 'labels'"):
+        pv.train(Labelled(), "digits", args=("x", "label"), epochs=1)
+
+
+def test_a_model_that_observes_nothing_with_the_arguments_given_is_refused():
+    class Conditional(nn.Module):  # Pyro's CVAE: without its output, model(x) observes nothing
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(64, 2)
+
+        def model(self, xs, ys=None):
+            pyro.module("net", self)
+            with pyro.plate("data"):
+                z = pyro.sample("z", dist.Normal(self.net(xs), 1.0).to_event(1))
+                if ys is not None:
+                    pyro.sample("y", dist.Normal(z.sum(-1), 1.0), obs=ys)
+                else:
+                    pyro.deterministic("y", z.sum(-1))
+
+        def guide(self, xs, ys=None):
+            with pyro.plate("data"):
+                pyro.sample("z", dist.Normal(self.net(xs), 1.0).to_event(1))
+
+    with pytest.raises(pv.PyroVaeError, match="the model observes nothing when called with 1"):
+        pv.train(Conditional(), "digits", epochs=1)
