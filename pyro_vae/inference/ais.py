@@ -156,6 +156,7 @@ def ais_log_likelihood(
     step_size: float = 0.05,
     target_accept: float = 0.65,
     progress: bool | None = None,
+    data_plate: str | None = None,
 ) -> LogLikelihood:
     """AIS estimate of log p(x) per datapoint with ``num_samples`` chains and ``num_steps``
     intermediate densities; the result's stderr, ESS and k̂ are those of the final weights."""
@@ -164,7 +165,7 @@ def ais_log_likelihood(
     hmc = HMC(leapfrog_steps, step_size, target_accept)
     kwargs = kwargs or {}
     proposal = Proposal.of(proposal)
-    latents = continuous_latents(model, guide, args, kwargs, proposal, "AIS")
+    latents = continuous_latents(model, guide, args, kwargs, proposal, "AIS", data_plate)
     chains = _Chains((model, guide, args, kwargs), latents, proposal, hmc)
     with poutine.block(), torch.no_grad():
         start = sample_latents(model, guide, args, kwargs, latents, num_samples, proposal)

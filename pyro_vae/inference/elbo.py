@@ -76,6 +76,7 @@ def elbo(
     seed: int | None = None,
     datapoint_ids=None,
     precision: str = "fp32",
+    data_plate: str | None = None,
     **kwargs,
 ) -> ElboEstimate:
     """The ELBO E_q[log p(x, z) − log q(z | x)] per datapoint, averaged over ``num_samples``.
@@ -88,7 +89,7 @@ def elbo(
     _check_num_samples(num_samples)
     if objective not in ESTIMATORS:
         raise ValueError(f"objective must be 'trace' or 'trace_mean_field', got {objective!r}")
-    layout = inspect_pair(model, guide, args, kwargs)
+    layout = inspect_pair(model, guide, args, kwargs, data_plate=data_plate)
     device = data_device(args, kwargs)
 
     def sums(args, kwargs, num_data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +116,9 @@ def elbo(
     if seed is None:
         total, total_sq = sums(args, kwargs, layout.num_data)
     else:
-        streams = each_datapoint(model, guide, args, kwargs, seed, datapoint_ids)
+        streams = each_datapoint(
+            model, guide, args, kwargs, seed, datapoint_ids, "guide", data_plate
+        )
         parts = [sums(one_args, one_kwargs, 1) for one_args, one_kwargs in streams]
         total, total_sq = (torch.cat(column) for column in zip(*parts, strict=True))
     mean, stderr = _mean_and_stderr(total, total_sq, num_samples)

@@ -36,6 +36,7 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
+from pyro.distributions.torch_distribution import MaskedDistribution
 
 from ..errors import ModelGuideError
 from ..results.choices import Method
@@ -75,10 +76,18 @@ def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
 
 
 def _local(name: str, d) -> _LocalSite:
-    """Free parameters for ``d`` (detached copies of its current values) and how to rebuild it."""
+    """Free parameters for ``d`` (detached copies of its current values) and how to rebuild it;
+    a masked distribution keeps its mask."""
+    if isinstance(d, MaskedDistribution):
+        inner = _local(name, d.base_dist)
+        mask = d._mask
+        return replace(inner, build=lambda p, build=inner.build: build(p).mask(mask))
     events = 0
     if isinstance(d, torch.distributions.Independent):
         d, events = d.base_dist, d.reinterpreted_batch_ndims
+        if isinstance(d, MaskedDistribution):
+            inner = _local(name, d)
+            return replace(inner, build=lambda p, build=inner.build: build(p).to_event(events))
     leaf = lambda t: t.detach().clone().requires_grad_()  # noqa: E731
 
     def wrap(base):
@@ -335,10 +344,12 @@ def refine(
     particles=8,
     check_samples=64,
     seed=0,
+    data_plate=None,
 ):
     """Optimize each datapoint's q from the encoder's output; returns the refined guide
     program, the number of steps, and which datapoints converged."""
-    latents = continuous_latents(model, guide, args, kwargs, "guide", "the gap decomposition")
+    what = "the gap decomposition"
+    latents = continuous_latents(model, guide, args, kwargs, "guide", what, data_plate)
     sites, program = local_guide(guide, args, kwargs, latents)
     params = [p for site in sites for p in site.params.values()]
     optimizer = torch.optim.Adam(params, lr=lr)
@@ -392,15 +403,22 @@ def refined_elbo(
     max_steps: int = 2000,
     tol: float = 1e-3,
     lr: float = 1e-2,
+    data_plate: str | None = None,
     **kwargs,
 ) -> Refinement:
     """The ELBO of q refined for each datapoint (``num_samples`` samples each, analytic KL),
     which datapoints converged, and the number of refinement steps taken."""
     program, steps, converged = refine(
-        model, guide, args, kwargs, max_steps=max_steps, tol=tol, lr=lr
+        model, guide, args, kwargs, max_steps=max_steps, tol=tol, lr=lr, data_plate=data_plate
     )
     refined = elbo(
-        model, program, *args, num_samples=num_samples, objective="trace_mean_field", **kwargs
+        model,
+        program,
+        *args,
+        num_samples=num_samples,
+        objective="trace_mean_field",
+        data_plate=data_plate,
+        **kwargs,
     )
     return Refinement(refined, converged, steps)
 

@@ -71,15 +71,17 @@ class Latents:
         return values
 
 
-def continuous_latents(model, guide, args=(), kwargs=None, proposal="guide", what="") -> Latents:
+def continuous_latents(
+    model, guide, args=(), kwargs=None, proposal="guide", what="", data_plate=None
+) -> Latents:
     """The latent sites of the pair, checked: per-datapoint (``inspect_pair``), only the data
     plate, and real-valued (what ``what`` — AIS, say — needs to move them continuously)."""
     kwargs = kwargs or {}
-    layout = inspect_pair(model, guide, args, kwargs, proposal)
+    layout = inspect_pair(model, guide, args, kwargs, proposal, data_plate=data_plate)
     if layout.max_plate_nesting != 1:
         raise ModelGuideError(
-            f"{what or 'this estimator'} needs the latents in pyro.plate('data') alone; the "
-            f"pair nests {layout.max_plate_nesting} plates"
+            f"{what or 'this estimator'} needs the latents in the data plate "
+            f"'{layout.data_plate}' alone; the pair nests {layout.max_plate_nesting} plates"
         )
     program = Proposal.of(proposal).program(model, guide)
     with poutine.block(), torch.no_grad(), torch.random.fork_rng():

@@ -257,8 +257,9 @@ def _check_guide_covers(model_sites, guide_sites) -> None:
 
 
 def _check_reparameterized(guide_sites) -> None:
+    """Every sampled guide site reparameterized (an enumerated one is summed out exactly)."""
     for site in guide_sites:
-        if not site["fn"].has_rsample:
+        if not site["fn"].has_rsample and site["infer"].get("enumerate") != "parallel":
             raise ModelGuideError(
                 f"guide site '{site['name']}' is not reparameterizable; importance-weighted "
                 f"objectives here have no score-function term"

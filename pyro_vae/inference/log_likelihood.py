@@ -64,6 +64,7 @@ def log_likelihood(
     seed: int | None = None,
     datapoint_ids=None,
     precision: str = "fp32",
+    data_plate: str | None = None,
     **kwargs,
 ) -> LogLikelihood:
     """Estimate of log p(x) for every datapoint in the ``"data"`` plate.
@@ -88,11 +89,15 @@ def log_likelihood(
     :param precision: ``"fp32"``, or ``"bf16"`` for bfloat16 matrix products
         (:mod:`pyro_vae.inference.precision`).
     :param progress: a progress bar over the annealing steps (AIS).
+    :param data_plate: the name of the plate the datapoints are in, where several plates
+        enclose every observed site and the outermost is not it
+        (:mod:`~pyro_vae.inference.layout`).
     """
     if Method.of(method) is Method.AIS:
         if record_at or chunk_size is not None or seed is not None or precision != "fp32":
             raise ValueError("record_at, chunk_size, seed and precision are for method='is'")
         options = {"num_steps": num_steps or 500, "progress": progress, **(ais_options or {})}
+        options["data_plate"] = data_plate
         return ais_log_likelihood(
             model, guide, args, kwargs, num_samples=num_samples, proposal=proposal, **options
         )
@@ -100,14 +105,16 @@ def log_likelihood(
         raise ValueError("num_steps and ais_options are for method='ais'")
     _check_num_samples(num_samples)
     sampling = _Sampling(model, guide, Proposal.of(proposal), num_samples, chunk_size, precision)
-    layout = inspect_pair(model, guide, args, kwargs, sampling.proposal)
+    layout = inspect_pair(model, guide, args, kwargs, sampling.proposal, data_plate=data_plate)
     weigh = sampling.weigher(args, kwargs, layout)
     # A curve was asked for (even one of K alone): it ends at K.
     curve = tuple(sorted(k for k in record_at if 0 < k < num_samples)) if record_at else None
     if seed is None:
         result = sampling.estimate(weigh, args, kwargs, layout.num_data, curve)
     else:
-        streams = each_datapoint(model, guide, args, kwargs, seed, datapoint_ids, proposal)
+        streams = each_datapoint(
+            model, guide, args, kwargs, seed, datapoint_ids, proposal, data_plate
+        )
         result = LogLikelihood.concatenate(
             [sampling.estimate(weigh, a, k, 1, curve) for a, k in streams]
         )

@@ -85,9 +85,11 @@ def _aggregate_log_density(guide, args, kwargs, latents, values) -> torch.Tensor
     return torch.cat(out).reshape(values[latents.names[0]].shape[:2])
 
 
-def elbo_surgery(model, guide, *args, num_samples: int = 32, **kwargs) -> ElboSurgery:
+def elbo_surgery(
+    model, guide, *args, num_samples: int = 32, data_plate: str | None = None, **kwargs
+) -> ElboSurgery:
     """Average KL, mutual information and marginal KL over the datapoints in ``args``."""
-    latents = continuous_latents(model, guide, args, kwargs, "guide", "ELBO surgery")
+    latents = continuous_latents(model, guide, args, kwargs, "guide", "ELBO surgery", data_plate)
     with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
         values = sample_latents(model, guide, args, kwargs, latents, num_samples)
         densities = log_densities(model, guide, args, kwargs, latents, values)
@@ -154,9 +156,11 @@ def _marginals(d, event_size: int):
     return None
 
 
-def latent_usage(model, guide, *args, num_samples: int = 64, **kwargs) -> LatentUsage:
+def latent_usage(
+    model, guide, *args, num_samples: int = 64, data_plate: str | None = None, **kwargs
+) -> LatentUsage:
     """KL per latent dimension and active units, over the datapoints in ``args``."""
-    latents = continuous_latents(model, guide, args, kwargs, "guide", "latent usage")
+    latents = continuous_latents(model, guide, args, kwargs, "guide", "latent usage", data_plate)
     particles = Particles(latents.layout, num_samples)
     quiet = (torch.no_grad(), poutine.block(), pyro.validation_enabled(False))
     with quiet[0], quiet[1], quiet[2], particles.running(args, kwargs) as (a, kw):

@@ -51,10 +51,13 @@ class PyroPair:
         return self.train(False)
 
 
-def trainable(obj, batch: torch.Tensor) -> LatentModel | PyroPair:
+def trainable(obj, batch: torch.Tensor, collate=None) -> LatentModel | PyroPair:
     """``obj`` as something the training loop can step: a LatentModel as it is, any other pair
-    as a :class:`PyroPair` whose parameters were found by running it on ``batch``."""
+    as a :class:`PyroPair` whose parameters were found by running it on ``batch`` (through
+    ``collate``, where given: the pair is called with ``collate(*batch)``)."""
     if isinstance(obj, LatentModel):
+        if collate is not None:
+            raise PyroVaeError("collate is for hand-written pairs; a spec-built one takes x")
         return obj
     if isinstance(obj, tuple) and len(obj) == 2 and all(callable(p) for p in obj):
         model, guide, module = obj[0], obj[1], None
@@ -66,6 +69,8 @@ def trainable(obj, batch: torch.Tensor) -> LatentModel | PyroPair:
             f"pv.train trains a LatentModel (pv.load), a (model, guide) pair of Pyro programs, "
             f"or an object with model and guide methods; got {type(obj).__name__}"
         )
+    if collate is not None:
+        model, guide = _collated(model, collate), _collated(guide, collate)
     groups = parameter_groups(model, guide, *as_args(batch))
     found = [p for group in groups.values() for _, p in group]
     if module is not None:
@@ -78,6 +83,15 @@ def trainable(obj, batch: torch.Tensor) -> LatentModel | PyroPair:
         )
     _check_observes(model, guide, batch)
     return PyroPair(model, guide, tuple(unique.values()), module)
+
+
+def _collated(program, collate):
+    """``program`` called with ``collate(*arrays)`` in place of the arrays."""
+
+    def called(*arrays):
+        return program(*collate(*arrays))
+
+    return called
 
 
 def _check_observes(model, guide, batch) -> None:

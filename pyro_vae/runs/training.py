@@ -88,6 +88,7 @@ def train(
     num_particles: int | None = None,
     objective_options: dict | None = None,
     device: str | torch.device | None = None,
+    collate=None,
     **settings,
 ) -> TrainResult:
     """Train ``vae`` with SVI on the data set ``data``.
@@ -104,6 +105,9 @@ def train(
         Without an objective, the lowest-variance ELBO that suits the model.
     :param device: where to train (:mod:`pyro_vae.devices`): the model is moved there and each
         batch as it is used. Default: where the model is.
+    :param collate: for a hand-written pair, ``collate(*arrays)`` turns a batch of the arrays
+        ``args`` names into the arguments the pair is called with (say, the reversed and packed
+        sequences of Pyro's deep Markov model).
     """
     config = _train_config(vae, data, settings, num_particles, objective_options)
     if out is not None and not isinstance(vae, LatentModel):
@@ -120,7 +124,7 @@ def train(
     first = moved(
         next(iter(dataset.test_batches(config.batch_size, names_of(config.args)))), device
     )
-    steps = trainable(vae, first)
+    steps = trainable(vae, first, collate)
     check_step_memory(steps, config, first, device)
     with holding(run, new=True):
         if run:

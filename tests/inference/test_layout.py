@@ -112,3 +112,21 @@ def test_a_global_latent_is_refused_naming_the_data_plate():
 
     with pytest.raises(pv.ModelGuideError, match="outside the data plate 'batch'"):
         pv.log_likelihood(model, guide, torch.zeros(N))
+
+
+def test_every_estimator_takes_the_data_plate_by_name():
+    def model(x):  # each pixel a datapoint: the inner plate named
+        with pyro.plate("images", x.shape[0], dim=-2), pyro.plate("pixels", 3, dim=-1):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("obs", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("images", x.shape[0], dim=-2), pyro.plate("pixels", 3, dim=-1):
+            pyro.sample("z", dist.Normal(x / 2, 0.75))
+
+    x = torch.randn(1, 3)
+    for estimate in (pv.log_likelihood, pv.elbo, pv.elbo_gap):
+        assert estimate(model, guide, x, num_samples=20, data_plate="pixels").num_data == 3
+    # The estimators that move latents take latents in the data plate alone.
+    with pytest.raises(pv.ModelGuideError, match="latents in the data plate 'pixels' alone"):
+        pv.elbo_surgery(model, guide, x, data_plate="pixels")
