@@ -107,6 +107,10 @@ class TrainConfig:
         out["objective"] = choice.name if choice else None
         out["num_particles"] = choice.num_particles if choice else 1
         out["objective_options"] = dict(choice.options) if choice else {}
+        if out["args"] == ("x",):  # written only when it says more than x: the older format
+            del out["args"]
+        else:
+            out["args"] = list(out["args"])
         return out
 
     @classmethod

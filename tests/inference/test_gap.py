@@ -76,3 +76,21 @@ def test_gap_decomposition_of_a_hand_written_pair():
     # KL(N(0.8x, 0.9²) ‖ N(0.8x, 0.2)) per datapoint, the posterior being N(0.8x, 0.2).
     kl = math.log(math.sqrt(0.2) / 0.9) + 0.9**2 / (2 * 0.2) - 0.5
     assert abs(s["amortization_gap"]["mean"] - kl) < 4 * s["amortization_gap"]["mc_stderr"] + 0.01
+
+
+def test_an_importance_sampled_log_p_flags_its_unreliable_datapoints(correlated_ppca):
+    """On a correlated posterior a diagonal guide gives k̂ > 0.7: those datapoints' log p̂, and
+    so their approximation gaps, are too low; they are flagged and left out of the means.
+    AIS, the default, has no such flag."""
+    vae, x, _ = correlated_ppca("linear_gaussian")
+    x = x[:16]
+    pyro.set_rng_seed(0)
+    d = pv.gap_decomposition(vae.model, vae.guide, x, method="is", num_samples=100, max_steps=100)
+    assert d.unreliable.sum() > 0 and not d.usable[d.unreliable].any()
+    text = str(d)
+    assert f"Pareto k̂ > 0.7 on {int(d.unreliable.sum())} of 16 datapoints" in text
+    assert d.to_dict()["unreliable"] == int(d.unreliable.sum())
+    default = pv.gap_decomposition(
+        vae.model, vae.guide, x, chains=4, num_steps=20, num_samples=100, max_steps=100
+    )
+    assert default.method == "ais" and default.khat is None and not default.unreliable.any()
