@@ -9,6 +9,8 @@ derived properties; this mixin adds ``str``, ``repr``, ``_repr_markdown_``, ``ta
 
 from __future__ import annotations
 
+import warnings
+
 # The views register themselves when imported: every result type's view is known once this
 # module is.
 from . import comparisons, estimates, evaluation, explanations, training  # noqa: F401
@@ -43,3 +45,28 @@ class Result:
 
     def _repr_markdown_(self) -> str:
         return self.table().markdown()
+
+
+class SummaryKeys:
+    """``result["key"]`` for the results that were returned as a dict of their summary before
+    they were typed (``evaluate_run``, ``compare_run``, ``compare_training``): code written
+    against the dict keeps running, with a ``DeprecationWarning`` that names the typed way."""
+
+    def _keys(self) -> dict:
+        out = getattr(self, "out", None)
+        return {**self.summary(), **({"out": str(out)} if out is not None else {})}
+
+    def __getitem__(self, key: str):
+        warnings.warn(
+            f"{type(self).__name__} is a typed result: read its fields, or "
+            f".summary()[{key!r}]; subscripting it is kept for code written against the dict",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._keys()[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys()
+
+    def keys(self):
+        return self._keys().keys()

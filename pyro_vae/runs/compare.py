@@ -23,7 +23,7 @@ from ..objectives.comparison import DEFAULT_ESTIMATORS, Comparison, compare_esti
 from ..objectives.registry import ObjectiveChoice, default_objective
 from ..results.comparisons import run_comparison_markdown, training_comparison_markdown
 from ..results.evaluation import EvaluationReport
-from ..results.result import Result
+from ..results.result import Result, SummaryKeys
 from ..results.stats import Difference
 from . import plots
 from .config import TrainConfig, prepare_data
@@ -34,7 +34,7 @@ from .training import resume, train
 
 
 @dataclass(frozen=True, repr=False, eq=False)
-class RunComparison(Result):
+class RunComparison(SummaryKeys, Result):
     """A :class:`~pyro_vae.objectives.comparison.Comparison` of estimators made on a run (or a
     spec at initialization), with where it came from and where it was written."""
 
@@ -140,7 +140,7 @@ class TrainedRun:
 
 
 @dataclass(frozen=True, repr=False, eq=False)
-class TrainingComparison(Result):
+class TrainingComparison(SummaryKeys, Result):
     """The runs of one spec trained with each objective (same seed, epochs and batches) and
     evaluated the same way."""
 

@@ -45,7 +45,7 @@ from ..results.evaluation import (
     UsageSection,
     health_notes,
 )
-from ..results.result import Result
+from ..results.result import Result, SummaryKeys
 from ..results.schema import from_json, to_json
 from ..results.stats import Difference, KhatCounts, Stats, count_non_finite, finite_median
 
@@ -77,7 +77,7 @@ def _np(values) -> np.ndarray:
 
 
 @dataclass(frozen=True, repr=False, eq=False)
-class Evaluation(Result):
+class Evaluation(SummaryKeys, Result):
     """The results of one evaluation, with their timings (seconds per part) and plots."""
 
     setup: EvaluationSetup

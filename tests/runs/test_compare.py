@@ -35,6 +35,26 @@ def test_cli_compare_on_a_run_writes_table_and_plots(tiny_run, capsys):
     assert "| iwae(K=3) |" in (out / "comparison.md").read_text()
 
 
+def test_compare_run_returns_what_it_writes(tiny_run, tmp_path):
+    out = tmp_path / "cmp"
+    result = pv.compare_run(
+        tiny_run,
+        out=out,
+        estimators=("trace", "iwae:k=3"),
+        repeats=3,
+        num_data=6,
+        reference_samples=20,
+        progress=False,
+    )
+    written = json.loads((out / "comparison.json").read_text())
+    assert result.to_dict() == written
+    assert [r.label for r in result.comparison.results] == ["trace", "iwae(K=3)"]
+    # It returned this dict (and "out") before it was typed: the keys still read, with a warning.
+    assert list(result.keys()) == [*written, "out"]
+    with pytest.warns(DeprecationWarning, match="RunComparison is a typed result"):
+        assert result["out"] == str(out) and result["repeats"] == 3
+
+
 def test_cli_compare_train_trains_each_objective_the_same_way(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--train", "--model", "bernoulli_vae", "--data", "digits", "--out", str(out)]

@@ -87,3 +87,16 @@ def test_evaluation_nc_holds_the_same_arrays(evaluated):
     assert np.allclose(data.log_likelihood["x"].values[0, 0], old["log_px"], rtol=1e-6)
     assert np.array_equal(data.log_likelihood["datapoint"].values, old["test_index"])
     assert set(data.sample_stats.data_vars) == set(old) - {"log_px", "test_index"}
+
+
+def test_code_written_against_the_returned_dict_still_reads_it(evaluated):
+    # evaluate_run returned report.json's section as a dict; subscripting the typed result
+    # reads the same keys, with a DeprecationWarning pointing to the fields.
+    run, evaluation = evaluated
+    new = json.loads((run / "report.json").read_text())["evaluation"]
+    assert list(evaluation.keys()) == list(new) and "gap" in evaluation
+    with pytest.warns(DeprecationWarning, match=r"Evaluation is a typed result.*'gap'"):
+        gap = evaluation["gap"]
+    assert gap["mean"] == pytest.approx(evaluation.report.gap.mean)
+    with pytest.raises(KeyError), pytest.warns(DeprecationWarning):
+        evaluation["no such key"]
