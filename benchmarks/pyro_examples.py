@@ -35,6 +35,7 @@ from pyro.infer import config_enumerate
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import pyro_vae as pv
+from pyro_vae.data import Dataset
 
 CALLS = (
     "log_likelihood",
@@ -104,6 +105,11 @@ def quadrants(images: torch.Tensor, given: int = 1) -> tuple[torch.Tensor, torch
     return inputs, output
 
 
+def binarized(images: torch.Tensor) -> torch.Tensor:
+    """MNIST images as the DMM's binary sequences of 28 rows: one Bernoulli draw, seeded."""
+    return torch.bernoulli(images.reshape(-1, 28, 28), generator=torch.Generator().manual_seed(0))
+
+
 def sequences(poly, rows: torch.Tensor):
     """MNIST rows as sequences for the DMM: (batch, reversed and packed, mask, lengths)."""
     lengths = torch.full((len(rows),), rows.shape[1], dtype=torch.long)
@@ -112,16 +118,15 @@ def sequences(poly, rows: torch.Tensor):
     return rows, packed, poly.get_mini_batch_mask(rows, lengths), lengths
 
 
-def pairs(modules: dict, n: int) -> dict:
-    """Each example's pair, the arguments of a test batch, and how pv.train is given data."""
-    mnist = pv.load_dataset("mnist")
+def pairs(modules: dict, mnist: Dataset, n: int) -> dict:
+    """Each example's pair, the arguments of ``n`` test images, and how pv.train is given data."""
     x, labels = mnist.test[:n], mnist.test_labels[:n]
     onehot = torch.nn.functional.one_hot(labels, 10).float()
     # As its main() builds it from its command-line defaults.
     m2 = modules["m2"].SSVAE(z_dim=50, hidden_layers=[500], config_enum="parallel")
     cvae = modules["cvae"].CVAE(200, 500, 500, modules["baseline"].BaselineNet(500, 500))
     dmm = modules["dmm"].DMM(input_dim=28)
-    rows = torch.bernoulli(x.reshape(-1, 28, 28), generator=torch.Generator().manual_seed(0))
+    rows = binarized(x)
     poly = modules["dmm"].poly
     return {
         "VAE (vae.py)": (modules["vae"].VAE(), None, (x,), {"args": ("x",)}),
@@ -142,9 +147,8 @@ def pairs(modules: dict, n: int) -> dict:
     }
 
 
-def training_file(folder: Path, n: int) -> Path:
-    """An .npz of MNIST's first train and test images with the arrays the pairs take."""
-    mnist = pv.load_dataset("mnist")
+def training_file(folder: Path, mnist: Dataset, n: int) -> Path:
+    """An .npz of MNIST's first ``n`` train and test images with the arrays the pairs take."""
     arrays = {}
     for split, images, labels in (
         ("train", mnist.train[:n], mnist.train_labels[:n]),
@@ -154,10 +158,7 @@ def training_file(folder: Path, n: int) -> Path:
         arrays[split] = images.numpy()
         arrays[f"{split}_labels"] = labels.numpy()
         arrays[f"{split}_input"], arrays[f"{split}_output"] = inputs.numpy(), outputs.numpy()
-        rows = torch.bernoulli(
-            images.reshape(-1, 28, 28), generator=torch.Generator().manual_seed(0)
-        )
-        arrays[f"{split}_rows"] = rows.numpy()
+        arrays[f"{split}_rows"] = binarized(images).numpy()
     path = folder / "examples_mnist.npz"
     np.savez(path, **arrays)
     return path
@@ -235,11 +236,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     modules = load_examples(args.examples)
+    mnist = pv.load_dataset("mnist")
     with tempfile.TemporaryDirectory() as folder:
-        data_file = training_file(Path(folder), 500)
+        data_file = training_file(Path(folder), mnist, 500)
+        examples = pairs(modules, mnist, args.num_data)
         table = {
             name: run_calls(pair, guide, call_args, training, data_file)
-            for name, (pair, guide, call_args, training) in pairs(modules, args.num_data).items()
+            for name, (pair, guide, call_args, training) in examples.items()
         }
     text = markdown(table)
     print(text)

@@ -1,7 +1,5 @@
 import math
-import os
 import subprocess
-from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -12,7 +10,7 @@ import torch.nn.functional as F
 import pyro_vae as pv
 from pyro_vae.cli import main
 from pyro_vae.model.families import MIN_SCALE
-from tests.helpers import REPO, SHARED_DATA, train_cli
+from tests.helpers import REPO, train_cli
 
 
 @pytest.fixture(autouse=True)
@@ -21,16 +19,6 @@ def _fresh_pyro_state():
     pyro.set_rng_seed(0)
     yield
     pyro.clear_param_store()
-
-
-@pytest.fixture
-def shared_data(monkeypatch):
-    """Point PYRO_VAE_DATA at ../shared/data (skip when it is not there)."""
-    root = Path(os.environ.get("PYRO_VAE_DATA", SHARED_DATA))
-    if not (root / "binarized-mnist").is_dir():
-        pytest.skip("real data sets not available")
-    monkeypatch.setenv("PYRO_VAE_DATA", str(root))
-    return root
 
 
 @pytest.fixture

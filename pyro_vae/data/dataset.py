@@ -58,7 +58,7 @@ class Dataset:
     @property
     def names(self) -> list[str]:
         """The names of the arrays a pair can be given (:meth:`array`)."""
-        labelled = ["labels", "labels_onehot"] if self.train_labels is not None else []
+        labelled = list(LABEL_ARRAYS) if self.train_labels is not None else []
         return ["x", *labelled, *self.columns]
 
     def array(self, name: str, split: str) -> torch.Tensor:
@@ -68,13 +68,16 @@ class Dataset:
         train = split == "train"
         if name == "x":
             return self.train if train else self.test
-        if name.startswith("labels"):
-            labels = self.train_labels if train else self.test_labels
-            if name == "labels":
-                return labels
-            classes = int(max(self.train_labels.max(), self.test_labels.max())) + 1
-            return torch.nn.functional.one_hot(labels, classes).float()
+        if name in LABEL_ARRAYS and self.train_labels is not None:
+            return LABEL_ARRAYS[name](self, self.train_labels if train else self.test_labels)
         return self.columns[name][0 if train else 1]
+
+    def arrays(self, split: str, names: tuple[str, ...] | None = None):
+        """``split`` as a pair is called with it: x's rows (``names`` None), else a tuple of the
+        named arrays (:meth:`array`), in order."""
+        if names is None:
+            return self.array("x", split)
+        return tuple(self.array(n, split) for n in names)
 
     @property
     def event_shape(self) -> torch.Size:
@@ -108,14 +111,17 @@ class Dataset:
         dynamic = self.binarization == "dynamic"
         if dynamic and self.train_intensities is None:
             raise ValueError(f"data set {self.name!r} is dynamic but has no train_intensities")
-        others = {n: self.array(n, "train") for n in names or () if n != "x"}
+        arrays = self.arrays("train", names) if names is not None else ()
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             if dynamic:
                 x = torch.bernoulli(self.train_intensities[rows], generator=generator)
             else:
                 x = self.train[rows]
-            yield x if names is None else tuple(x if n == "x" else others[n][rows] for n in names)
+            if names is None:
+                yield x
+            else:
+                yield tuple(x if n == "x" else a[rows] for n, a in zip(names, arrays, strict=True))
 
     def test_indices(self, max_data: int | None = None, seed: int = 0) -> torch.Tensor:
         """Indices of the test rows an evaluation on at most ``max_data`` of them uses.
@@ -137,10 +143,22 @@ class Dataset:
         """Yield the test rows in order, ``batch_size`` at a time; the last batch may be smaller.
         With ``names``, each batch is a tuple of those arrays' rows."""
         _check_batch_size(batch_size)
-        arrays = [self.array(n, "test") for n in names or ("x",)]
+        whole = self.arrays("test", names)
         for start in range(0, len(self.test), batch_size):
-            batch = tuple(a[start : start + batch_size] for a in arrays)
-            yield batch if names is not None else batch[0]
+            rows = slice(start, start + batch_size)
+            yield whole[rows] if names is None else tuple(a[rows] for a in whole)
+
+
+def _onehot(data: Dataset, labels: torch.Tensor) -> torch.Tensor:
+    """``labels`` one-hot, with as many classes as the set's train and test labels name."""
+    classes = int(max(data.train_labels.max(), data.test_labels.max())) + 1
+    return torch.nn.functional.one_hot(labels, classes).float()
+
+
+#: The arrays a labelled set offers beside its columns, derived from a split's labels:
+#: name → ``derive(data set, labels)``. Only these names mean labels; a column may be called
+#: ``labels_fine``.
+LABEL_ARRAYS = {"labels": lambda data, labels: labels, "labels_onehot": _onehot}
 
 
 def _check_batch_size(batch_size: int) -> None:

@@ -166,7 +166,24 @@ def ais_log_likelihood(
     kwargs = kwargs or {}
     proposal = Proposal.of(proposal)
     latents = continuous_latents(model, guide, args, kwargs, proposal, "AIS", data_plate)
-    chains = _Chains((model, guide, args, kwargs), latents, proposal, hmc)
+    return _annealed(
+        (model, guide, args, kwargs), latents, proposal, hmc, num_samples, num_steps, progress
+    )
+
+
+def _annealed(
+    program: tuple,
+    latents: Latents,
+    proposal: Proposal,
+    hmc: HMC,
+    num_samples: int,
+    num_steps: int,
+    progress: bool | None,
+) -> LogLikelihood:
+    """The AIS estimate of :func:`ais_log_likelihood` for the pair ``program`` = ``(model,
+    guide, args, kwargs)``, whose ``latents`` are found and checked."""
+    model, guide, args, kwargs = program
+    chains = _Chains(program, latents, proposal, hmc)
     with poutine.block(), torch.no_grad():
         start = sample_latents(model, guide, args, kwargs, latents, num_samples, proposal)
     with poutine.block():
@@ -215,9 +232,9 @@ class BDMC(Result):
         return difference_stderr(self.lower_stderr, self.upper_stderr)
 
 
-def _simulate(model, num_data: int, data_shape, device) -> tuple[torch.Tensor, dict, str]:
-    """Data simulated from ``model`` (called with a placeholder batch on ``device``), its
-    latents, and the name of its observed site."""
+def _simulate(model, num_data: int, data_shape, device) -> tuple[torch.Tensor, dict]:
+    """Data simulated from ``model`` (called with a placeholder batch on ``device``), and its
+    latents."""
     placeholder = torch.zeros(num_data, *data_shape, device=device)
     observed = poutine.trace(model).get_trace(placeholder)
     names = [n for n, s in observed.nodes.items() if s["type"] == "sample" and s["is_observed"]]
@@ -232,7 +249,7 @@ def _simulate(model, num_data: int, data_shape, device) -> tuple[torch.Tensor, d
             f"data argument {tuple(placeholder.shape)}; bdmc needs obs=x"
         )
     latents = {s["name"]: s["value"] for s in sample_sites(trace) if s["name"] != names[0]}
-    return data, latents, names[0]
+    return data, latents
 
 
 def _simulation_setting(model, data_shape, device) -> tuple[tuple, object]:
@@ -270,21 +287,12 @@ def bdmc(
     _check_num_samples(num_samples)
     _check_steps(num_steps)
     hmc = HMC(leapfrog_steps, step_size, target_accept)
-    data, exact, _ = _simulate(model, num_data, data_shape, device)
-    args = (data,)
-    forward = ais_log_likelihood(
-        model,
-        guide,
-        args,
-        num_samples=num_samples,
-        num_steps=num_steps,
-        progress=progress,
-        leapfrog_steps=hmc.leapfrog_steps,
-        step_size=hmc.step_size,
-        target_accept=hmc.target_accept,
-    )
-    latents = continuous_latents(model, guide, args, {}, Proposal.GUIDE, "BDMC")
-    chains = _Chains((model, guide, args, {}), latents, Proposal.GUIDE, hmc)
+    data, exact = _simulate(model, num_data, data_shape, device)
+    program = (model, guide, (data,), {})
+    # One look at the latents serves both directions (its errors name the forward AIS).
+    latents = continuous_latents(*program, Proposal.GUIDE, "AIS")
+    forward = _annealed(program, latents, Proposal.GUIDE, hmc, num_samples, num_steps, progress)
+    chains = _Chains(program, latents, Proposal.GUIDE, hmc)
     start = latents.flatten(
         {n: exact[n].expand(num_samples, *exact[n].shape) for n in latents.names}
     )

@@ -117,7 +117,7 @@ def elbo(
         total, total_sq = sums(args, kwargs, layout.num_data)
     else:
         streams = each_datapoint(
-            model, guide, args, kwargs, seed, datapoint_ids, "guide", data_plate
+            model, guide, args, kwargs, layout, seed, datapoint_ids, "guide", data_plate
         )
         parts = [sums(one_args, one_kwargs, 1) for one_args, one_kwargs in streams]
         total, total_sq = (torch.cat(column) for column in zip(*parts, strict=True))

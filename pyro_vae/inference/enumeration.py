@@ -17,37 +17,60 @@ left of the particle dimension (:func:`enumerating`), and each estimate sums tho
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 
 import pyro.poutine as poutine
 import torch
 
-from .layout import PlateLayout
+from ..errors import ModelGuideError
+from .layout import PlateLayout, is_enumerated
 
-MODES = ("sum", "expectation")
+#: is_enumerated lives in layout (which this module imports) and is offered here too.
+__all__ = [
+    "enum_rank",
+    "enumerating",
+    "is_enumerated",
+    "marked_enumerated",
+    "reduced",
+    "summed_out",
+]
 
 
-def is_enumerated(site) -> bool:
-    """Whether a site takes all its values at once (parallel enumeration)."""
-    return site["infer"].get("enumerate") == "parallel"
-
-
-def enumerating(layout: PlateLayout):
-    """The context in which the pair's enumerated latents take all their values: dimensions
-    from just left of the particle dimension outwards (none where nothing is enumerated)."""
-    if not layout.enumerated:
+def enumerating(layout: PlateLayout, names: Collection[str] | None = None):
+    """The context in which enumerated latents take all their values: dimensions from just left
+    of the particle dimension outwards. ``names``: the latents enumerated (default: the pair's,
+    ``layout.enumerated``); none, no context."""
+    if not (layout.enumerated if names is None else names):
         return contextlib.nullcontext()
     return poutine.enum(first_available_dim=layout.particle_dim - 1)
 
 
+def marked_enumerated(program, names: Collection[str]):
+    """``program`` with its sites ``names`` marked for parallel enumeration (run it inside
+    :func:`enumerating` with the same ``names``); ``program`` itself where there are none."""
+    if not names:
+        return program
+    chosen = set(names)
+    return poutine.infer_config(
+        program, lambda site: {"enumerate": "parallel"} if site["name"] in chosen else {}
+    )
+
+
 def reduced(log_prob: torch.Tensor, site, layout: PlateLayout, enum_rank: int) -> torch.Tensor:
     """A site's log density summed over every plate dim but the particle and data dims,
-    keeping ``enum_rank`` enumeration dims on the left: ``(E_1 … E_r, K, N)``, broadcastable."""
+    keeping ``enum_rank`` enumeration dims on the left: ``(E_1 … E_r, K, N)``, broadcastable.
+
+    :raises ModelGuideError: the log density has more batch dims than the plates (and the
+        enumeration dims) account for.
+    """
     mask = site["mask"]
     if mask is not None and not isinstance(mask, bool):
         log_prob = log_prob * mask
     elif mask is False:
         log_prob = torch.zeros_like(log_prob)
     total = enum_rank + layout.max_plate_nesting + 1
+    if log_prob.dim() > total:
+        raise ModelGuideError(f"site '{site['name']}' has more batch dims than the model's plates")
     log_prob = log_prob.reshape((1,) * (total - log_prob.dim()) + log_prob.shape)
     keep = {*range(enum_rank + 1), total + layout.data_dim}
     other = [d for d in range(total) if d not in keep]

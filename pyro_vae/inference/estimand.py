@@ -19,10 +19,23 @@ import inspect
 
 import pyro.poutine as poutine
 import torch
+from pyro.poutine.subsample_messenger import _Subsample
 from torch.nn.utils.rnn import PackedSequence
 
 from ..results.estimand import Estimand
 from .arguments import rows_of
+
+
+def sample_sites(trace) -> list:
+    """The sample sites of a trace, without the plates' subsample sites and ``pyro.deterministic``
+    values (no density)."""
+    return [
+        s
+        for s in trace.nodes.values()
+        if s["type"] == "sample"
+        and not isinstance(s["fn"], _Subsample)
+        and not s["infer"].get("_deterministic")
+    ]
 
 
 def named_arguments(program, args: tuple, kwargs: dict) -> list[tuple[str, object]]:
@@ -94,15 +107,14 @@ def _perturbed(value):
 def _densities(model, guide_trace, args, kwargs, latents):
     """The sums of all the model's log densities and of its latents', latents at the guide's
     values; None where the model fails on these arguments."""
+
     try:
         with poutine.block(), torch.random.fork_rng(), torch.no_grad():
             trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
                 *args, **kwargs
             )
             terms = {
-                s["name"]: s["fn"].log_prob(s["value"]).double().sum()
-                for s in trace.nodes.values()
-                if s["type"] == "sample"
+                s["name"]: s["fn"].log_prob(s["value"]).double().sum() for s in sample_sites(trace)
             }
     except Exception:  # the change broke the model: it reads the argument
         return None

@@ -44,6 +44,7 @@ from ..results.estimand import LOG_PX, Estimand
 from ..results.result import Result
 from ..results.stats import KHAT_UNRELIABLE, Stats, difference_stderr
 from .elbo import ElboEstimate, elbo
+from .enumeration import enumerating, marked_enumerated
 from .importance import log_weights
 from .latents import continuous_latents
 from .layout import sample_sites
@@ -69,10 +70,6 @@ class _LocalSite:
         if rows is None:
             return self.build(self.params)
         return self.build({k: v[rows] for k, v in self.params.items()})
-
-
-def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
-    return y + torch.log(-torch.expm1(-y))
 
 
 def _local(name: str, d) -> _LocalSite:
@@ -200,11 +197,8 @@ def _guide_at_leaves(guide, args, kwargs, latents):
         values = {
             n: sampled.nodes[n]["value"].detach().clone().requires_grad_() for n in latents.names
         }
-        discrete = set(latents.discrete)
-        program = poutine.infer_config(
-            guide, lambda site: {"enumerate": "parallel"} if site["name"] in discrete else {}
-        )
-        with poutine.enum(first_available_dim=latents.layout.particle_dim - 1):
+        program = marked_enumerated(guide, latents.discrete)
+        with enumerating(latents.layout, latents.discrete):
             trace = poutine.trace(poutine.condition(program, data=values)).get_trace(
                 *args, **kwargs
             )

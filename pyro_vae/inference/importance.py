@@ -38,24 +38,6 @@ def _site_device(sites) -> torch.device:
     return torch.device("cpu")
 
 
-def _per_datapoint(log_prob: torch.Tensor, site, layout: PlateLayout, shape) -> torch.Tensor:
-    """Sum a site's log density over every dim but the particle and data dims: (K, N)."""
-    mask = site["mask"]
-    if mask is not None and not isinstance(mask, bool):
-        log_prob = log_prob * mask
-    elif mask is False:
-        log_prob = torch.zeros_like(log_prob)
-    rank = layout.max_plate_nesting + 1
-    if log_prob.dim() > rank:
-        raise ModelGuideError(f"site '{site['name']}' has more batch dims than the model's plates")
-    log_prob = log_prob.reshape((1,) * (rank - log_prob.dim()) + log_prob.shape)
-    keep = (0, rank + layout.data_dim)
-    other = [d for d in range(rank) if d not in keep]
-    if other:
-        log_prob = log_prob.sum(other)
-    return log_prob.expand(shape)
-
-
 def log_weights(
     model,
     guide,
@@ -98,13 +80,9 @@ def log_weights(
     # The batch may differ from the one inspected (say, the last batch of an epoch).
     shape = particles.program_shape(layout.batch_size(sites))
     terms = _terms(model_trace, guide_trace, analytic_kl, detach_guide_params)
-    if layout.enumerated:
-        total = _enumerated_total(terms, layout, shape, enumerated)
-    else:
-        total = torch.zeros(shape, device=_site_device(sites))
-        for sign, log_prob, site, _ in terms:
-            total = total + sign * _per_datapoint(log_prob, site, layout, shape)
-    return particles.per_datapoint(total)
+    if not terms:
+        return particles.per_datapoint(torch.zeros(shape, device=_site_device(sites)))
+    return particles.per_datapoint(_total(terms, layout, shape, enumerated))
 
 
 def _terms(model_trace, guide_trace, analytic_kl: bool, detach_guide_params: bool) -> list:
@@ -134,8 +112,9 @@ def _terms(model_trace, guide_trace, analytic_kl: bool, detach_guide_params: boo
     return terms
 
 
-def _enumerated_total(terms, layout: PlateLayout, shape, mode: str) -> torch.Tensor:
-    """The weights with the enumerated latents summed out (see ``enumerated``)."""
+def _total(terms, layout: PlateLayout, shape, mode: str) -> torch.Tensor:
+    """The ``shape`` weights from their (non-empty) ``terms``, each summed per datapoint, the
+    enumerated latents summed out (see ``enumerated``; none: the plain sum of the terms)."""
     rank = enum_rank([site for _, _, site, _ in terms], layout)
     joint = sum(s * reduced(lp, site, layout, rank) for s, lp, site, in_q in terms if not in_q)
     in_guide = [(lp, site) for _, lp, site, in_q in terms if in_q]

@@ -18,7 +18,6 @@ guide with y drawn as it is (so they are draws of the marginal q(z | x)).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, replace
 
@@ -28,7 +27,7 @@ from torch.distributions import constraints
 
 from ..errors import ModelGuideError
 from ..results.choices import Proposal
-from .enumeration import enum_rank, reduced, summed_out
+from .enumeration import enum_rank, enumerating, marked_enumerated, reduced, summed_out
 from .importance import _site_device
 from .layout import PlateLayout, inspect_pair, owner_method, sample_sites
 from .particles import Particles
@@ -183,15 +182,9 @@ def program_log_density(program, args, kwargs, latents: Latents, values, particl
 def _conditioned(program, args, kwargs, latents: Latents, values, particles):
     """A run of ``program`` with the continuous latents at ``values`` and the discrete ones
     taking all their values (parallel enumeration)."""
-    if latents.discrete:
-        discrete = set(latents.discrete)
-        program = poutine.infer_config(
-            program, lambda site: {"enumerate": "parallel"} if site["name"] in discrete else {}
-        )
-    enumerate_ = contextlib.nullcontext()
-    if latents.discrete:
-        enumerate_ = poutine.enum(first_available_dim=latents.layout.particle_dim - 1)
-    with particles.running(args, kwargs) as (args, kwargs), enumerate_:
+    program = marked_enumerated(program, latents.discrete)
+    enumerated = enumerating(latents.layout, latents.discrete)
+    with particles.running(args, kwargs) as (args, kwargs), enumerated:
         return poutine.trace(poutine.condition(program, data=values)).get_trace(*args, **kwargs)
 
 
@@ -202,12 +195,15 @@ def _summed(trace, latents: Latents, particles, subset) -> tuple[torch.Tensor, t
     sites = sample_sites(trace)
     shape = particles.program_shape(layout.batch_size(sites))
     rank = enum_rank(sites, layout)
+    # Each site's density once: both sums take it, in the sites' order.
+    terms = [reduced(s["fn"].log_prob(s["value"]), s, layout, rank) for s in sites]
 
     def total(chosen) -> torch.Tensor:
-        terms = [reduced(s["fn"].log_prob(s["value"]), s, layout, rank) for s in chosen]
-        summed = sum(terms) if terms else torch.zeros(shape, device=_site_device(sites))
+        summed = sum(chosen) if chosen else torch.zeros(shape, device=_site_device(sites))
         summed = summed_out(summed, None, [], rank, "sum").expand(shape)
         return particles.per_datapoint(summed)
 
-    second = None if subset is None else total([s for s in sites if s["name"] in subset])
-    return total(sites), second
+    second = None
+    if subset is not None:
+        second = total([t for s, t in zip(sites, terms, strict=True) if s["name"] in subset])
+    return total(terms), second

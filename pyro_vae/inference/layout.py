@@ -15,18 +15,18 @@ log densities of the datapoints given.
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass, replace
 
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions import constraints
 
 from ..errors import ModelGuideError
 from ..results.choices import Proposal
 from ..results.estimand import LOG_PX, Estimand
-from .estimand import estimand
+from .estimand import estimand, sample_sites
 
 #: The plate the spec-built pairs put their data in, and the particles plate's name.
 DATA_PLATE = "data"
@@ -43,13 +43,17 @@ class PlateLayout:
     num_data: int
     estimand: Estimand = LOG_PX
     data_plate: str = DATA_PLATE
-    #: Whether the pair runs with a leading particle dimension (else: what failed, and the
-    #: particles are replicated data rows, :mod:`~pyro_vae.inference.particles`).
-    vectorized: bool = True
+    #: What fails when the pair runs with a leading particle dimension ("" where nothing does;
+    #: else its particles are replicated data rows, :mod:`~pyro_vae.inference.particles`).
     not_vectorized: str = ""
     #: The discrete latents summed out exactly (parallel enumeration, in the guide or in the
     #: model alone; :mod:`~pyro_vae.inference.enumeration`).
     enumerated: tuple[str, ...] = ()
+
+    @property
+    def vectorized(self) -> bool:
+        """Whether the pair runs with a leading particle dimension."""
+        return not self.not_vectorized
 
     @property
     def particle_dim(self) -> int:
@@ -73,18 +77,6 @@ class PlateLayout:
             if len(s["fn"].batch_shape) >= -self.data_dim
         ]
         return max(lengths, default=1)
-
-
-def sample_sites(trace) -> list:
-    """The sample sites of a trace, without the plates' subsample sites and ``pyro.deterministic``
-    values (no density)."""
-    return [
-        s
-        for s in trace.nodes.values()
-        if s["type"] == "sample"
-        and not isinstance(s["fn"], _Subsample)
-        and not s["infer"].get("_deterministic")
-    ]
 
 
 def inspect_pair(
@@ -131,25 +123,35 @@ def inspect_pair(
         layout,
         num_data=num_data,
         estimand=found,
-        vectorized=not failure,
         not_vectorized=failure,
         enumerated=_enumerated(guide_sites + model_sites),
     )
 
 
+def is_enumerated(site) -> bool:
+    """Whether a site takes all its values at once (parallel enumeration)."""
+    return site["infer"].get("enumerate") == "parallel"
+
+
+def takes_particles(model, guide, args=(), kwargs=None) -> bool:
+    """Whether the pair runs with a leading particle dimension (:attr:`PlateLayout.vectorized`);
+    a pair :func:`inspect_pair` cannot inspect (an enumerated mixture, say) is taken to."""
+    try:
+        return inspect_pair(model, guide, args, kwargs).vectorized
+    except ModelGuideError:
+        return True
+
+
 def _enumerated(sites) -> tuple[str, ...]:
     """The latents enumerated in parallel, in the guide or in the model alone."""
-    names = [
-        s["name"]
-        for s in sites
-        if s["infer"].get("enumerate") == "parallel" and not s["is_observed"]
-    ]
+    names = [s["name"] for s in sites if is_enumerated(s) and not s["is_observed"]]
     return tuple(dict.fromkeys(names))
 
 
 def _announce(model, failure: str) -> None:
-    """One line, once per process and model: its particles will be replicated data rows."""
-    program = getattr(model, "__qualname__", type(model).__qualname__)
+    """One line, once per process and model function: its particles will be replicated data
+    rows."""
+    program = _announced_as(model)
     if program in _ANNOUNCED:
         return
     _ANNOUNCED.add(program)
@@ -161,8 +163,20 @@ def _announce(model, failure: str) -> None:
     )
 
 
-#: The models whose replicated particles were announced in this process.
-_ANNOUNCED: set[str] = set()
+def _announced_as(model):
+    """What the record of announcements keeps of ``model``: the function itself (a bound
+    method's, so that a class's instances are one model) or the callable object, or its class
+    where it cannot be held by a weak reference."""
+    program = getattr(model, "__func__", model)
+    try:
+        hash(weakref.ref(program))
+    except TypeError:
+        return type(program)
+    return program
+
+
+#: The model functions whose replicated particles were announced in this process.
+_ANNOUNCED: weakref.WeakSet = weakref.WeakSet()
 
 
 def _particle_failure(model, guide, args, kwargs, dim: int, proposal: Proposal) -> str:
@@ -247,8 +261,7 @@ def _check_guide_covers(model_sites, guide_sites) -> None:
     latents = {
         s["name"]
         for s in model_sites
-        if not s["is_observed"]
-        and (s["name"] in guided or s["infer"].get("enumerate") != "parallel")
+        if not s["is_observed"] and (s["name"] in guided or not is_enumerated(s))
     }
     if latents - guided:
         raise ModelGuideError(f"model latents without a guide site: {sorted(latents - guided)}")
@@ -259,7 +272,7 @@ def _check_guide_covers(model_sites, guide_sites) -> None:
 def _check_reparameterized(guide_sites) -> None:
     """Every sampled guide site reparameterized (an enumerated one is summed out exactly)."""
     for site in guide_sites:
-        if not site["fn"].has_rsample and site["infer"].get("enumerate") != "parallel":
+        if not site["fn"].has_rsample and not is_enumerated(site):
             raise ModelGuideError(
                 f"guide site '{site['name']}' is not reparameterizable; importance-weighted "
                 f"objectives here have no score-function term"
@@ -278,19 +291,28 @@ def owner_method(model, guide, name: str, args: tuple, kwargs: dict):
     return getattr(owner, name, None)
 
 
-def _traced(model, guide, args, kwargs):
-    """One run of the guide and of the model replayed on it, with Pyro's checks (the passes
-    that follow skip them) and the observed values checked against their support; the
-    caller's random stream is left as it was."""
-    with poutine.block(), torch.no_grad(), torch.random.fork_rng(), pyro.validation_enabled():
+def traced_pair(model, guide, args=(), kwargs=None):
+    """The traces of one run of the guide and of the model replayed on it, without gradients;
+    the caller's random stream is left as it was."""
+    kwargs = kwargs or {}
+    with poutine.block(), torch.no_grad(), torch.random.fork_rng():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
-        for site in sample_sites(model_trace):
-            _check_observed_support(site)
-        guide_trace.compute_log_prob()
-        model_trace.compute_log_prob()
+    return guide_trace, model_trace
+
+
+def _traced(model, guide, args, kwargs):
+    """:func:`traced_pair` with Pyro's checks (the passes that follow skip them) and the
+    observed values checked against their support."""
+    with pyro.validation_enabled():
+        guide_trace, model_trace = traced_pair(model, guide, args, kwargs)
+        with torch.no_grad():
+            for site in sample_sites(model_trace):
+                _check_observed_support(site)
+            guide_trace.compute_log_prob()
+            model_trace.compute_log_prob()
     return guide_trace, model_trace
 
 

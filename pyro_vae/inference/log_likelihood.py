@@ -113,7 +113,7 @@ def log_likelihood(
         result = sampling.estimate(weigh, args, kwargs, layout.num_data, curve)
     else:
         streams = each_datapoint(
-            model, guide, args, kwargs, seed, datapoint_ids, proposal, data_plate
+            model, guide, args, kwargs, layout, seed, datapoint_ids, proposal, data_plate
         )
         result = LogLikelihood.concatenate(
             [sampling.estimate(weigh, a, k, 1, curve) for a, k in streams]

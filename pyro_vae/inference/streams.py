@@ -23,7 +23,7 @@ import torch
 from ..devices import fork_rng
 from .arguments import cannot_slice, take_rows, unsliced
 from .estimand import named_arguments
-from .layout import inspect_pair
+from .layout import PlateLayout, inspect_pair
 from .precision import data_device
 
 
@@ -73,12 +73,23 @@ def enter_stream(seed: int, device: torch.device | str | None = None) -> None:
 
 
 def each_datapoint(
-    model, guide, args, kwargs, seed: int, ids=None, proposal="guide", data_plate=None
+    model,
+    guide,
+    args,
+    kwargs,
+    layout: PlateLayout,
+    seed: int,
+    ids=None,
+    proposal="guide",
+    data_plate=None,
 ):
     """Yield ``(args, kwargs)`` of each datapoint alone, in order, each time inside that
     datapoint's own stream: what the caller draws until the next item comes from it. The
-    caller's random state is left as it was."""
-    layout = inspect_pair(model, guide, args, kwargs, proposal, data_plate=data_plate)
+    caller's random state is left as it was.
+
+    :param layout: the pair's layout on the whole batch (:func:`inspect_pair` with the same
+        ``proposal`` and ``data_plate``, which the check of the first datapoint's slice uses).
+    """
     seeds = datapoint_seeds(seed, checked_ids(ids, layout.num_data))
     device = data_device(args, kwargs)
     with random_streams(device):

@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ModelGuideError, PyroVaeError, SpecError
-from ..inference.layout import inspect_pair
+from ..inference.layout import takes_particles
 from ..inference.log_likelihood import log_likelihood
 from ..model.latent_model import LatentModel
 from ..results.comparisons import GROUPS
@@ -209,13 +209,15 @@ def _build(choice: ObjectiveChoice, pair: _Pair):
 class _Reference:
     """The reference log p(x) the estimators' biases are measured against: its mean, Monte Carlo
     stderr, a description, how many datapoints have Pareto k̂ > 0.7 (where an importance-sampled
-    reference is itself unreliable), and what it estimates."""
+    reference is itself unreliable), what it estimates, and whether the pair took a particle
+    dimension as it ran (None: no reference ran)."""
 
     value: float | None = None
     stderr: float | None = None
     kind: str = "none"
     unreliable: int | None = None
     estimand: Estimand = LOG_PX
+    vectorized: bool | None = None
 
     @classmethod
     def of(cls, model, guide, args, kwargs, exact, num_samples, seed) -> _Reference:
@@ -230,7 +232,8 @@ class _Reference:
         except ModelGuideError as e:  # e.g. an enumerated model: compare without a bias column
             return cls(kind=f"none ({str(e).splitlines()[0]})")
         kind = f"log_likelihood K={num_samples}"
-        return cls(ll.mean, ll.mean_stderr, kind, ll.khat_counts.above, ll.estimand)
+        vectorized = ll.particles == "vectorized"
+        return cls(ll.mean, ll.mean_stderr, kind, ll.khat_counts.above, ll.estimand, vectorized)
 
     def measured(self, result: EstimatorResult, repeats: int) -> EstimatorResult:
         """``result`` with its bias against this reference (none without a reference)."""
@@ -267,7 +270,7 @@ def compare_estimators(
     num_data = _num_data(args)
     reference = _Reference.of(model, guide, args, kwargs, exact, reference_samples, seed)
     groups = parameter_groups(model, guide, *args, **kwargs)
-    vectorized = _takes_particles(model, guide, args, kwargs)
+    vectorized = _takes_particles(model, guide, args, kwargs, reference)
     pair = _Pair(model, guide, args, kwargs, groups, num_data, vectorized)
     differentiated, notes = _parameter_notes(pair.groups)
     bar = tqdm(total=repeats * len(choices), disable=None if progress is None else not progress)
@@ -301,13 +304,12 @@ def _estimator_result(choice, pair: _Pair, repeats: int, seed: int, bar) -> Esti
     )
 
 
-def _takes_particles(model, guide, args, kwargs) -> bool:
-    """Whether the pair runs with a particle dimension (a pair the inference layer cannot
-    inspect, an enumerated mixture say, is taken to)."""
-    try:
-        return inspect_pair(model, guide, args, kwargs).vectorized
-    except ModelGuideError:
-        return True
+def _takes_particles(model, guide, args, kwargs, reference: _Reference) -> bool:
+    """Whether the pair runs with a particle dimension: as it ran for the reference, else as
+    :func:`~pyro_vae.inference.layout.takes_particles` finds."""
+    if reference.vectorized is not None:
+        return reference.vectorized
+    return takes_particles(model, guide, args, kwargs)
 
 
 def _parameter_notes(groups: dict[str, list[tuple[str, torch.Tensor]]]) -> tuple[bool, list[str]]:

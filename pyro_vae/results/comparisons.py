@@ -61,38 +61,36 @@ def gradient_cells(gradients: dict) -> list[str]:
     return cells
 
 
-def _estimator_summary(r) -> dict:
-    if r.skipped:
-        return {"estimator": r.label, "skipped": r.skipped}
+def _estimator_fields(r, gradients: dict, **after_particles) -> dict:
+    """The estimator's numbers, in the order its summary and details show them, with
+    ``after_particles`` after ``num_particles`` and ``gradients`` last."""
     return {
         "estimator": r.label,
         "num_particles": r.num_particles,
+        **after_particles,
         "value": r.value,
         "value_std": r.value_std,
         "bias": r.bias,
         "bias_stderr": r.bias_stderr,
         "ms_per_step": 1000 * r.seconds_per_step,
-        "gradients": {k: _gradient_summary(g) for k, g in r.gradients.items()},
+        "gradients": gradients,
     }
+
+
+def _estimator_summary(r) -> dict:
+    if r.skipped:
+        return {"estimator": r.label, "skipped": r.skipped}
+    return _estimator_fields(r, {k: _gradient_summary(g) for k, g in r.gradients.items()})
 
 
 def _estimator_details(r) -> dict:
     """Every field, with the same keys whether or not the estimator was skipped; ``gradients``
     has both groups, None for one without parameters (per-group summaries only)."""
-    return {
-        "estimator": r.label,
-        "num_particles": r.num_particles,
-        "skipped": r.skipped,
-        "value": r.value,
-        "value_std": r.value_std,
-        "bias": r.bias,
-        "bias_stderr": r.bias_stderr,
-        "ms_per_step": 1000 * r.seconds_per_step,
-        "gradients": {
-            g: None if g not in r.gradients else r.gradients[g].to_dict(per_coordinate=False)
-            for g in GROUPS
-        },
+    gradients = {
+        g: None if g not in r.gradients else r.gradients[g].to_dict(per_coordinate=False)
+        for g in GROUPS
     }
+    return _estimator_fields(r, gradients, skipped=r.skipped)
 
 
 def _estimator_table(r) -> Table:

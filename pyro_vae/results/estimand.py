@@ -19,7 +19,8 @@ HAT = "\u0302"
 MAX_NAMES = 3
 
 
-def _names(names: tuple[str, ...]) -> str:
+def short_names(names) -> str:
+    """``a, b, c``: the names in full, up to :data:`MAX_NAMES`; more as ``first, …, last``."""
     if len(names) > MAX_NAMES:
         return f"{names[0]}, …, {names[-1]}"
     return ", ".join(names)
@@ -44,7 +45,7 @@ class Estimand:
         return bool(self.prior_given)
 
     def _of(self, names: tuple[str, ...], given: tuple[str, ...]) -> str:
-        return _names(names) + (f" | {_names(given)}" if given else "")
+        return short_names(names) + (f" | {short_names(given)}" if given else "")
 
     def log_p(self, hat: bool = False) -> str:
         """``log p(x)``, ``log p(x, y)``, ``log p(y | c)``; ``log p̂(…)`` with ``hat``."""
@@ -57,29 +58,29 @@ class Estimand:
     @property
     def guide(self) -> str:
         """``q(z|x)``: the guide's density of the latents given all it is called with."""
-        return f"q({_names(self.latents)}|{_names(self.observed + self.given)})"
+        return f"q({short_names(self.latents)}|{short_names(self.observed + self.given)})"
 
     @property
     def posterior_kl(self) -> str:
         """``KL(q(z|x) ‖ p(z|x))``: what the gap log p(x) − ELBO is."""
-        posterior = f"p({_names(self.latents)}|{_names(self.observed + self.given)})"
+        posterior = f"p({short_names(self.latents)}|{short_names(self.observed + self.given)})"
         return f"KL({self.guide} ‖ {posterior})"
 
     @property
     def prior(self) -> str:
         """``p(z)``, or ``p(z|c)`` for a conditional prior."""
-        given = f"|{_names(self.prior_given)}" if self.prior_given else ""
-        return f"p({_names(self.latents)}{given})"
+        given = f"|{short_names(self.prior_given)}" if self.prior_given else ""
+        return f"p({short_names(self.latents)}{given})"
 
     @property
     def information(self) -> str:
         """``I[x; z]``: the mutual information between the data and the latents under q."""
-        return f"I[{_names(self.observed + self.given)}; {_names(self.latents)}]"
+        return f"I[{short_names(self.observed + self.given)}; {short_names(self.latents)}]"
 
     @property
     def aggregate_kl(self) -> str:
         """``KL(q̄(z) ‖ p(z))``: the aggregate posterior against the prior."""
-        return f"KL(q̄({_names(self.latents)}) ‖ {self.prior})"
+        return f"KL(q̄({short_names(self.latents)}) ‖ {self.prior})"
 
     @property
     def prior_kl(self) -> str:

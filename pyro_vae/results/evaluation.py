@@ -184,23 +184,22 @@ class EvaluationReport:
         return self.log_px, "importance sampling"
 
 
-def health_notes(r: EvaluationReport) -> list[str]:
+def health_notes(non_finite: dict[str, int], num_data: int, lost: PrecisionLoss) -> list[str]:
     """A line per count of non-finite estimates (estimates with the same count share one), and
     one for lost precision, e.g. ``3 of 1000 datapoints gave a non-finite log p̂(x); excluded
     from the means.``"""
     by_count: dict[int, list[str]] = {}
-    for name, count in r.non_finite.items():
+    for name, count in non_finite.items():
         if count:
             by_count.setdefault(count, []).append(ESTIMATE_NAMES.get(name, name))
     notes = [
-        f"{count} of {r.num_data} datapoints gave a non-finite {_and(names)}; excluded from the "
+        f"{count} of {num_data} datapoints gave a non-finite {_and(names)}; excluded from the "
         "means."
         for count, names in by_count.items()
     ]
-    lost = r.precision_lost
     if lost.num_data:
         notes.append(
-            f"precision lost on {lost.num_data} of {r.num_data} datapoints: |log w| up to "
+            f"precision lost on {lost.num_data} of {num_data} datapoints: |log w| up to "
             f"{lost.max_abs_log_weight:.2g} nats, {lost.dtype} spacing {lost.spacing:.2g} nats "
             f"there (more than {lost.tolerance:g} nat); their gap, ESS and k̂ are rounding "
             "noise, not shown, and they are excluded from the means."
@@ -214,7 +213,9 @@ def _and(words: list[str]) -> str:
 
 
 def notes_of(r: EvaluationReport) -> list[str]:
-    return r.notes if r.notes is not None else health_notes(r)
+    if r.notes is not None:
+        return r.notes
+    return health_notes(r.non_finite, r.num_data, r.precision_lost)
 
 
 # -- how it reads ----------------------------------------------------------------------------
@@ -391,8 +392,7 @@ def _surgery_markdown(r: EvaluationReport) -> list[str]:
     s, usage = r.surgery, r.latent_usage
     if not s:
         return []
-    rows = surgery_rows(vars(s), r.estimand)
-    rows[-1][0] = "log N"
+    rows = surgery_rows(vars(s), r.estimand, log_n="log N")
     lines = [
         "### ELBO surgery and latent usage",
         "",

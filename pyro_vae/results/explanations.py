@@ -6,6 +6,7 @@ the result's estimand names: KL against p(z), or against p(z | c) for a conditio
 
 from __future__ import annotations
 
+from .estimand import short_names
 from .tables import Table, fmt
 from .view import register_view
 
@@ -110,8 +111,9 @@ SURGERY = (
 )
 
 
-def surgery_rows(s: dict, estimand) -> list[list]:
-    """The rows of a surgery table from its summary numbers (the report's too)."""
+def surgery_rows(s: dict, estimand, log_n: str | None = None) -> list[list]:
+    """The rows of a surgery table from its summary numbers (the report's too); ``log_n``
+    labels the last row (default: log N, the most the mutual information can be)."""
 
     def row(label, value, stderr):
         return [label, fmt(value, ".3f"), fmt(stderr, ".3f") if stderr is not ... else ""]
@@ -124,7 +126,11 @@ def surgery_rows(s: dict, estimand) -> list[list]:
             s["mutual_information_stderr"],
         ),
         row(f"+ marginal {estimand.aggregate_kl}", s["marginal_kl"], s["marginal_kl_stderr"]),
-        row(f"log N (the most {estimand.information} can be)", s["log_num_data"], ...),
+        row(
+            f"log N (the most {estimand.information} can be)" if log_n is None else log_n,
+            s["log_num_data"],
+            ...,
+        ),
     ]
 
 
@@ -174,8 +180,7 @@ def grouped_notes(notes: dict[str, str]) -> list[str]:
     groups: dict[str, list[str]] = {}
     for name, note in notes.items():
         groups.setdefault(note, []).append(name)
-    shown = [names if len(names) <= 3 else [names[0], "…", names[-1]] for names in groups.values()]
-    return [f"{', '.join(names)}: {note}" for names, note in zip(shown, groups, strict=True)]
+    return [f"{short_names(names)}: {note}" for note, names in groups.items()]
 
 
 def _usage_table(r) -> Table:

@@ -23,8 +23,9 @@ def _float64(values) -> torch.Tensor:
     return torch.as_tensor(values).detach().cpu().to(torch.float64).reshape(-1)
 
 
-def _numpy(values) -> np.ndarray:
-    """``values`` (a tensor or an array) as a flat float64 NumPy array."""
+def as_numpy(values) -> np.ndarray:
+    """``values`` as a flat NumPy array: a tensor in float64 (a bool tensor stays bool), an
+    array or a list as it is."""
     if torch.is_tensor(values):
         values = values.detach().cpu()
         values = values.double() if values.dtype != torch.bool else values
@@ -48,7 +49,7 @@ def sample_stderr(values) -> float | None:
 def difference_stderr(a, b) -> torch.Tensor:
     """Per datapoint, the standard error of the difference (or sum) of two independent estimates
     with standard errors ``a`` and ``b``: √(a² + b²), in float64."""
-    return torch.from_numpy(np.hypot(_numpy(a), _numpy(b)))
+    return torch.from_numpy(np.hypot(as_numpy(a), as_numpy(b)))
 
 
 def count_non_finite(values) -> int:
@@ -58,14 +59,14 @@ def count_non_finite(values) -> int:
 
 def finite_median(values) -> float | None:
     """The median of the finite ``values``; None where there is none."""
-    v = _numpy(values)
+    v = as_numpy(values)
     v = v[np.isfinite(v)]
     return float(np.median(v)) if len(v) else None
 
 
 def everywhere(values) -> np.ndarray:
     """A mask keeping every datapoint of ``values``."""
-    return np.ones(len(_numpy(values)), dtype=bool)
+    return np.ones(len(as_numpy(values)), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ class Stats:
 
     @classmethod
     def of(cls, values, mc_errors, keep=None) -> Stats:
-        values, mc_errors = _numpy(values), _numpy(mc_errors)
-        keep = everywhere(values) if keep is None else _numpy(keep).astype(bool)
+        values, mc_errors = as_numpy(values), as_numpy(mc_errors)
+        keep = everywhere(values) if keep is None else as_numpy(keep).astype(bool)
         values, mc_errors = values[keep], mc_errors[keep]
         if not len(values):
             return cls()
@@ -97,7 +98,7 @@ class Difference:
 
     @classmethod
     def of(cls, values) -> Difference:
-        values = _numpy(values)
+        values = as_numpy(values)
         return cls(float(values.mean()) if len(values) else None, sample_stderr(values))
 
 

@@ -181,7 +181,7 @@ def compare_training(
     vae = load(model, guide, data_shape=shape, seed=seed)
     choices = _objectives(vae, objectives)
     trainer = _Trainer(model, guide, data, shape, data_options or {}, progress, device, settings)
-    runs, histories = [], {}
+    runs, histories, arrays = [], {}, []
     for choice in choices:
         run_dir = out / _run_name(choice)
         result = trainer.run(choice, run_dir)
@@ -194,6 +194,7 @@ def compare_training(
             device=device,
         )
         histories[choice.label] = result.history
+        arrays.append(evaluation.arrays())
         runs.append(
             TrainedRun(
                 choice.label,
@@ -210,7 +211,7 @@ def compare_training(
         data,
         settings,
         num_samples,
-        _paired_differences(runs),
+        _paired_differences(runs, arrays),
         out,
         {"learning_curves": str(figure.relative_to(out))},
     )
@@ -267,11 +268,13 @@ class _Trainer:
         )
 
 
-def _paired_differences(runs: list[TrainedRun]) -> list[TrainedRun]:
-    """Each run's log p̂(x) and ELBO minus the first run's, datapoint by datapoint, with the
-    standard error over datapoints: the runs saw the same test points, so the pairing removes
-    the spread between easy and hard datapoints from the comparison."""
-    arrays = [np.load(Path(r.run) / "evaluation.npz", allow_pickle=False) for r in runs]
+def _paired_differences(
+    runs: list[TrainedRun], arrays: list[dict[str, np.ndarray]]
+) -> list[TrainedRun]:
+    """Each run's log p̂(x) and ELBO minus the first run's, datapoint by datapoint (``arrays``:
+    each run's per-datapoint evaluation arrays), with the standard error over datapoints: the
+    runs saw the same test points, so the pairing removes the spread between easy and hard
+    datapoints from the comparison."""
     return [
         TrainedRun(
             **{

@@ -12,6 +12,7 @@ from ..data.binarize import check_binarization
 from ..errors import DataError, PyroVaeError
 from ..model.latent_model import LatentModel
 from ..objectives.registry import ObjectiveChoice
+from .batches import JUST_X
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class TrainConfig:
     data_options: dict = field(default_factory=dict)
     fused: bool = True  # use the fused step (pyro_vae.objectives.fused) where it applies
     #: The data set's arrays the pair is called with, in order: model(x), model(x, labels).
-    args: tuple[str, ...] = ("x",)
+    args: tuple[str, ...] = JUST_X
 
     def validate(self) -> None:
         """Refuse a setting of the wrong type or out of range, naming it (``config.json`` is
@@ -107,7 +108,7 @@ class TrainConfig:
         out["objective"] = choice.name if choice else None
         out["num_particles"] = choice.num_particles if choice else 1
         out["objective_options"] = dict(choice.options) if choice else {}
-        if out["args"] == ("x",):  # written only when it says more than x: the older format
+        if out["args"] == JUST_X:  # written only when it says more than x: the older format
             del out["args"]
         else:
             out["args"] = list(out["args"])
@@ -147,7 +148,7 @@ def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
         dataset.array(name, "test")
     if not spec_built:
         return dataset
-    if tuple(config.args) != ("x",):
+    if config.args != JUST_X:
         raise PyroVaeError(
             f"args={config.args!r}: a spec-built pair is called with x alone (model(x))"
         )

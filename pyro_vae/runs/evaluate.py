@@ -41,7 +41,6 @@ from ..inference.streams import datapoint_seeds
 from ..inference.surgery import elbo_surgery, latent_usage
 from ..objectives.registry import ObjectiveChoice, default_objective
 from ..results.choices import Proposal
-from ..results.schema import to_json
 from .config import prepare_data
 from .distributed import gather, on_main, shard, world
 from .evaluation import Evaluation, EvaluationSetup
@@ -285,8 +284,7 @@ def _write(run_dir: Path, evaluation: Evaluation, report: dict) -> Evaluation:
         np.savez(f, **evaluation.arrays())
     with atomic_path(run_dir / "evaluation.nc") as tmp:
         evaluation.inference_data().to_netcdf(str(tmp))
-    made, skipped = draw_evaluation(run_dir, evaluation)
-    evaluation = replace(evaluation, plots=made, plots_skipped=skipped)
-    report["evaluation"] = to_json(evaluation.report)
+    evaluation = evaluation.with_plots(*draw_evaluation(run_dir, evaluation))
+    report["evaluation"] = evaluation.summary()
     render_report(run_dir, report)
     return evaluation

@@ -36,6 +36,7 @@ from ..inference.weights import (
     precision_lost,
 )
 from ..results.evaluation import (
+    ARRAYS,
     AisSection,
     CurvePoint,
     DecompositionSection,
@@ -47,7 +48,14 @@ from ..results.evaluation import (
 )
 from ..results.result import Result, SummaryKeys
 from ..results.schema import from_json, to_json
-from ..results.stats import Difference, KhatCounts, Stats, count_non_finite, finite_median
+from ..results.stats import (
+    Difference,
+    KhatCounts,
+    Stats,
+    as_numpy,
+    count_non_finite,
+    finite_median,
+)
 
 
 @dataclass(frozen=True)
@@ -68,12 +76,6 @@ class EvaluationSetup:
     checkpoint_epoch: int | None = None
     weight_dtype: torch.dtype = torch.float32  # what the pair sums its log densities in
     split: str = "test"
-
-
-def _np(values) -> np.ndarray:
-    """A tensor as a float64 (or bool) NumPy array."""
-    values = values.detach().cpu()
-    return (values if values.dtype == torch.bool else values.double()).numpy()
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -102,8 +104,8 @@ class Evaluation(SummaryKeys, Result):
     @cached_property
     def magnitude(self) -> np.ndarray:
         """Per datapoint, the largest |log w| or |estimate| behind its numbers (nats)."""
-        parts = [_np(largest_abs_log_weight(self.log_likelihood))]
-        parts += [np.abs(_np(v)) for v in self._log_densities().values()]
+        parts = [as_numpy(largest_abs_log_weight(self.log_likelihood))]
+        parts += [np.abs(as_numpy(v)) for v in self._log_densities().values()]
         return np.fmax.reduce(parts)
 
     def _log_densities(self) -> dict[str, torch.Tensor]:
@@ -125,52 +127,66 @@ class Evaluation(SummaryKeys, Result):
     def usable(self) -> np.ndarray:
         """The datapoints every mean is over: finite log p̂ and ELBO, precision kept."""
         ll, bound = self.log_likelihood, self.gap.elbo
-        finite = np.isfinite(_np(ll.log_px)) & np.isfinite(_np(bound.elbo))
+        finite = np.isfinite(as_numpy(ll.log_px)) & np.isfinite(as_numpy(bound.elbo))
         return finite & ~self.precision_lost
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The per-datapoint arrays of ``evaluation.npz``, in the order they are written."""
-        ll, bound = self.log_likelihood, self.gap.elbo
-        arrays = {
-            "test_index": np.asarray(self.setup.test_index),
-            "log_px": _np(ll.log_px),
-            "stderr": _np(ll.stderr),
-            "ess": _np(ll.ess),
-            "khat": _np(ll.khat),
-            "elbo": _np(bound.elbo),
-            "elbo_stderr": _np(bound.stderr),
-            "log_weight_magnitude": self.magnitude,
+        """The per-datapoint arrays of ``evaluation.npz``, in the order they are written
+        (:data:`~pyro_vae.results.evaluation.ARRAYS`): a new dict, of arrays computed once."""
+        return dict(self._arrays)
+
+    @cached_property
+    def _arrays(self) -> dict[str, np.ndarray]:
+        ll, bound, d = self.log_likelihood, self.gap.elbo, self.decomposition
+        values = {
+            "log_px": ll.log_px,
+            "stderr": ll.stderr,
+            "ess": ll.ess,
+            "khat": ll.khat,
+            "elbo": bound.elbo,
+            "elbo_stderr": bound.stderr,
+            "gap": self.gap.gap,
+            "gap_stderr": self.gap.stderr,
         }
         if self.ais is not None:
-            arrays["ais_log_px"] = _np(self.ais.log_px)
-            arrays["ais_stderr"] = _np(self.ais.stderr)
-            arrays["ais_acceptance"] = _np(self.ais.details["acceptance"])
-        d = self.decomposition
+            values["ais_log_px"] = self.ais.log_px
+            values["ais_stderr"] = self.ais.stderr
+            values["ais_acceptance"] = self.ais.details["acceptance"]
         if d is not None:
-            arrays["elbo_refined"] = _np(d.elbo_refined)
-            arrays["elbo_refined_stderr"] = _np(d.elbo_refined_stderr)
-            arrays["refine_converged"] = _np(d.converged)
-        arrays["gap"] = _np(self.gap.gap)
-        arrays["gap_stderr"] = _np(self.gap.stderr)
+            values["elbo_refined"] = d.elbo_refined
+            values["elbo_refined_stderr"] = d.elbo_refined_stderr
+            values["refine_converged"] = d.converged
+            values["approximation_gap"] = d.approximation_gap
+            values["amortization_gap"] = d.amortization_gap
+        arrays = {k: as_numpy(v) for k, v in values.items()}
+        arrays["test_index"] = np.asarray(self.setup.test_index)
+        arrays["log_weight_magnitude"] = self.magnitude
         arrays["precision_lost"] = self.precision_lost
-        if d is not None:
-            arrays["approximation_gap"] = _np(d.approximation_gap)
-            arrays["amortization_gap"] = _np(d.amortization_gap)
-        return arrays
+        return {k: arrays[k] for k in ARRAYS if k in arrays}
+
+    def with_plots(self, plots: dict[str, str], skipped: dict[str, str]) -> Evaluation:
+        """This evaluation with its plots: its report is built anew, the per-datapoint values
+        it has computed (which the plots do not change) are carried over."""
+        drawn = dataclasses.replace(self, plots=plots, plots_skipped=skipped)
+        for name in ("magnitude", "precision_lost", "usable", "_arrays"):
+            if name in self.__dict__:
+                drawn.__dict__[name] = self.__dict__[name]
+        return drawn
 
     @cached_property
     def report(self) -> EvaluationReport:
         """The report section: settings, means over the usable datapoints, each explanation."""
         s, keep, ll = self.setup, self.usable, self.log_likelihood
         arrays = self.arrays()
-        report = EvaluationReport(
+        non_finite, lost = self._non_finite(arrays), self._precision_loss()
+        return EvaluationReport(
             **{k: getattr(s, k) for k in ("data", "split", "num_test", "num_samples")},
             **{k: getattr(s, k) for k in ("proposal", "precision", "processes", "seed")},
             **{k: getattr(s, k) for k in ("elbo_samples", "elbo_estimator", "checkpoint_epoch")},
             num_data=self.num_data,
             num_used=int(keep.sum()),
-            non_finite=self._non_finite(arrays),
-            precision_lost=self._precision_loss(),
+            non_finite=non_finite,
+            precision_lost=lost,
             log_px=Stats.of(ll.log_px, ll.stderr, keep),
             elbo=Stats.of(self.gap.elbo.elbo, self.gap.elbo.stderr, keep),
             gap=Stats.of(self.gap.gap, self.gap.stderr, keep),
@@ -180,22 +196,24 @@ class Evaluation(SummaryKeys, Result):
             seconds=self.seconds.get("importance_sampling", 0.0),
             ais=self._ais_section(),
             decomposition=self._decomposition_section(),
-            surgery=None if self.surgery is None else from_json(SurgerySection, self._surgery()),
-            latent_usage=None if self.usage is None else from_json(UsageSection, self._usage()),
+            surgery=_section(SurgerySection, self.surgery),
+            latent_usage=_section(UsageSection, self.usage),
             peak_rss_mb=self.peak_rss_mb,
             plots=self.plots,
             plots_skipped=self.plots_skipped,
+            notes=health_notes(non_finite, self.num_data, lost),
             estimand=ll.estimand,
         )
-        return dataclasses.replace(report, notes=health_notes(report))
 
     def _non_finite(self, arrays) -> dict[str, int]:
         """Non-finite estimates per kind. k̂ counts only where the weights themselves are not
         finite; elsewhere a non-finite k̂ means too few distinct weights (``khat_undefined``)."""
-        counts = {k: count_non_finite(arrays[k]) for k in NON_FINITE if k in arrays}
-        bad_khat = ~np.isfinite(arrays["khat"]) & ~np.isfinite(arrays["log_px"])
-        counts["khat"] = int(bad_khat.sum())
-        return counts
+        bad_khat = int((~np.isfinite(arrays["khat"]) & ~np.isfinite(arrays["log_px"])).sum())
+        return {
+            k: bad_khat if k == "khat" else count_non_finite(arrays[k])
+            for k in NON_FINITE
+            if k in arrays
+        }
 
     def _precision_loss(self) -> PrecisionLoss:
         lost, dtype = self.precision_lost, self.setup.weight_dtype
@@ -213,7 +231,7 @@ class Evaluation(SummaryKeys, Result):
         estimate at that K is finite (None where there is none; no stderr for K = 1)."""
         points = []
         for k, (values, errors) in (self.log_likelihood.by_num_samples or {}).items():
-            keep = self.usable & np.isfinite(_np(values))
+            keep = self.usable & np.isfinite(as_numpy(values))
             stats = Stats.of(values, errors, keep)
             points.append(CurvePoint(k, stats.mean, stats.mc_stderr if k > 1 else None))
         return points
@@ -223,9 +241,9 @@ class Evaluation(SummaryKeys, Result):
         where AIS is finite too."""
         if self.ais is None:
             return None
-        ais, is_log_px = _np(self.ais.log_px), _np(self.log_likelihood.log_px)
+        ais, is_log_px = as_numpy(self.ais.log_px), as_numpy(self.log_likelihood.log_px)
         keep = self.usable & np.isfinite(ais)
-        acceptance = _np(self.ais.details["acceptance"])
+        acceptance = as_numpy(self.ais.details["acceptance"])
         acceptance = acceptance[np.isfinite(acceptance)]
         return AisSection(
             num_samples=self.ais.num_samples,
@@ -242,7 +260,7 @@ class Evaluation(SummaryKeys, Result):
         d = self.decomposition
         if d is None:
             return None
-        stats = d.stats(self.usable & _np(d.usable))
+        stats = d.stats(self.usable & as_numpy(d.usable))
         return DecompositionSection(
             log_px_from=d.method.value,
             elbo_refined=stats["elbo_refined"],
@@ -254,12 +272,6 @@ class Evaluation(SummaryKeys, Result):
             unreliable=int(d.unreliable.sum()),
             negative_gaps=int((d.negative & torch.from_numpy(self.usable)).sum()),
         )
-
-    def _surgery(self) -> dict:
-        return {k: v for k, v in to_json(self.surgery.summary()).items() if k != "estimand"}
-
-    def _usage(self) -> dict:
-        return to_json(self.usage.summary())
 
     def inference_data(self):
         """The per-datapoint results as an ``arviz.InferenceData``: log p̂ in the
@@ -285,6 +297,12 @@ class Evaluation(SummaryKeys, Result):
 
 #: The per-datapoint estimates whose non-finite values are counted, where they were computed.
 NON_FINITE = ("log_px", "elbo", "gap", "ess", "khat", "ais_log_px", "elbo_refined")
+
+
+def _section(cls, result):
+    """A result's summary read as the report's section ``cls`` (keys ``cls`` lacks are left
+    out); None without the result."""
+    return None if result is None else from_json(cls, to_json(result.summary()))
 
 
 def _khat_fields(counts: KhatCounts) -> dict:

@@ -38,7 +38,7 @@ from .config import TrainConfig, prepare_data
 from .distributed import World, all_sum, any_true, gather, on_main, shard, world
 from .files import check_writable
 from .memory import check_step_memory
-from .pairs import PyroPair, trainable
+from .pairs import PyroPair, trainable, vectorized
 from .run_dir import CHECKPOINT, RunDir, holding
 
 
@@ -124,7 +124,7 @@ def train(
     first = moved(
         next(iter(dataset.test_batches(config.batch_size, names_of(config.args)))), device
     )
-    steps = trainable(vae, first, collate)
+    steps = trainable(vae, first, collate, config.objective.num_particles)
     check_step_memory(steps, config, first, device)
     with holding(run, new=True):
         if run:
@@ -294,7 +294,7 @@ class _Loop:
         fork_rng: the checks must not shift the random stream, or resumed runs would differ.
         """
         vae, choice, config = self.vae, self.config.objective, self.config
-        elbo = choice.build(vae)
+        elbo = choice.build(vae, vectorized(vae))
         fused = choice.fused_step(vae) if config.fused else None
         if config.kl_weighted:  # checked at the full β, so that the weighting is checked too
             elbo = KLWeighted(elbo, config.kl_weight)
@@ -371,7 +371,9 @@ class _Loop:
         record = {
             "epoch": epoch,
             "train_elbo": -all_sum(total) / len(self.dataset.train),
-            "test_elbo": estimate_elbo(vae, self._test_arrays(), evaluator, device=self.device),
+            "test_elbo": estimate_elbo(
+                vae, self.dataset.arrays("test", names), evaluator, device=self.device
+            ),
             "seconds": time.perf_counter() - began,
             "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
         }
@@ -380,13 +382,6 @@ class _Loop:
         if not math.isfinite(record["test_elbo"]):
             raise self._diverged(epoch, "the test ELBO became non-finite")
         return record
-
-    def _test_arrays(self):
-        """The test split as the pair is called with it: x's rows, or the named arrays."""
-        names = names_of(self.config.args)
-        if names is None:
-            return self.dataset.test
-        return tuple(self.dataset.array(n, "test") for n in names)
 
     def commit(self, epoch: int) -> None:
         """Save the state after ``epoch``: the checkpoint, then ``metrics.jsonl`` from it."""

@@ -285,3 +285,19 @@ def test_npz_named_arrays_come_with_their_splits(tmp_path):
     np.savez(path, train=rng.random((6, 4)), test=rng.random((3, 4)), train_cond=np.arange(6))
     with pytest.raises(pv.DataError, match="has 'cond' arrays but no 'test_cond'"):
         pv.load_dataset(str(path))
+
+
+def test_a_column_named_like_the_labels_is_the_column(tmp_path):
+    fine = np.arange(9) * 7 % 5 + 100  # values no label or one-hot of labels has
+    arrays = dict(train=grey(6, 4), test=grey(3, 4), train_labels_fine=fine[:6])
+    arrays["test_labels_fine"] = fine[6:]
+    np.savez(tmp_path / "fine.npz", **arrays)
+    data = pv.load_dataset(str(tmp_path / "fine.npz"))
+    assert data.names == ["x", "labels_fine"]
+    assert torch.equal(data.array("labels_fine", "test"), torch.as_tensor(fine[6:]))
+    np.savez(tmp_path / "both.npz", train_labels=np.arange(6) % 2, test_labels=[0, 1, 1], **arrays)
+    data = pv.load_dataset(str(tmp_path / "both.npz"))
+    assert data.names == ["x", "labels", "labels_onehot", "labels_fine"]
+    assert torch.equal(data.array("labels_fine", "train"), torch.as_tensor(fine[:6]))
+    assert torch.equal(data.array("labels", "test"), torch.tensor([0, 1, 1]))
+    assert data.array("labels_onehot", "test").shape == (3, 2)

@@ -9,20 +9,7 @@ import pytest
 import torch
 
 import pyro_vae as pv
-
-
-def exact_log_px(vae, x):
-    """log p(x) of linear_gaussian in closed form: N(x; b, WWᵀ + σ²I)."""
-    decoder = vae.likelihood.net.layers[0]
-    W, b = decoder.weight.detach(), decoder.bias.detach()
-    var = (2 * vae.likelihood.family.log_scale).exp().detach()
-    return dist.MultivariateNormal(b, W @ W.T + var * torch.eye(len(b))).log_prob(x).double()
-
-
-def shift_encoder(vae, by):
-    """Move the guide's mean away from the posterior: a poor proposal, a real amortization gap."""
-    with torch.no_grad():
-        vae.inference["z"].net.layers[0].bias[:2] += by
+from tests.helpers import exact_log_px, shift_encoder
 
 
 def test_ais_recovers_log_px_where_importance_sampling_with_a_poor_guide_cannot(correlated_ppca):

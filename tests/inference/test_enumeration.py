@@ -82,7 +82,9 @@ def test_the_elbo_averages_an_enumerated_label_under_q(x):
     assert abs(summed.mean - sampled.mean) < 4 * math.hypot(summed.mean_stderr, sampled.mean_stderr)
     # Pyro's TraceEnum_ELBO computes the same bound (its Monte Carlo error is of z alone).
     pyro_elbo = TraceEnum_ELBO(max_plate_nesting=1, num_particles=2000, vectorize_particles=True)
-    assert abs(-pyro_elbo.loss(model, enumerated, x) / len(x) - summed.mean) < 0.05
+    # Its 2000 draws are independent of ours and as many: the difference's error is √2 times ours.
+    pyro_mean = -pyro_elbo.loss(model, enumerated, x) / len(x)
+    assert abs(pyro_mean - summed.mean) < 4 * math.sqrt(2) * summed.mean_stderr
     # The ELBO is below log p(x), which the enumerated weights estimate.
     ll = pv.log_likelihood(model, enumerated, x, num_samples=2000)
     assert ll.mean > summed.mean + 4 * summed.mean_stderr
@@ -115,9 +117,9 @@ def test_ais_and_the_decomposition_with_the_label_summed_out_are_right(x):
     pyro.set_rng_seed(0)
     for q in (enumerated, guide):
         ais = pv.log_likelihood(model, q, x, num_samples=16, method="ais", num_steps=300)
-        assert ((ais.log_px - exact).abs() < 4 * ais.stderr + 0.05).all()
+        assert ((ais.log_px - exact).abs() < 4 * ais.stderr).all()
     # The refined family keeps the label: per datapoint q(y) and a q(z | y) for each y; here it
     # holds the exact posterior, so the approximation gap is about 0.
     d = pv.gap_decomposition(model, guide, x, chains=16, num_steps=300, max_steps=600)
     approximation = d.stats()["approximation_gap"]
-    assert abs(approximation.mean) < 4 * approximation.mc_stderr + 0.05
+    assert abs(approximation.mean) < 4 * approximation.mc_stderr

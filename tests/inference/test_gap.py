@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pyro_vae as pv
-from tests.inference.test_ais import exact_log_px, shift_encoder
+from tests.helpers import exact_log_px, shift_encoder
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def test_every_estimator_finds_the_data_plate(plate):
     assert ((seeded.log_px - exact).abs() < 4 * seeded.stderr).all()
     assert pv.elbo_gap(model, guide, x, num_samples=50).num_data == N
     ais = pv.log_likelihood(model, guide, x, num_samples=8, method="ais", num_steps=50)
-    assert ((ais.log_px - exact).abs() < 4 * ais.stderr + 0.05).all()
+    assert ((ais.log_px - exact).abs() < 4 * ais.stderr).all()
     assert pv.elbo_surgery(model, guide, x).num_data == N
     assert pv.latent_usage(model, guide, x).active_units == {"z": 1}
     d = pv.gap_decomposition(

@@ -2,6 +2,7 @@
 same estimates in distribution, announced once, used by every estimator."""
 
 import warnings
+import weakref
 
 import pyro
 import pyro.distributions as dist
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 import pyro_vae as pv
+from pyro_vae.inference import layout as layout_module
 from pyro_vae.inference.layout import inspect_pair
 
 SIGMA = 0.5
@@ -39,14 +41,15 @@ def x():
     return torch.randn(12, 3, generator=torch.Generator().manual_seed(0)) * 1.3
 
 
-def test_the_pair_is_found_not_to_broadcast_and_it_is_said_once(x):
+def test_the_pair_is_found_not_to_broadcast_and_it_is_said_once(x, monkeypatch):
+    monkeypatch.setattr(layout_module, "_ANNOUNCED", weakref.WeakSet())  # as in a new process
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         layout = inspect_pair(model, guide, (x,))
         inspect_pair(model, guide, (x,))
     assert not layout.vectorized and "RuntimeError" in layout.not_vectorized
     said = [w for w in caught if "does not run with a particle dimension" in str(w.message)]
-    assert len(said) <= 1  # once per process: an earlier test may have said it
+    assert len(said) == 1  # once per process and model function
 
 
 def test_log_p_x_through_replicated_rows_is_right(x):
@@ -68,7 +71,7 @@ def test_every_estimator_takes_replicated_rows(x):
     gap = pv.elbo_gap(model, guide, x, num_samples=500)
     assert gap.elbo.particles == "replicated" and gap.mean > 4 * gap.mean_stderr
     ais = pv.log_likelihood(model, guide, x, num_samples=16, method="ais", num_steps=60)
-    assert ((ais.log_px - exact).abs() < 4 * ais.stderr + 0.02).all()
+    assert ((ais.log_px - exact).abs() < 4 * ais.stderr).all()
     d = pv.gap_decomposition(model, guide, x, method="is", num_samples=200, max_steps=100)
     assert d.num_data == len(x) and torch.isfinite(d.elbo_refined).all()
     s = pv.elbo_surgery(model, guide, x, num_samples=16)
@@ -79,3 +82,10 @@ def test_every_estimator_takes_replicated_rows(x):
         model, guide, x, estimators=["trace:k=5", "iwae:k=5"], repeats=3, exact=exact
     )
     assert not c["trace(K=5)"].skipped and c["iwae(K=5)"].value > c["trace(K=5)"].value
+
+
+def test_compare_loops_pyros_particles_as_the_reference_ran(x):
+    c = pv.compare_estimators(
+        model, guide, x, estimators=["trace:k=5"], repeats=3, reference_samples=200
+    )
+    assert not c["trace(K=5)"].skipped and c.reference_kind == "log_likelihood K=200"

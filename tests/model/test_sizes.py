@@ -101,10 +101,14 @@ def test_the_limit_comes_from_the_environment(tmp_path, monkeypatch):
         lambda: pv.load("bernoulli_vae", data_shape=(64,)),
         "above the limit of 1000 bytes",
     )
-    monkeypatch.setenv(sizes.MAX_BYTES_ENV, str(2**40))
     path = model_file(tmp_path, BERNOULLI_VAE.replace("dim = 50", "dim = 10000000"))
-    counts, _ = sizes.value_counts(read_model(path), read_guide("mean_field"), 64)
+    model, guide = read_model(path), read_guide("mean_field")
+    monkeypatch.delenv(sizes.MAX_BYTES_ENV)
+    one_line_error(pv.SpecError, lambda: sizes.check_sizes(model, guide, 64), "dim")
+    monkeypatch.setenv(sizes.MAX_BYTES_ENV, str(2**40))
+    counts, _ = sizes.value_counts(model, guide, 64)
     assert sum(counts.values()) * 4 < 2**40  # allowed now (not built: 22 GiB)
+    sizes.check_sizes(model, guide, 64)  # no SpecError under the raised limit
     for bad in ("lots", "-5", "0", "1e9", "١٠٠"):
         monkeypatch.setenv(sizes.MAX_BYTES_ENV, bad)
         one_line_error(

@@ -12,21 +12,27 @@ from tests.model.test_guide_families import MLP, guide_spec
 from tests.objectives.test_iwae import toy_batch
 
 
-def test_dreg_gives_iwae_model_gradients_and_value():
-    vae = pv.load("bernoulli_vae", data_shape=(64,), seed=0)
-    x = toy_batch()
-    grads = {}
+def _iwae_and_dreg(vae, x, num_particles):
+    """``[(loss, model gradients, guide gradients)]`` of IWAE and of DReG, on the same draws."""
+    results = []
     for cls in (IWAE_ELBO, IWAE_DReG):
         vae.zero_grad()
         pyro.set_rng_seed(2)
-        loss = cls(num_particles=8).differentiable_loss(vae.model, vae.guide, x)
+        loss = cls(num_particles=num_particles).differentiable_loss(vae.model, vae.guide, x)
         loss.backward()
-        grads[cls] = (
-            loss.item(),
-            [p.grad.clone() for p in vae.generative.parameters()],
-            [p.grad.clone() for p in vae.inference.parameters()],
+        results.append(
+            (
+                loss.item(),
+                [p.grad.clone() for p in vae.generative.parameters()],
+                [p.grad.clone() for p in vae.inference.parameters()],
+            )
         )
-    (v1, model1, guide1), (v2, model2, guide2) = grads.values()
+    return results
+
+
+def test_dreg_gives_iwae_model_gradients_and_value():
+    vae = pv.load("bernoulli_vae", data_shape=(64,), seed=0)
+    (v1, model1, guide1), (v2, model2, guide2) = _iwae_and_dreg(vae, toy_batch(), 8)
     assert v1 == pytest.approx(v2, rel=1e-6)
     for a, b in zip(model1, model2, strict=True):  # same samples: identical model gradients
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-5 * a.abs().max().item())
@@ -39,18 +45,7 @@ def test_dreg_gives_iwae_model_gradients_on_every_guide_family(tmp_path, family)
     guide = guide_spec(tmp_path, family, MLP, options)
     vae = pv.load("bernoulli_vae", guide, data_shape=(64,), seed=0)
     x = pv.load_dataset("digits", binarization="static").test[:16]
-    results = {}
-    for cls in (IWAE_ELBO, IWAE_DReG):
-        vae.zero_grad()
-        pyro.set_rng_seed(2)
-        loss = cls(num_particles=6).differentiable_loss(vae.model, vae.guide, x)
-        loss.backward()
-        results[cls] = (
-            loss.item(),
-            [p.grad.clone() for p in vae.generative.parameters()],
-            [p.grad.clone() for p in vae.inference.parameters()],
-        )
-    (v1, model1, guide1), (v2, model2, guide2) = results.values()
+    (v1, model1, guide1), (v2, model2, guide2) = _iwae_and_dreg(vae, x, 6)
     assert v1 == pytest.approx(v2, rel=1e-5)
     for a, b in zip(model1, model2, strict=True):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-4 * a.abs().max().item())

@@ -6,35 +6,16 @@ import math
 import pyro
 import pytest
 import torch
-import torch.nn.functional as F
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 import pyro_vae as pv
 from pyro_vae.cli import main
-from pyro_vae.model.families import MIN_SCALE
 from pyro_vae.objectives.kl_weight import KLWeighted
 from pyro_vae.objectives.registry import ObjectiveChoice
 from pyro_vae.runs.training import estimate_elbo
+from tests.helpers import closed_form_elbo, small_vae
 
 SMALL = dict(epochs=2, batch_size=100, progress=False)
-
-
-def small_vae():
-    return pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0)
-
-
-def beta_elbo(vae, x, beta):
-    """Closed form on linear_gaussian: E_q log N(x; Wz + b, σ²I) − β KL(q ‖ N(0, I))."""
-    (d,), latent = vae.data_shape, vae.inference["z"].family.size
-    h = vae.inference["z"].net([x])
-    loc, scale = h[:, :latent], F.softplus(h[:, latent:]) + MIN_SCALE
-    decoder = vae.likelihood.net.layers[0]
-    W, b = decoder.weight, decoder.bias
-    var = (2 * vae.likelihood.family.log_scale).exp()
-    residual = ((x - loc @ W.T - b) ** 2).sum(-1) + (scale**2 @ (W**2).sum(0))
-    expected = -0.5 * d * torch.log(2 * math.pi * var) - residual / (2 * var)
-    kl = 0.5 * (loc**2 + scale**2 - 1 - 2 * scale.log()).sum(-1)
-    return (expected - beta * kl).mean().item()
 
 
 @pytest.mark.parametrize("estimator", [Trace_ELBO, TraceMeanField_ELBO])
@@ -47,7 +28,7 @@ def test_weighted_estimators_match_the_closed_form(ppca_perturbed, estimator):
         with torch.no_grad():
             draws = torch.tensor([-elbo.loss(vae.model, vae.guide, x) / len(x) for _ in range(50)])
         stderr = draws.std() / math.sqrt(len(draws))
-        assert abs(draws.mean() - beta_elbo(vae, x, beta)) < 4 * stderr + 1e-6, beta
+        assert abs(draws.mean() - closed_form_elbo(vae, x, beta).item()) < 4 * stderr + 1e-6, beta
 
 
 @pytest.mark.parametrize("objective", ["trace", "trace_mean_field"])

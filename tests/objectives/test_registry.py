@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 import pyro_vae as pv
 from pyro_vae.objectives.registry import MAX_PARTICLES, OBJECTIVES, ObjectiveChoice
 from tests.fuzzing import accepted_or_clean, fuzz
-from tests.helpers import one_line_error
-from tests.runs.test_training import small_vae
+from tests.helpers import one_line_error, small_vae
 
 
 def test_an_objective_with_its_settings_is_one_value():

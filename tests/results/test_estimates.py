@@ -4,14 +4,12 @@
 import math
 import re
 
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 
 import pyro_vae as pv
 from pyro_vae.inference.weights import LogLikelihood
-from tests.helpers import check_views
+from tests.helpers import check_views, hand_written_pair
 
 
 def test_log_likelihood_table(ppca_perturbed):
@@ -86,21 +84,8 @@ def test_ais_log_likelihood_table(ppca_perturbed):
     assert d["khat_median"] is None  # k̂ needs 5 or more samples
 
 
-def _hand_written_pair():
-    def model(x):
-        with pyro.plate("data", len(x)):
-            z = pyro.sample("latent", dist.Normal(0.0, 1.0))
-            pyro.sample("obs", dist.Normal(z, 0.5), obs=x)
-
-    def guide(x):
-        with pyro.plate("data", len(x)):
-            pyro.sample("latent", dist.Normal(0.8 * x, 0.9))
-
-    return model, guide, torch.linspace(-2, 2, 6)
-
-
 def test_bdmc_table():
-    model, guide, _ = _hand_written_pair()
+    model, guide, _ = hand_written_pair()
     b = pv.bdmc(
         model, guide, num_data=4, num_samples=4, num_steps=10, data_shape=(), progress=False
     )

@@ -6,12 +6,11 @@ import math
 import pytest
 
 import pyro_vae as pv
-from tests.helpers import check_views
-from tests.results.test_estimates import _hand_written_pair
+from tests.helpers import check_views, hand_written_pair
 
 
 def test_gap_decomposition_table():
-    model, guide, x = _hand_written_pair()
+    model, guide, x = hand_written_pair()
     g = pv.gap_decomposition(model, guide, x, num_samples=100, max_steps=100)
     d = check_views(g, "GapDecomposition")
     text = str(g)

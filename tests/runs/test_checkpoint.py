@@ -11,7 +11,7 @@ import torch
 import pyro_vae as pv
 from pyro_vae.cli import main
 from pyro_vae.runs.checkpoint import save_checkpoint
-from tests.runs.test_training import SMALL, small_vae
+from tests.helpers import SMALL, small_vae
 
 
 def test_damaged_or_pickled_checkpoint_is_refused(tmp_path, capsys):

@@ -9,8 +9,7 @@ import pytest
 import pyro_vae as pv
 from pyro_vae.cli import main
 from pyro_vae.objectives.registry import ObjectiveChoice
-from tests.helpers import grey
-from tests.runs.test_training import SMALL, small_vae
+from tests.helpers import SMALL, grey, small_vae
 
 
 def test_config_json_keeps_its_format_and_older_runs_load(tmp_path):

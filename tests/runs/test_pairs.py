@@ -11,41 +11,14 @@ from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
 import pyro_vae as pv
-
-
-class ExampleVAE(nn.Module):
-    """The shape of Pyro's examples/vae: an encoder and a decoder registered with pyro.module,
-    a latent site "latent" and an observed site "obs"."""
-
-    def __init__(self, z_dim=4, hidden=32, x_dim=64):
-        super().__init__()
-        self.encoder = nn.Sequential(
-            nn.Linear(x_dim, hidden), nn.Softplus(), nn.Linear(hidden, 2 * z_dim)
-        )
-        self.decoder = nn.Sequential(
-            nn.Linear(z_dim, hidden), nn.Softplus(), nn.Linear(hidden, x_dim)
-        )
-        self.z_dim = z_dim
-
-    def model(self, x):
-        pyro.module("decoder", self.decoder)
-        with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("latent", dist.Normal(0.0, 1.0).expand([self.z_dim]).to_event(1))
-            pyro.sample("obs", dist.Bernoulli(logits=self.decoder(z)).to_event(1), obs=x)
-
-    def guide(self, x):
-        pyro.module("encoder", self.encoder)
-        with pyro.plate("data", x.shape[0]):
-            h = self.encoder(x)
-            loc, scale = h[:, : self.z_dim], nn.functional.softplus(h[:, self.z_dim :]) + 1e-3
-            pyro.sample("latent", dist.Normal(loc, scale).to_event(1))
+from tests.helpers import ExampleVAE
 
 
 def test_pyros_example_vae_trains_with_any_elbo_objective():
     digits = pv.load_dataset("digits", binarization="static")
     for objective in ("trace", "trace_mean_field", "iwae:k=3"):
         torch.manual_seed(0)
-        vae = ExampleVAE()
+        vae = ExampleVAE(z_dim=4)
         before = pv.elbo(vae.model, vae.guide, digits.test, num_samples=5)
         result = pv.train(
             vae, "digits", binarization="static", objective=objective, epochs=3, progress=False
@@ -111,7 +84,7 @@ def test_a_pyro_module_pair_trains_its_pyro_params():
 
 
 def test_what_a_hand_written_pair_cannot_do_is_refused_clearly(tmp_path):
-    vae = ExampleVAE()
+    vae = ExampleVAE(z_dim=4)
     with pytest.raises(pv.PyroVaeError, match="run directories are for spec-built models"):
         pv.train(vae, "digits", out=tmp_path / "run", epochs=1)
     assert not (tmp_path / "run").exists()
@@ -189,3 +162,38 @@ def test_a_model_that_observes_nothing_with_the_arguments_given_is_refused():
 
     with pytest.raises(pv.PyroVaeError, match="the model observes nothing when called with 1"):
         pv.train(Conditional(), "digits", epochs=1)
+
+
+class Flattening(ExampleVAE):
+    """A model that cannot take a particle dimension: it flattens z to (batch, -1) first."""
+
+    def model(self, x):
+        pyro.module("decoder", self.decoder)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("latent", dist.Normal(0.0, 1.0).expand([self.z_dim]).to_event(1))
+            logits = self.decoder(z.reshape(len(x), -1))
+            pyro.sample("obs", dist.Bernoulli(logits=logits).to_event(1), obs=x)
+
+
+@pytest.mark.filterwarnings("ignore:the model does not run with a particle dimension")
+def test_a_pair_that_cannot_broadcast_trains_with_several_particles_looped():
+    vae = Flattening()
+    pair = (vae.model, vae.guide)
+    result = pv.train(pair, "digits", num_particles=3, epochs=1, binarization="static")
+    assert result.config.objective.num_particles == 3
+    assert math.isfinite(result.final["train_elbo"]) and math.isfinite(result.final["test_elbo"])
+
+
+def test_collate_runs_once_per_batch_for_model_and_guide():
+    calls = []
+
+    def collate(x):
+        calls.append(len(x))
+        return (x,)
+
+    result = pv.train(
+        ExampleVAE(), "digits", collate=collate, epochs=1, batch_size=50, binarization="static"
+    )
+    steps = math.ceil(len(result.dataset.train) / 50)
+    assert math.isfinite(result.final["test_elbo"])
+    assert steps <= len(calls) <= steps + 10, (steps, len(calls))  # a few more: the checks

@@ -15,13 +15,7 @@ import torch
 import pyro_vae as pv
 from pyro_vae.cli import main
 from pyro_vae.runs.checkpoint import Checkpoint
-from tests.helpers import metric_epochs, train_cli
-
-SMALL = dict(epochs=2, batch_size=100, lr=1e-3, progress=False)
-
-
-def small_vae():
-    return pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0)
+from tests.helpers import SMALL, metric_epochs, small_vae, train_cli
 
 
 def test_run_directory_contents(tmp_path):
