@@ -40,7 +40,12 @@ def sample_sites(trace) -> list:
 
 def named_arguments(program, args: tuple, kwargs: dict) -> list[tuple[str, object]]:
     """``(name, value)`` of every argument of a call of ``program``: the parameter names of its
-    signature (``args[i]`` for a ``*args`` or a signature that cannot be read)."""
+    signature (``args[i]`` for a ``*args`` or a signature that cannot be read), or the
+    ``argument_names`` of the object ``program`` is a method of, where it has them (a
+    spec-built model takes ``model(x, *data)``, its data nodes by name)."""
+    names = getattr(getattr(program, "__self__", None), "argument_names", None)
+    if isinstance(names, tuple) and not kwargs and len(args) <= len(names):
+        return list(zip(names, args, strict=False))
     try:
         signature = inspect.signature(program)
         bound = signature.bind(*args, **kwargs)

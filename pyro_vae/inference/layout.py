@@ -281,12 +281,13 @@ def _check_reparameterized(guide_sites) -> None:
 
 def owner_method(model, guide, name: str, args: tuple, kwargs: dict):
     """The method ``name`` of the object whose methods ``model`` and ``guide`` both are, when
-    the pair is called with one positional argument (the data) — a spec-built
-    :class:`~pyro_vae.LatentModel` offers fast paths this way — else None."""
+    the pair is called with one positional argument (the data) and the owner does not say
+    its fast paths miss something (``has_fast_paths``) — a spec-built
+    :class:`~pyro_vae.LatentModel` offers them this way — else None."""
     owner = getattr(model, "__self__", None)
     if owner is None or getattr(guide, "__self__", None) is not owner:
         return None
-    if len(args) != 1 or kwargs:
+    if len(args) != 1 or kwargs or not getattr(owner, "has_fast_paths", True):
         return None
     return getattr(owner, name, None)
 

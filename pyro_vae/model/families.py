@@ -61,10 +61,12 @@ PROBABILITIES = Constraint(
 
 class Role(enum.StrEnum):
     """The section of a model spec a node is in, which decides what it may be: a latent is
-    sized by its own key and sampled, the observed node is sized by the data and scored."""
+    sized by its own key and sampled, an observed node is sized by the data and scored, an
+    input is data given to model and guide and never modelled."""
 
     LATENT = "latent"
     OBSERVED = "observed"
+    INPUT = "input"
 
 
 class OptionError(ValueError):

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
-from ..spec.options import Option, positive_int
+from ..spec.options import Option, one_of, positive_int
 from .counting import FamilyShape, Size, head_or_own, sum_of, times
 from .families import MIN_SCALE, Categorical, Family, Normal, OptionError
 from .flows import (
@@ -231,8 +231,23 @@ def iaf(target: Family, conditional: bool, flows: int, hidden, context: int) -> 
     return InverseAutoregressiveFlow(target.size, conditional, flows, hidden, context)
 
 
-@register_guide_family("categorical", {"categorical"}, count=Categorical.count)
-def categorical(target: Family, conditional: bool) -> Family:
+#: ``enumerate = "parallel"`` on a guide node: the guide's site is enumerated (every value at
+#: once, weighted by q), so that later guide nodes can condition on it and TraceEnum_ELBO sums
+#: it out under q (M2's q(y | x) with q(z | x, y)). The family is built without it.
+ENUMERATE = "enumerate"
+
+
+@register_guide_family(
+    "categorical",
+    {"categorical"},
+    options={
+        ENUMERATE: Option(
+            one_of(("parallel",)), None, 'enumerate = "parallel": sum it out in the guide'
+        )
+    },
+    count=Categorical.count,
+)
+def categorical(target: Family, conditional: bool, enumerate: str | None = None) -> Family:
     return Categorical(target.size, conditional, weights=None if conditional else "learned")
 
 

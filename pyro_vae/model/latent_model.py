@@ -8,7 +8,7 @@ site is ``x``, and each site's event holds one datapoint's value (``.to_event(1)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pyro
@@ -23,7 +23,7 @@ from ..results.choices import Proposal
 from ..spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
 from ..spec.resolve import default_guide, read_guide, read_model
 from .families import FAMILIES, Family, OptionError
-from .guide_families import GUIDE_FAMILIES
+from .guide_families import ENUMERATE, GUIDE_FAMILIES
 from .nets import NETS, NetInput, NetOutput
 from .sizes import check_sizes
 
@@ -77,7 +77,8 @@ def _guide_order(guide: GuideSpec, model_order: list[str]) -> list[str]:
         name = next(
             n
             for n in model_order
-            if n not in order and all(p in order or p == DATA for p in guide.latents[n].given)
+            if n not in order
+            and all(p in order or p not in guide.latents for p in guide.latents[n].given)
         )
         order.append(name)
     return order
@@ -100,6 +101,51 @@ def _input(name: str, family: Family) -> NetInput:
     return NetInput(name, family.value_size, categorical=family.support == "categorical")
 
 
+#: The label of a row whose partially observed node has no value.
+MISSING = -1
+
+
+def _data_shapes(spec: ModelSpec, data_shape) -> dict[str, tuple[int, ...]]:
+    """The shape of x and the size of every other observed node and input, by node name, from
+    ``data_shape`` (x's shape, or a dict of shapes by node name) and the inputs' ``dim``."""
+    shapes = dict(data_shape) if isinstance(data_shape, Mapping) else {DATA: tuple(data_shape)}
+    if DATA not in shapes:
+        raise ValueError(f"data_shape: give the shape of 'x' too, got {sorted(shapes)}")
+    for name, node in {**spec.also_observed, **spec.inputs}.items():
+        dim = node.options.get("dim")
+        if name not in shapes:
+            if dim is None:
+                raise SpecError(
+                    spec.path,
+                    node.key,
+                    f"the size of '{name}' is unknown: set {node.key}.dim or give its data",
+                )
+            shapes[name] = (dim,)
+        size = math.prod(shapes[name])
+        if dim is not None and size != dim:
+            raise SpecError(
+                spec.path, f"{node.key}.dim", f"is {dim}, but the data's '{name}' has {size} values"
+            )
+    return shapes
+
+
+def _labels(name: str, value) -> torch.Tensor | None:
+    """The values of a partially observed node in one call: None where no row has one, the
+    tensor where every row has one. A call mixing the two is refused: Pyro's site is either
+    observed or sampled, so such rows go in separate calls (the trainer batches them apart)."""
+    if value is None:
+        return None
+    missing = value < 0
+    if bool(missing.all()):
+        return None
+    if bool(missing.any()):
+        raise ValueError(
+            f"'{name}': this call mixes rows with a value and rows without one ({MISSING}); "
+            f"give them in separate calls"
+        )
+    return value
+
+
 class LatentModel(nn.Module):
     """A latent-variable model p(z) p(x|z) and its guide q(z|x), built from specs.
 
@@ -110,52 +156,73 @@ class LatentModel(nn.Module):
         shape is kept as :attr:`image_shape` for the nets that see images (``conv``).
     """
 
-    def __init__(self, model_spec: ModelSpec, guide_spec: GuideSpec, data_shape: Sequence[int]):
+    def __init__(
+        self,
+        model_spec: ModelSpec,
+        guide_spec: GuideSpec,
+        data_shape: Sequence[int] | Mapping[str, Sequence[int]],
+    ):
         super().__init__()
         check_pair(model_spec, guide_spec)
-        self.data_shape, self.image_shape = _shapes(data_shape)
+        shapes = _data_shapes(model_spec, data_shape)
+        self.data_shape, self.image_shape = _shapes(shapes[DATA])
+        #: The size of each other observed node and input, by node name.
+        self.data_sizes = {n: math.prod(v) for n, v in shapes.items() if n != DATA}
         # Before any module exists: a pair far too large is refused by key, not by the allocator.
-        check_sizes(model_spec, guide_spec, self.data_shape[0], self.image_shape)
+        check_sizes(model_spec, guide_spec, self.data_shape[0], self.image_shape, self.data_sizes)
         self.model_spec, self.guide_spec = model_spec, guide_spec
+        inputs = {n: NetInput(n, self.data_sizes[n]) for n in model_spec.inputs}
+        self._build_generative(inputs)
+        inputs[DATA] = NetInput(DATA, self.data_shape[0], image_shape=self.image_shape)
+        inputs.update({n: NetInput(n, self.data_sizes[n]) for n in model_spec.also_observed})
+        self._build_inference(inputs)
+        self._attach_encoders()
 
-        inputs: dict[str, NetInput] = {}
-        # generative: the model's nodes in sampling order, the observed x last; inference: the
-        # guide's. Their names are the Pyro module names, so checkpoints load by name.
+    def _build_generative(self, inputs: dict[str, NetInput]) -> None:
+        """The model's nodes in sampling order, the observed nodes last (x the very last). Their
+        names are the Pyro module names, so checkpoints load by name."""
+        spec = self.model_spec
         self.generative = nn.ModuleDict()
-        for name, spec in model_spec.latents.items():
-            family = self._family(spec, spec.options[FAMILIES.get(spec.family).size_key])
-            self.generative[name] = Node(
-                spec, family, [inputs[p] for p in spec.given], model_spec.path
-            )
+        for name, node in spec.latents.items():
+            family = self._family(node, node.options[FAMILIES.get(node.family).size_key])
+            self.generative[name] = Node(node, family, [inputs[p] for p in node.given], spec.path)
             inputs[name] = _input(name, family)
-        x = model_spec.observed
+        for name, node in spec.also_observed.items():
+            family = self._family(node, self.data_sizes[name])
+            self.generative[name] = Node(node, family, [inputs[p] for p in node.given], spec.path)
+        x = spec.observed
         self.generative[DATA] = Node(
             x,
             self._family(x, self.data_shape[0]),
             [inputs[p] for p in x.given],
-            model_spec.path,
+            spec.path,
             image_shape=self.image_shape,
         )
 
-        inputs[DATA] = NetInput(DATA, self.data_shape[0], image_shape=self.image_shape)
+    def _build_inference(self, inputs: dict[str, NetInput]) -> None:
+        """The guide's nodes in its sampling order; enumerated-by-the-model latents have none."""
+        guide_spec = self.guide_spec
         self.inference = nn.ModuleDict()
-        self.enumerated = frozenset(
-            n for n, s in guide_spec.latents.items() if not GUIDE_FAMILIES.get(s.family).sampled
+        families = {n: GUIDE_FAMILIES.get(s.family) for n, s in guide_spec.latents.items()}
+        self.enumerated = frozenset(n for n, f in families.items() if not f.sampled)
+        #: Guide sites enumerated in parallel by the guide (summed out under q).
+        self.guide_enumerated = frozenset(
+            n for n, s in guide_spec.latents.items() if s.options.get(ENUMERATE) == "parallel"
         )
-        for name in _guide_order(guide_spec, list(model_spec.latents)):
+        for name in _guide_order(guide_spec, list(self.model_spec.latents)):
             spec = guide_spec.latents[name]
             if name in self.enumerated:
                 continue
+            options = {k: v for k, v in spec.options.items() if k != ENUMERATE}
             try:
-                family = GUIDE_FAMILIES.get(spec.family).build(
-                    self.generative[name].family, conditional=bool(spec.given), **spec.options
+                family = families[name].build(
+                    self.generative[name].family, conditional=bool(spec.given), **options
                 )
             except OptionError as e:  # an option that does not fit this latent, e.g. its dim
                 raise SpecError(guide_spec.path, f"{spec.key}.{e.key}", str(e)) from None
             self.inference[name] = Node(
                 spec, family, [inputs[p] for p in spec.given], guide_spec.path
             )
-        self._attach_encoders()
 
     def _attach_encoders(self) -> None:
         """Give families that evaluate their latent's guide (the VampPrior) that guide node."""
@@ -193,54 +260,119 @@ class LatentModel(nn.Module):
     def likelihood(self) -> Node:
         return self.generative[DATA]
 
-    def model(self, x: torch.Tensor) -> None:
-        """p(z) p(x | z) with ``x`` observed; ``x`` has shape ``(N, D)``."""
+    @property
+    def argument_names(self) -> tuple[str, ...]:
+        """The data nodes the model and guide take, in order: ``model(x, *others)`` — x, the
+        other observed nodes, the inputs, then the partially observed latents (each may be
+        left out or None: no row has a value)."""
+        return tuple(self.model_spec.data_nodes)
+
+    @property
+    def has_fast_paths(self) -> bool:
+        """Whether the trace-free paths (:meth:`log_densities`, :meth:`importance_log_weights`)
+        cover the pair: one argument, every latent sampled by the guide."""
+        return not (self.enumerated or self.guide_enumerated or len(self.argument_names) > 1)
+
+    def _values(self, x: torch.Tensor, data: tuple) -> dict[str, torch.Tensor]:
+        """The data nodes' values of one call by node name (a partially observed node's only
+        where every row has one)."""
+        names = self.argument_names
+        required = len(names) - len(self.model_spec.partial)
+        if not required - 1 <= len(data) <= len(names) - 1:
+            raise TypeError(
+                f"the model takes {', '.join(names)} ({required} required), got {1 + len(data)}"
+            )
+        values = {DATA: x, **dict(zip(names[1:], data, strict=False))}
+        for name in self.model_spec.partial:
+            values[name] = _labels(name, values.get(name))
+        return values
+
+    def model(self, x: torch.Tensor, *data) -> None:
+        """p(z | inputs) p(x, … | z, inputs) with x (and the other observed nodes) observed;
+        ``x`` has shape ``(N, D)``, the other arguments are :attr:`argument_names`."""
         pyro.module("model", self.generative)
+        values = self._values(x, data)
         with pyro.plate("data", x.shape[0]):
-            values: dict[str, torch.Tensor] = {}
             for node in self.prior:
                 infer = {"enumerate": "parallel"} if node.name in self.enumerated else {}
-                values[node.name] = pyro.sample(node.name, node(values), infer=infer)
-            pyro.sample(DATA, self.likelihood(values), obs=x)
+                obs = values.get(node.name)  # a partially observed latent, where observed
+                values[node.name] = pyro.sample(node.name, node(values), obs=obs, infer=infer)
+            for name in self.model_spec.observed_nodes:
+                pyro.sample(name, self.generative[name](values), obs=values[name])
 
-    def guide(self, x: torch.Tensor) -> None:
-        """q(z | x), sampling the latents in the guide spec's order."""
+    def guide(self, x: torch.Tensor, *data) -> None:
+        """q(z | x, inputs), sampling the latents in the guide spec's order; a partially
+        observed latent has a guide site only where it is not observed."""
         pyro.module("guide", self.inference)
+        values = self._values(x, data)
         with pyro.plate("data", x.shape[0]):
-            values = {DATA: x}
             for name, node in self.inference.items():
-                values[name] = pyro.sample(name, node(values))
+                if values.get(name) is not None:
+                    continue
+                infer = {"enumerate": "parallel"} if name in self.guide_enumerated else {}
+                values[name] = pyro.sample(name, node(values), infer=infer)
 
     @torch.no_grad()
-    def sample(self, n: int, *, mean: bool = True, return_latents: bool = False):
-        """Ancestral sampling: z ~ p(z), then x ~ p(x | z) (or its mean, for image grids)."""
-        values = self._sample_prior(n)
+    def sample(
+        self,
+        n: int,
+        *,
+        mean: bool = True,
+        return_latents: bool = False,
+        given: dict[str, torch.Tensor] | None = None,
+    ):
+        """Ancestral sampling: z ~ p(z | inputs), then x ~ p(x | z, inputs) (or its mean, for
+        image grids). ``given``: values held fixed by node name, one row per sample or one row
+        for all — the inputs (a CVAE's condition; required where the model has inputs) and any
+        latents (M2's label: digits of a chosen class)."""
+        values = self._given(n, given or {})
+        for node in self.prior:
+            if node.name not in values:
+                values[node.name] = node(values).expand(torch.Size([n])).sample()
         px = self.likelihood(values).expand(torch.Size([n]))
         x = self.likelihood.family.mean(px) if mean else px.sample()
-        return (x, values) if return_latents else x
+        latents = {name: values[name] for name in self.latent_names}
+        return (x, latents) if return_latents else x
 
-    def _sample_prior(self, n: int) -> dict[str, torch.Tensor]:
-        values: dict[str, torch.Tensor] = {}
-        for node in self.prior:
-            values[node.name] = node(values).expand(torch.Size([n])).sample()
+    def _given(self, n: int, given: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``given`` checked (names of inputs and latents, every input present) and expanded
+        to ``n`` rows."""
+        allowed = set(self.model_spec.inputs) | set(self.latent_names)
+        unknown = sorted(set(given) - allowed)
+        if unknown:
+            raise ValueError(f"given: {unknown} are not inputs or latents of the model")
+        missing = sorted(set(self.model_spec.inputs) - set(given))
+        if missing:
+            raise ValueError(f"given: the model conditions on the inputs {missing}; give them")
+        values = {}
+        for name, value in given.items():
+            value = torch.as_tensor(value)
+            categorical = name in self.generative and self.generative[name].family.support == (
+                "categorical"
+            )
+            event = () if categorical else value.shape[-1:]
+            values[name] = value.expand(torch.Size([n, *event]))
         return values
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, *, mean: bool = True) -> torch.Tensor:
-        """Encode with the guide (z ~ q(z | x)), decode with the mean of p(x | z)."""
+    def reconstruct(self, x: torch.Tensor, *data, mean: bool = True) -> torch.Tensor:
+        """Encode with the guide (z ~ q(z | x, …)), decode with the mean of p(x | z, …);
+        ``data``: the model's other arguments (:attr:`argument_names`)."""
         if self.enumerated:
             # Sample the summed-out latents from their exact posterior given x and the rest.
-            guide_trace = poutine.trace(self.guide).get_trace(x)
+            guide_trace = poutine.trace(self.guide).get_trace(x, *data)
             model = infer_discrete(
                 poutine.replay(self.model, trace=guide_trace),
                 first_available_dim=-1 - MAX_PLATE_NESTING,
             )
-            trace = poutine.trace(model).get_trace(x)
+            trace = poutine.trace(model).get_trace(x, *data)
             values = {n: trace.nodes[n]["value"] for n in self.latent_names}
+            values.update({n: trace.nodes[n]["value"] for n in self.model_spec.inputs})
         else:
-            values = {DATA: x}
-            for name, node in self.inference.items():
-                values[name] = node(values).sample()
+            values = self._values(x, data)
+            for name, node in self.inference.items():  # guide-enumerated ones: one draw
+                if values.get(name) is None:
+                    values[name] = node(values).sample()
         px = self.likelihood(values)
         return self.likelihood.family.mean(px) if mean else px.sample()
 
@@ -305,10 +437,11 @@ class LatentModel(nn.Module):
     def encode(self, x: torch.Tensor, *, mean: bool = True) -> dict[str, torch.Tensor]:
         """Each latent of ``x`` (N, D), in the guide's order: the mean of q(z | x, parents)
         with the parents at their own encoded means, or (``mean=False``) one draw."""
-        if self.enumerated:
+        if self.enumerated or self.guide_enumerated or len(self.argument_names) > 1:
             raise ValueError(
-                "encode needs every latent sampled by the guide; enumerated: "
-                f"{sorted(self.enumerated)}"
+                "encode needs every latent sampled by the guide from x alone; enumerated: "
+                f"{sorted(self.enumerated | self.guide_enumerated)}, arguments: "
+                f"{list(self.argument_names)}"
             )
         values = {DATA: x}
         for name, node in self.inference.items():

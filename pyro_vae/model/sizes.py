@@ -92,15 +92,18 @@ def value_counts(
     image_shape: tuple[int, int, int] | None = None,
     *,
     limit: int | None = None,
+    data_sizes: dict[str, int] | None = None,
 ) -> tuple[Counter, Counter]:
     """``(values, maps)``: the float32 values (parameters and buffers) the pair's modules hold,
     and the values of the feature maps one datapoint's pass through each net that counts them
     (``conv``) holds, both keyed by ``(spec file, key)`` of what they are blamed on. ``limit``
-    (values) stops counting feature maps soon after it is passed."""
+    (values) stops counting feature maps soon after it is passed. ``data_sizes``: the sizes of
+    the other observed nodes and of the inputs (:meth:`LatentModel.data_sizes`)."""
     limit = limit if limit is not None else max_bytes() // FLOAT32_BYTES
     tally, maps = Tally(), Counter()
     data = Size(data_size)
-    inputs: dict[str, _Input] = {}
+    data_sizes = data_sizes or {}
+    inputs: dict[str, _Input] = {n: _Input(Size(data_sizes[n])) for n in model.inputs}
     sizes: dict[str, Size] = {}
     for name, spec in model.latents.items():
         cls, entry = FAMILIES.get(spec.family), SpecEntry(spec.options, model.path, spec.key)
@@ -109,6 +112,12 @@ def value_counts(
         _count_node(tally, maps, spec, model.path, family, inputs, None, limit)
         sizes[name] = size
         inputs[name] = _Input(size, categorical=cls.support == "categorical")
+    for name, node in model.also_observed.items():
+        size = Size(data_sizes[name])
+        entry = SpecEntry(node.options, model.path, node.key)
+        family = FAMILIES.get(node.family).count(size, True, entry, size)
+        _count_node(tally, maps, node, model.path, family, inputs, None, limit)
+        inputs[name] = _Input(size)
     x = model.observed
     entry = SpecEntry(x.options, model.path, x.key)
     family = FAMILIES.get(x.family).count(data, True, entry, data)
@@ -154,6 +163,7 @@ def check_sizes(
     guide: GuideSpec,
     data_size: int,
     image_shape: tuple[int, int, int] | None = None,
+    data_sizes: dict[str, int] | None = None,
 ) -> None:
     """Refuse a pair whose modules would hold more than :func:`max_bytes` of float32 values,
     or whose conv nets would hold more for one datapoint's feature maps, naming the key that
@@ -163,7 +173,12 @@ def check_sizes(
     """
     limit = max_bytes()
     counts, maps = value_counts(
-        model, guide, data_size, image_shape, limit=limit // FLOAT32_BYTES + 1
+        model,
+        guide,
+        data_size,
+        image_shape,
+        limit=limit // FLOAT32_BYTES + 1,
+        data_sizes=data_sizes,
     )
     total = sum(counts.values())
     allowed = f"above the limit of {_bytes_text(limit)} ({MAX_BYTES_ENV})"

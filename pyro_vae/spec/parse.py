@@ -1,8 +1,11 @@
 """Parse and validate model and guide specs.
 
-A model spec is a DAG of ``[latent.NAME]`` nodes and one ``[observed.x]`` node; a guide spec has
-one ``[latent.NAME]`` entry per model latent. Every rule violation raises
-:class:`~pyro_vae.errors.SpecError` naming the file and the dotted key.
+A model spec is a DAG of ``[latent.NAME]`` nodes, ``[observed.NAME]`` nodes (``x`` and any
+others) and ``[input.NAME]`` nodes (data given to model and guide, never modelled: a CVAE's
+condition). A latent with ``observed = "partial"`` is observed on the rows where the data has a
+value and a latent elsewhere (M2's label). A guide spec has one ``[latent.NAME]`` entry per model
+latent; its nodes may be given the model's data nodes (observed and input). Every rule violation
+raises :class:`~pyro_vae.errors.SpecError` naming the file and the dotted key.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..model import conv, priors  # noqa: F401  (they register the conv net and 
 from ..model.families import FAMILIES, OptionError, Role
 from ..model.guide_families import GUIDE_FAMILIES
 from ..model.nets import NETS
-from .options import list_of, string, validate_options
+from .options import list_of, one_of, positive_int, string, validate_options
 
 DATA = "x"  # the observed site; guides may condition on it
 
@@ -81,6 +84,11 @@ class NodeSpec:
     net: NetSpec | None = None
     options: dict = field(default_factory=dict)
     role: Role = Role.LATENT
+    #: The data array that gives the node its values (observed and input nodes, partially
+    #: observed latents); by default the node's name.
+    data: str | None = None
+    #: A latent observed on the rows where its data has a value (``observed = "partial"``).
+    partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,8 +97,28 @@ class ModelSpec:
     text: str
     description: str
     latents: dict[str, NodeSpec]  # in topological (sampling) order
-    observed: NodeSpec
+    observed: NodeSpec  # x, the data the model is of
     default_guide: str | None = None
+    #: Observed nodes beside x, in the file's order.
+    also_observed: dict[str, NodeSpec] = field(default_factory=dict)
+    #: Input nodes: data the model conditions on and does not model.
+    inputs: dict[str, NodeSpec] = field(default_factory=dict)
+
+    @property
+    def observed_nodes(self) -> dict[str, NodeSpec]:
+        """x and the other observed nodes."""
+        return {DATA: self.observed, **self.also_observed}
+
+    @property
+    def partial(self) -> dict[str, NodeSpec]:
+        """The partially observed latents."""
+        return {n: node for n, node in self.latents.items() if node.partial}
+
+    @property
+    def data_nodes(self) -> dict[str, NodeSpec]:
+        """The nodes the data gives values to, in the order the model and guide take them as
+        arguments: x, the other observed nodes, the inputs, the partially observed latents."""
+        return {**self.observed_nodes, **self.inputs, **self.partial}
 
 
 @dataclass(frozen=True)
@@ -102,6 +130,9 @@ class GuideSpec:
 
 
 _COMMON_KEYS = ("family", "given", "net")
+_DATA_KEY = "data"  # the data array a node's values come from
+_PARTIAL = "observed"  # observed = "partial" on a latent
+_INPUT_KEYS = ("dim", _DATA_KEY)
 
 
 class _Reader:
@@ -249,13 +280,14 @@ def _model_node(reader: _Reader, role: Role, name: str, body: dict) -> NodeSpec:
             else f"'{family_name}' cannot be used for a {role.value} node",
         )
     own = family.options_for(role)
-    reader.table(body, key, _COMMON_KEYS + tuple(own))
+    data_keys = (_DATA_KEY,) if role is Role.OBSERVED else (_PARTIAL, _DATA_KEY)
+    reader.table(body, key, _COMMON_KEYS + tuple(own) + data_keys)
     given = reader.given(body, key)
     if family.parents == "forbidden" and given:
         raise reader.error(f"{key}.given", f"family '{family_name}' takes no parents")
     net = reader.net(body, key, given)
     options = validate_options(
-        {k: v for k, v in body.items() if k not in _COMMON_KEYS},
+        {k: v for k, v in body.items() if k not in _COMMON_KEYS + data_keys},
         own,
         lambda k, m: reader.error(f"{key}.{key_part(k)}", m),
     )
@@ -264,35 +296,108 @@ def _model_node(reader: _Reader, role: Role, name: str, body: dict) -> NodeSpec:
         family.check_constraints(options)
     except OptionError as e:
         raise reader.error(f"{key}.{e.key}", str(e)) from None
-    return NodeSpec(name, key, family_name, given, net, options, role)
+    partial = role is Role.LATENT and _partial(reader, body, key, family)
+    data = _data_name(reader, body, key) if role is Role.OBSERVED or partial else None
+    return NodeSpec(name, key, family_name, given, net, options, role, data, partial)
+
+
+def _partial(reader: _Reader, body: dict, key: str, family) -> bool:
+    """Whether a latent is observed where its data has a value (``observed = "partial"``)."""
+    if _PARTIAL not in body:
+        if _DATA_KEY in body:
+            raise reader.error(
+                f"{key}.{_DATA_KEY}", 'a latent takes data only with observed = "partial"'
+            )
+        return False
+    try:
+        one_of(("partial",))(body[_PARTIAL])
+    except ValueError as e:
+        raise reader.error(f"{key}.{_PARTIAL}", f"{e} (a latent observed on some rows)") from None
+    if family.support != "categorical":
+        raise reader.error(
+            f"{key}.{_PARTIAL}",
+            "only a categorical latent can be partially observed (its unobserved rows are summed "
+            "out or sampled by the guide)",
+        )
+    return True
+
+
+def _data_name(reader: _Reader, body: dict, key: str) -> str:
+    name = body.get(_DATA_KEY, key.rsplit(".", 1)[1])
+    try:
+        return string(name)
+    except ValueError as e:
+        raise reader.error(f"{key}.{_DATA_KEY}", str(e)) from None
+
+
+def _input_node(reader: _Reader, name: str, body: dict) -> NodeSpec:
+    """``[input.NAME]``: ``dim`` (else the data's), ``data`` (else NAME)."""
+    key = f"input.{name}"
+    reader.table(body, key, _INPUT_KEYS)
+    options = {}
+    if "dim" in body:
+        try:
+            options["dim"] = positive_int(body["dim"])
+        except ValueError as e:
+            raise reader.error(f"{key}.dim", str(e)) from None
+    return NodeSpec(
+        name, key, "input", options=options, role=Role.INPUT, data=_data_name(reader, body, key)
+    )
+
+
+def _model_sections(reader: _Reader, doc: dict):
+    """The latent, observed and input nodes, each name in one section only."""
+    latents = {
+        n: _model_node(reader, Role.LATENT, n, b) for n, b in reader.sections(doc, "latent").items()
+    }
+    observed_tables = reader.sections(doc, "observed")
+    if DATA not in observed_tables:
+        names = ", ".join(observed_tables) or "none"  # valid node names: sections checked them
+        raise reader.error("observed", f"expected an observed node named 'x', got {names}")
+    observed = {n: _model_node(reader, Role.OBSERVED, n, b) for n, b in observed_tables.items()}
+    inputs = {n: _input_node(reader, n, b) for n, b in reader.sections(doc, "input").items()}
+    for section, nodes in (("observed", observed), ("input", inputs)):
+        for name in nodes:
+            if name in latents:
+                what = "the observed node" if section == "observed" else "an input node"
+                raise reader.error(f"latent.{name}", f"'{name}' is {what}; rename this latent")
+    for name in set(inputs) & set(observed):
+        raise reader.error(f"input.{name}", f"'{name}' is an observed node; rename this input")
+    if not latents:
+        raise reader.error("latent", "a latent-variable model needs at least one [latent.NAME]")
+    return latents, observed, inputs
+
+
+def _check_model_parents(reader: _Reader, latents, observed) -> None:
+    for node in latents.values():
+        for parent in node.given:
+            if parent in observed:
+                raise reader.error(
+                    f"{node.key}.given",
+                    f"a latent cannot depend on the observed {parent}; condition on it in the "
+                    f"guide, or declare it an [input.{parent}]",
+                )
+    for node in observed.values():
+        for parent in node.given:
+            if parent in observed:
+                raise reader.error(
+                    f"{node.key}.given",
+                    f"an observed node cannot depend on the observed {parent}; declare it an "
+                    f"[input.{parent}]",
+                )
+        if not any(p in latents for p in node.given):
+            raise reader.error(f"{node.key}.given", "an observed node needs latent parents")
 
 
 def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
     """Parse and validate a model spec given as TOML text."""
     reader = _Reader(path)
     doc = reader.load(text)
-    reader.table(doc, "", ("description", "default_guide", "latent", "observed"))
-    latents = {
-        n: _model_node(reader, Role.LATENT, n, b) for n, b in reader.sections(doc, "latent").items()
-    }
-    observed = reader.sections(doc, "observed")
-    if list(observed) != [DATA]:
-        names = ", ".join(observed) or "none"  # valid node names: sections checked them
-        raise reader.error("observed", f"expected exactly one observed node named 'x', got {names}")
-    if DATA in latents:
-        raise reader.error(f"latent.{DATA}", "'x' is the observed node; rename this latent")
-    if not latents:
-        raise reader.error("latent", "a latent-variable model needs at least one [latent.NAME]")
-    for node in latents.values():
-        if DATA in node.given:
-            raise reader.error(
-                f"{node.key}.given",
-                "a latent cannot depend on the observed x; condition on x in the guide",
-            )
-    x = _model_node(reader, Role.OBSERVED, DATA, observed[DATA])
-    if not x.given:
-        raise reader.error("observed.x.given", "the observed node needs latent parents")
-    order = reader.order({**latents, DATA: x}, set(), "latent")
+    reader.table(doc, "", ("description", "default_guide", "latent", "observed", "input"))
+    latents, observed, inputs = _model_sections(reader, doc)
+    section = "latent or input" if inputs else "latent"
+    order = reader.order({**latents, **observed}, set(inputs), section)
+    _check_model_parents(reader, latents, observed)
     for key in ("description", "default_guide"):
         if key in doc and not isinstance(doc[key], str):
             raise reader.error(key, f"expected a string, got {shown(doc[key])}")
@@ -300,9 +405,11 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
         path=str(path),
         text=text,
         description=doc.get("description", ""),
-        latents={n: latents[n] for n in order if n != DATA},
-        observed=x,
+        latents={n: latents[n] for n in order if n in latents},
+        observed=observed[DATA],
         default_guide=doc.get("default_guide"),
+        also_observed={n: node for n, node in observed.items() if n != DATA},
+        inputs=inputs,
     )
 
 
@@ -331,7 +438,10 @@ def parse_guide(text: str, path: str | Path = "<string>") -> GuideSpec:
         raise reader.error("latent", "a guide needs one [latent.NAME] per model latent")
     if DATA in nodes:
         raise reader.error(f"latent.{DATA}", "'x' is the data, not a latent")
-    order = reader.order(nodes, {DATA}, "guide")
+    # Parents that are not guide latents are the model's data nodes (x, other observed
+    # nodes, inputs); which ones the model has is checked against it (check_pair).
+    data = {p for node in nodes.values() for p in node.given if p not in nodes} | {DATA}
+    order = reader.order(nodes, data, "guide")
     if "description" in doc and not isinstance(doc["description"], str):
         raise reader.error("description", f"expected a string, got {shown(doc['description'])}")
     return GuideSpec(str(path), text, doc.get("description", ""), {n: nodes[n] for n in order})
@@ -340,6 +450,7 @@ def parse_guide(text: str, path: str | Path = "<string>") -> GuideSpec:
 def check_pair(model: ModelSpec, guide: GuideSpec) -> None:
     """The guide covers exactly the model's latents, each with a family that can approximate it."""
     reader = _Reader(guide.path)
+    _check_guide_data_parents(reader, model, guide)
     for name in model.latents:
         if name not in guide.latents:
             raise reader.error(
@@ -358,7 +469,9 @@ def check_pair(model: ModelSpec, guide: GuideSpec) -> None:
             ):
                 raise reader.error(
                     f"{node.key}.given",
-                    f"'{parent}' is enumerated, so the guide has no value of it to condition on",
+                    f"'{parent}' is enumerated by the model, so the guide has no value of it to "
+                    f'condition on; to sum it out in the guide, give it family = "categorical" '
+                    f'with enumerate = "parallel"',
                 )
         if not GUIDE_FAMILIES.get(node.family).sampled:
             children = [c for c, m in model.latents.items() if name in m.given]
@@ -376,3 +489,16 @@ def check_pair(model: ModelSpec, guide: GuideSpec) -> None:
                 f"'{node.family}' approximates {'/'.join(sorted(supports))} latents, but model "
                 f"latent '{name}' is {target.support} ({model.latents[name].family})",
             )
+
+
+def _check_guide_data_parents(reader: _Reader, model: ModelSpec, guide: GuideSpec) -> None:
+    """A guide node's parents that are not guide latents must be data nodes of the model."""
+    data = set(model.observed_nodes) | set(model.inputs)
+    for node in guide.latents.values():
+        for parent in node.given:
+            if parent not in guide.latents and parent not in data:
+                raise reader.error(
+                    f"{node.key}.given",
+                    f"{shown(parent)} is neither a guide latent nor a data node of model "
+                    f"{model.path}" + did_you_mean(parent, set(guide.latents) | data),
+                )

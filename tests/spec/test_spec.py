@@ -187,8 +187,11 @@ def test_standard_normal_takes_no_parents():
 def test_guide_rules():
     err = guide_error(GOOD_GUIDE.replace('"diagonal_normal"', '"diagonal_norml"'))
     assert err.key == "latent.z.family" and "did you mean 'diagonal_normal'" in str(err)
-    err = guide_error(GOOD_GUIDE.replace('given = ["x"]', 'given = ["y"]'))
-    assert err.key == "latent.z.given"
+    # A parent that is no guide latent is a data node of the model: checked against it.
+    model = parse_model(GOOD_MODEL, "m.toml")
+    guide = parse_guide(GOOD_GUIDE.replace('given = ["x"]', 'given = ["y"]'), "g.toml")
+    with pytest.raises(pv.SpecError, match=r"g.toml: latent.z.given: 'y' is neither a guide"):
+        pv.LatentModel(model, guide, (5,))
     err = guide_error(GOOD_GUIDE + "dim = 3\n")
     assert err.key == "latent.z.dim" and "unknown key" in str(err)
 
