@@ -100,7 +100,9 @@ def _cmd_check(args) -> int:
 
     model = read_model(args.model)
     print(f"model {model.path}" + (f": {model.description}" if model.description else ""))
-    for node in [*model.latents.values(), model.observed]:
+    for node in model.inputs.values():
+        print(f"  {node.name:<6} input     dim={node.options.get('dim', 'data')}")
+    for node in [*model.latents.values(), *model.observed_nodes.values()]:
         size_key = FAMILIES.get(node.family).size_key
         size = node.options.get(size_key, "data") if node.role is Role.LATENT else "data"
         extra = {k: v for k, v in node.options.items() if k != size_key and v is not None}
@@ -109,12 +111,15 @@ def _cmd_check(args) -> int:
         role = node.role.value
         print(f"  {node.name:<6} {role:<9} {node.family}({detail}){parents}")
     guide_arg = args.guide or default_guide(model)
+    others = {**model.also_observed, **model.inputs}
     shape = CHECK_SHAPE
-    if args.data is not None:  # the data set's own shape
+    if others:  # a stand-in size for each data node the spec does not size
+        shape = {"x": CHECK_SHAPE, **{n: (v.options.get("dim", 8),) for n, v in others.items()}}
+    if args.data is not None:  # the data set's own shapes
         from .data import load_dataset
+        from .runs.config import data_shapes
 
-        natural = load_dataset(args.data, **_data_options(args))
-        shape = natural.image_shape or tuple(natural.event_shape)
+        shape = data_shapes(model, load_dataset(args.data, **_data_options(args)))
     if not guide_arg:
         LatentModel(model, _placeholder_guide(model), shape)  # builds the model's nets
     if guide_arg:
@@ -177,6 +182,8 @@ def _cmd_train(args) -> int:
         if args.model is None or args.out is None:
             raise PyroVaeError("train needs --model and --out (or --resume RUN)")
         from .data import load_dataset
+        from .runs.config import data_shapes
+        from .spec.resolve import read_model
 
         device = resolve_device(args.device)
         args.data = args.data or "digits"
@@ -184,7 +191,7 @@ def _cmd_train(args) -> int:
         vae = load(
             args.model,
             args.guide,
-            data_shape=dataset.image_shape or tuple(dataset.event_shape),
+            data_shape=data_shapes(read_model(args.model), dataset),
             seed=args.seed if args.seed is not None else 0,
         )
         settings = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}

@@ -37,6 +37,8 @@ class Dataset:
     :param options: options the loader settled on that a run must repeat to see the same data
         (a file's checksum, how an unsplit array was split); recorded with the run.
     :param columns: other named arrays, ``NAME → (train, test)``, one row per datapoint.
+    :param parts: for sets cut out of images, the flat pixel indices of each array in an image
+        of shape ``parts_image``.
 
     The arrays a pair can be given by name (:meth:`array`, ``pv.train(..., args=...)``): ``x``
     (the rows), ``labels`` and ``labels_onehot`` where the set has labels, and the ``columns``.
@@ -54,6 +56,10 @@ class Dataset:
     test_labels: torch.Tensor | None = None
     options: dict = field(default_factory=dict)
     columns: dict = field(default_factory=dict)
+    #: Where each array's values sit in one image of shape ``parts_image`` (flat indices), for
+    #: sets cut out of images (``mnist-quadrants``): completions are drawn whole again.
+    parts: dict = field(default_factory=dict)
+    parts_image: tuple[int, int, int] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -97,10 +103,17 @@ class Dataset:
         return all(bool(((rows == 0) | (rows == 1)).all()) for rows in (self.train, self.test))
 
     def train_batches(
-        self, batch_size: int, generator: torch.Generator, names: tuple[str, ...] | None = None
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        names: tuple[str, ...] | None = None,
+        apart: tuple[str, ...] = (),
     ) -> Iterator:
         """Yield one epoch of shuffled train batches; the last one may be smaller. With
         ``names``, each batch is a tuple of those arrays' rows (``x`` binarized as the rows are).
+        ``apart``: arrays of labels whose rows with a label and rows without one (negative) go
+        in separate batches (a partially observed node is observed or sampled in one call),
+        the batches of all groups then shuffled together.
 
         All randomness (the order and, under dynamic binarization, the Bernoulli draws) comes
         from ``generator``, so restoring its state before the epoch repeats it exactly — which is
@@ -112,8 +125,7 @@ class Dataset:
         if dynamic and self.train_intensities is None:
             raise ValueError(f"data set {self.name!r} is dynamic but has no train_intensities")
         arrays = self.arrays("train", names) if names is not None else ()
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in self._batch_rows(order, batch_size, generator, apart):
             if dynamic:
                 x = torch.bernoulli(self.train_intensities[rows], generator=generator)
             else:
@@ -122,6 +134,18 @@ class Dataset:
                 yield x
             else:
                 yield tuple(x if n == "x" else a[rows] for n, a in zip(names, arrays, strict=True))
+
+    def _batch_rows(self, order, batch_size, generator, apart) -> list[torch.Tensor]:
+        """The rows of each batch: ``order`` cut in batches, within each group of ``apart``."""
+        groups = [order]
+        for name in apart:
+            labelled = self.array(name, "train") >= 0
+            groups = [g[keep] for g in groups for keep in (labelled[g], ~labelled[g])]
+            groups = [g for g in groups if len(g)]
+        batches = [g[s : s + batch_size] for g in groups for s in range(0, len(g), batch_size)]
+        if len(groups) > 1:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+        return batches
 
     def test_indices(self, max_data: int | None = None, seed: int = 0) -> torch.Tensor:
         """Indices of the test rows an evaluation on at most ``max_data`` of them uses.
@@ -150,9 +174,12 @@ class Dataset:
 
 
 def _onehot(data: Dataset, labels: torch.Tensor) -> torch.Tensor:
-    """``labels`` one-hot, with as many classes as the set's train and test labels name."""
+    """``labels`` one-hot, with as many classes as the set's train and test labels name; a
+    hidden label (negative, :mod:`pyro_vae.data.labels`) is a row of zeros."""
     classes = int(max(data.train_labels.max(), data.test_labels.max())) + 1
-    return torch.nn.functional.one_hot(labels, classes).float()
+    return torch.nn.functional.one_hot(labels.clamp(min=0), classes).float() * (
+        labels >= 0
+    ).unsqueeze(-1)
 
 
 #: The arrays a labelled set offers beside its columns, derived from a split's labels:

@@ -19,6 +19,7 @@ from .arrays import FILE_FORMATS
 from .binarize import binarize, check_binarization
 from .dataset import BINARIZATIONS, Dataset
 from .files import MAX_SEED, DataLocation
+from .labels import keep_labels
 
 #: Environment variable naming the data root, e.g. a shared read-only copy of the data sets.
 DATA_ROOT_ENV = "PYRO_VAE_DATA"
@@ -103,10 +104,23 @@ def load_dataset(
     :param download: fetch missing files. ``None`` downloads only into the default cache, so
         that a mistyped explicit root fails loudly instead of quietly filling a new directory.
     :param seed: seeds binarization and synthetic generation; never the split of real sets.
-    :param options: set-specific options, e.g. ``n_train`` for synthetic sets.
+    :param options: set-specific options, e.g. ``n_train`` for synthetic sets; for any set
+        with labels, ``labelled=N`` keeps the labels of N class-balanced train rows (chosen with
+        ``seed``) and hides the others' (:mod:`pyro_vae.data.labels`).
     :raises DataError: unknown name, option or binarization; missing or corrupted files.
     """
     _check_arguments(name, root, binarization, download, seed)
+    labelled = options.pop("labelled", None)  # any labelled set: see data/labels.py
+    if binarization is not None:
+        check_binarization(binarization)
+    natural = _load_natural(name, root, download, seed, options)
+    if binarization is not None:
+        natural = binarize(natural, binarization, seed)
+    return natural if labelled is None else keep_labels(natural, labelled, seed)
+
+
+def _load_natural(name, root, download, seed, options) -> Dataset:
+    """The set of ``name`` (a registered set or a file) in its natural form."""
     suffix = Path(name).suffix
     if suffix in FILE_FORMATS:
         try:
@@ -130,9 +144,4 @@ def load_dataset(
         if suffix:
             message += f" (files: {', '.join(FILE_FORMATS.names())})"
         raise DataError(message)
-    if binarization is not None:
-        check_binarization(binarization)
-    natural = loader(where, seed=seed, **options)
-    if binarization is None:
-        return natural
-    return binarize(natural, binarization, seed)
+    return loader(where, seed=seed, **options)

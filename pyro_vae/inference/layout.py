@@ -14,6 +14,7 @@ log densities of the datapoints given.
 
 from __future__ import annotations
 
+import math
 import warnings
 import weakref
 from dataclasses import dataclass, replace
@@ -49,6 +50,9 @@ class PlateLayout:
     #: The discrete latents summed out exactly (parallel enumeration, in the guide or in the
     #: model alone; :mod:`~pyro_vae.inference.enumeration`).
     enumerated: tuple[str, ...] = ()
+    #: How many joint values the enumerated latents take: the factor by which enumeration
+    #: multiplies the rows a pass computes (work is blocked by it).
+    enumerated_values: int = 1
 
     @property
     def vectorized(self) -> bool:
@@ -125,6 +129,7 @@ def inspect_pair(
         estimand=found,
         not_vectorized=failure,
         enumerated=_enumerated(guide_sites + model_sites),
+        enumerated_values=_enumerated_values(guide_sites + model_sites),
     )
 
 
@@ -140,6 +145,16 @@ def takes_particles(model, guide, args=(), kwargs=None) -> bool:
         return inspect_pair(model, guide, args, kwargs).vectorized
     except ModelGuideError:
         return True
+
+
+def _enumerated_values(sites) -> int:
+    """The product of the numbers of values of the latents enumerated in parallel."""
+    sizes = {
+        s["name"]: len(s["fn"].enumerate_support(expand=False))
+        for s in sites
+        if is_enumerated(s) and not s["is_observed"]
+    }
+    return math.prod(sizes.values())
 
 
 def _enumerated(sites) -> tuple[str, ...]:

@@ -75,6 +75,7 @@ def _aggregate_log_density(guide, args, kwargs, latents, values) -> torch.Tensor
     flat = latents.flatten(values).reshape(-1, latents.size)  # (P·N, D) draws
     layout, n = latents.layout, latents.layout.num_data
     pairs = PAIRS_PER_BLOCK if layout.vectorized else ROWS_PER_CHUNK  # replicated: rows run
+    pairs = max(1, pairs // layout.enumerated_values)  # each pair runs once per joint value
     out = []
     for part in flat.split(max(1, pairs // n)):
         particles = Particles(layout, len(part))

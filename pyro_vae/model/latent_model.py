@@ -268,6 +268,18 @@ class LatentModel(nn.Module):
         return tuple(self.model_spec.data_nodes)
 
     @property
+    def data_names(self) -> tuple[str, ...]:
+        """The data set's arrays the model and guide are called with, in the order of
+        :attr:`argument_names` (each node's ``data`` key, else its name)."""
+        return tuple(node.data or name for name, node in self.model_spec.data_nodes.items())
+
+    @property
+    def marginal_data_names(self) -> tuple[str, ...]:
+        """:attr:`data_names` without the partially observed latents (they come last): a call
+        with these arrays sums those latents out — log p(x), not log p(x, y)."""
+        return self.data_names[: len(self.data_names) - len(self.model_spec.partial)]
+
+    @property
     def has_fast_paths(self) -> bool:
         """Whether the trace-free paths (:meth:`log_densities`, :meth:`importance_log_weights`)
         cover the pair: one argument, every latent sampled by the guide."""
@@ -311,6 +323,34 @@ class LatentModel(nn.Module):
                     continue
                 infer = {"enumerate": "parallel"} if name in self.guide_enumerated else {}
                 values[name] = pyro.sample(name, node(values), infer=infer)
+
+    @property
+    def classifiers(self) -> dict[str, Node]:
+        """The guide nodes of partially observed latents that are given data nodes only: each
+        is a classifier q(y | x, …) (M2's)."""
+        data = set(self.model_spec.data_nodes) - set(self.model_spec.partial)
+        return {
+            name: self.inference[name]
+            for name in self.model_spec.partial
+            if name in self.inference and set(self.inference[name].given) <= data
+        }
+
+    def classification_log_prob(self, x: torch.Tensor, *data) -> torch.Tensor:
+        """Σ log q(y | x, …) over the rows of this call where each classifier's node is
+        observed (0 where none is): the classification term of
+        :mod:`pyro_vae.objectives.classify`."""
+        values = self._values(x, data)
+        total = x.new_zeros(())
+        for name, node in self.classifiers.items():
+            if values.get(name) is not None:
+                total = total + node(values).log_prob(values[name]).sum()
+        return total
+
+    @torch.no_grad()
+    def classify(self, x: torch.Tensor, *data) -> dict[str, torch.Tensor]:
+        """The class probabilities q(y | x, …) of each classifier, ``(N, categories)``."""
+        values = self._values(x, data)
+        return {name: node(values).probs for name, node in self.classifiers.items()}
 
     @torch.no_grad()
     def sample(

@@ -21,7 +21,12 @@
     reparameterized guides, the same gradient as ``trace``.
 ``trace_enum``
     :class:`~pyro.infer.TraceEnum_ELBO`: discrete latents whose guide family is ``enumerate``
-    are summed out exactly (for a mixture, the ELBO is then log p(x) itself).
+    are summed out exactly (for a mixture, the ELBO is then log p(x) itself); guide sites with
+    ``enumerate = "parallel"`` are summed out under q.
+
+The ELBO estimators (``trace``, ``trace_mean_field``, ``trace_graph``, ``trace_enum``) take the
+setting ``classify = α``: the classification term of partially observed nodes
+(:mod:`pyro_vae.objectives.classify`), e.g. ``trace_enum:classify=50``.
 
 Particles are vectorized as an outer plate (``vectorize_particles=True``), never a Python loop.
 An objective with its settings is one value, :class:`ObjectiveChoice`; building it for a
@@ -44,6 +49,7 @@ from ..model.latent_model import MAX_PLATE_NESTING, LatentModel
 from ..registry import Registry
 from ..spec.options import Option
 from .checks import check_dreg, check_mean_field, check_reparameterized, no_enumeration
+from .classify import CLASSIFY, Classified, classification_weight
 from .dreg import IWAE_DReG
 from .fused import FusedELBO, fused_elbo
 from .iwae import IWAE_ELBO
@@ -88,6 +94,22 @@ def _particles(num_particles: int, vectorize: bool = True) -> dict:
     )
 
 
+def _elbo(estimator):
+    """The build of one of Pyro's ELBO estimators; ``classify`` is added by
+    :meth:`ObjectiveChoice.build`, which knows the model."""
+    return lambda k, vectorize=True, classify=None: estimator(**_particles(k, vectorize))
+
+
+#: The settings of the ELBO estimators: the classification term of partially observed nodes.
+ELBO_OPTIONS = {
+    CLASSIFY: Option(
+        classification_weight,
+        None,
+        "α: weight of −log q(y | x) on the labelled rows (Kingma et al. 2014); unset: none",
+    )
+}
+
+
 def renyi_order(value) -> float:
     """α of the Rényi bound: a finite number other than 1 (α = 1 is the ELBO itself)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -99,8 +121,9 @@ def renyi_order(value) -> float:
 
 OBJECTIVES.register("trace")(
     Objective(
-        lambda k, vectorize=True: pyro.infer.Trace_ELBO(**_particles(k, vectorize)),
+        _elbo(pyro.infer.Trace_ELBO),
         no_enumeration,
+        options=ELBO_OPTIONS,
         fused=partial(fused_elbo, analytic_kl=False),
         kl_weight=True,
         description="Trace_ELBO: the Monte Carlo ELBO (score-function terms where needed)",
@@ -108,8 +131,9 @@ OBJECTIVES.register("trace")(
 )
 OBJECTIVES.register("trace_mean_field")(
     Objective(
-        lambda k, vectorize=True: pyro.infer.TraceMeanField_ELBO(**_particles(k, vectorize)),
+        _elbo(pyro.infer.TraceMeanField_ELBO),
         check_mean_field,
+        options=ELBO_OPTIONS,
         fused=partial(fused_elbo, analytic_kl=True),
         kl_weight=True,
         description="TraceMeanField_ELBO: the ELBO with each KL in closed form where one exists",
@@ -117,15 +141,17 @@ OBJECTIVES.register("trace_mean_field")(
 )
 OBJECTIVES.register("trace_graph")(
     Objective(
-        lambda k, vectorize=True: TraceGraph_ELBO(**_particles(k, vectorize)),
+        _elbo(TraceGraph_ELBO),
         no_enumeration,
+        options=ELBO_OPTIONS,
         kl_weight=True,
         description="TraceGraph_ELBO: Rao-Blackwellized score-function terms",
     )
 )
 OBJECTIVES.register("trace_enum")(
     Objective(
-        lambda k, vectorize=True: pyro.infer.TraceEnum_ELBO(**_particles(k, vectorize)),
+        _elbo(pyro.infer.TraceEnum_ELBO),
+        options=ELBO_OPTIONS,
         description="TraceEnum_ELBO: enumerated discrete latents summed out exactly",
     )
 )
@@ -206,6 +232,8 @@ class ObjectiveChoice:
             )
         complete = {}
         for key, option in known.items():
+            if key not in options and option.default is None:  # an optional setting, unset
+                continue
             try:
                 complete[key] = option.check(options.get(key, option.default))
             except ValueError as e:
@@ -264,13 +292,21 @@ class ObjectiveChoice:
         objective = OBJECTIVES.get(self.name)
         if isinstance(vae, LatentModel) and objective.check is not None:
             objective.check(vae)
-        return objective.build(self.num_particles, vectorize=vectorize, **self.options)
+        elbo = objective.build(self.num_particles, vectorize=vectorize, **self.options)
+        weight = self.options.get(CLASSIFY)
+        if not weight:
+            return elbo
+        if not isinstance(vae, LatentModel):
+            raise PyroVaeError(f"objective setting {CLASSIFY}: only for a spec-built model")
+        return Classified(elbo, vae, weight)
 
     def fused_step(self, vae: LatentModel) -> FusedELBO | None:
         """The trace-free step equal to this estimator on ``vae``, or None where there is none
         (objectives without one, several particles, or a pair it does not cover)."""
         fused = OBJECTIVES.get(self.name).fused
         if fused is None or self.num_particles != 1 or not isinstance(vae, LatentModel):
+            return None
+        if not vae.has_fast_paths or self.options.get(CLASSIFY):
             return None
         return fused(vae)
 
@@ -315,12 +351,20 @@ def _setting(text: str, pair: str) -> tuple[str, int | float]:
 
 
 def default_objective(vae: LatentModel) -> str:
-    """``trace_enum`` with enumerated latents, else ``trace_mean_field`` where it is valid
+    """The model spec's ``default_objective`` where it sets one; ``trace_enum`` with
+    enumerated latents, else ``trace_mean_field`` where it is valid
     (analytic KL: lower variance), else ``trace``; ``trace`` for pairs not built from specs,
     which no spec check can vouch for."""
     if not isinstance(vae, LatentModel):
         return "trace"
-    if vae.enumerated:
+    spec = vae.model_spec
+    if spec.default_objective is not None:
+        try:
+            ObjectiveChoice.parse(spec.default_objective).build(vae)
+        except PyroVaeError as e:
+            raise SpecError(spec.path, "default_objective", str(e)) from None
+        return spec.default_objective
+    if vae.enumerated or vae.guide_enumerated:
         return "trace_enum"
     return "trace_mean_field" if ObjectiveChoice("trace_mean_field").usable_with(vae) else "trace"
 

@@ -25,8 +25,9 @@ from ..results.comparisons import run_comparison_markdown, training_comparison_m
 from ..results.evaluation import EvaluationReport
 from ..results.result import Result, SummaryKeys
 from ..results.stats import Difference
+from ..spec.resolve import read_model
 from . import plots
-from .config import TrainConfig, prepare_data
+from .config import TrainConfig, data_shapes, prepare_data
 from .evaluate import evaluate_run
 from .files import check_writable, write_text_atomic
 from .run_dir import CHECKPOINT, CONFIG, RunDir, load_run
@@ -101,7 +102,7 @@ def _compared(source, guide, data, out, seed, data_options, device):
         raise PyroVaeError(f"{source}: not a run directory; give --out to compare a spec")
     config = TrainConfig(data=data or "digits", seed=seed, data_options=data_options or {})
     natural = load_dataset(config.data, seed=seed, **config.data_options)
-    shape = natural.image_shape or tuple(natural.event_shape)
+    shape = data_shapes(read_model(source), natural)
     vae = load(source, guide, data_shape=shape, seed=seed, device=device)
     origin = f"spec {vae.model_spec.path} / {vae.guide_spec.path} at initialization"
     return vae, config, origin, Path(out)
@@ -177,7 +178,7 @@ def compare_training(
     out = check_writable(out)  # the runs and the table go here: refused before training
     seed = settings.get("seed", 0)
     dataset = load_dataset(data, **(data_options or {}))
-    shape = dataset.image_shape or tuple(dataset.event_shape)
+    shape = data_shapes(read_model(model), dataset)
     vae = load(model, guide, data_shape=shape, seed=seed)
     choices = _objectives(vae, objectives)
     trainer = _Trainer(model, guide, data, shape, data_options or {}, progress, device, settings)
@@ -241,7 +242,7 @@ class _Trainer:
     model: str | Path
     guide: str | Path | None
     data: str
-    shape: tuple
+    shape: tuple | dict
     data_options: dict
     progress: bool | None
     device: object

@@ -7,11 +7,14 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+import torch
+
 from ..data import Dataset, load_dataset
 from ..data.binarize import check_binarization
 from ..errors import DataError, PyroVaeError
 from ..model.latent_model import LatentModel
 from ..objectives.registry import ObjectiveChoice
+from ..spec.parse import ModelSpec
 from .batches import JUST_X
 
 
@@ -144,13 +147,16 @@ def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
         )
     config.data, config.binarization = dataset.name, dataset.binarization
     config.data_options = {**config.data_options, **dataset.options}
+    if spec_built:
+        _check_data_nodes(vae, dataset)
     for name in config.args:  # refused here, naming what the data set has, before any work
         dataset.array(name, "test")
     if not spec_built:
         return dataset
-    if config.args != JUST_X:
+    if config.args != vae.data_names:
         raise PyroVaeError(
-            f"args={config.args!r}: a spec-built pair is called with x alone (model(x))"
+            f"args={config.args!r}: a spec-built pair is called with its data nodes' arrays "
+            f"{vae.data_names!r}"
         )
     if tuple(dataset.event_shape) != vae.data_shape:
         raise DataError(
@@ -182,3 +188,64 @@ def _check_support(vae: LatentModel, dataset: Dataset) -> None:
                 f"{where} needs values in [0, 1], but '{dataset.name}' has values in "
                 f"[{low:g}, {high:g}]"
             )
+
+
+def data_shapes(spec: ModelSpec, dataset: Dataset):
+    """What to build the pair of model ``spec`` for, from ``dataset``: x's shape (its image
+    shape where it has one), and, where the model has other observed nodes or inputs, a dict
+    with the shape of each by node name (their arrays named by the nodes' ``data`` keys)."""
+    x = dataset.image_shape or tuple(dataset.event_shape)
+    others = {**spec.also_observed, **spec.inputs}
+    if not others:
+        return x
+    shapes = {}
+    for name, node in others.items():
+        array = _node_array(spec.path, node, dataset, "train")
+        shapes[name] = tuple(array.shape[1:])
+    return {"x": x, **shapes}
+
+
+def _node_array(path: str, node, dataset: Dataset, split: str):
+    """The array that gives ``node`` its values, or a :class:`DataError` naming the spec
+    file, the node's key and the arrays the data set has."""
+    if node.data not in dataset.names:
+        raise DataError(
+            f"{path}: {node.key}: data set {dataset.name!r} has no array {node.data!r} for it; "
+            f"it has {dataset.names} (set {node.key}.data to one of them)"
+        )
+    return dataset.array(node.data, split)
+
+
+def _check_data_nodes(vae: LatentModel, dataset: Dataset) -> None:
+    """Every data node other than x has its array, one row per datapoint, of the size the
+    model was built for, finite; a partially observed node's labels are within its
+    categories (or hidden, negative)."""
+    spec = vae.model_spec
+    for name, node in spec.data_nodes.items():
+        if name == "x":
+            continue
+        for split, rows in (("train", len(dataset.train)), ("test", len(dataset.test))):
+            array = _node_array(spec.path, node, dataset, split)
+            where = f"{spec.path}: {node.key}: data set {dataset.name!r} array {node.data!r}"
+            if len(array) != rows:
+                raise DataError(f"{where} has {len(array)} {split} rows, x has {rows}")
+            if not bool(torch.isfinite(array.double()).all()):
+                raise DataError(f"{where} has NaN or infinite {split} values")
+            if node.partial:
+                _check_labels(where, split, array, node.options["categories"])
+            elif math.prod(array.shape[1:]) != vae.data_sizes[name]:
+                raise DataError(
+                    f"{where} has {math.prod(array.shape[1:])} values per row, the model was "
+                    f"built for {vae.data_sizes[name]}"
+                )
+
+
+def _check_labels(where: str, split: str, labels, categories: int) -> None:
+    if labels.dim() != 1 or labels.is_floating_point() and bool((labels != labels.round()).any()):
+        raise DataError(f"{where}: expected one whole-number label per row ({split})")
+    outside = labels >= categories
+    if bool(outside.any()):
+        raise DataError(
+            f"{where}: {split} label {int(labels[outside][0])} is outside its {categories} "
+            f"categories (0 to {categories - 1}; negative: no label)"
+        )

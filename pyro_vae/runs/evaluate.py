@@ -61,20 +61,21 @@ def _curve_points(num_samples: int) -> list[int]:
     return points or [num_samples]
 
 
-def _batches(x: torch.Tensor, batch_size: int, progress, desc: str, ids=None):
-    """``batch_size`` rows of ``x`` at a time, with a progress bar; with ``ids``, pairs of
-    (rows, their ids)."""
+def _batches(data: tuple, batch_size: int, progress, desc: str, ids=None):
+    """``batch_size`` rows of the arrays ``data`` at a time (a tuple, the pair's arguments),
+    with a progress bar; with ``ids``, pairs of (rows, their ids)."""
+    n = len(data[0])
     with tqdm(
-        total=len(x),
+        total=n,
         disable=None if progress is None else not progress,
         desc=desc,
         unit="datapoint",
         leave=False,
     ) as bar:
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]
+        for start in range(0, n, batch_size):
+            batch = tuple(a[start : start + batch_size] for a in data)
             yield batch if ids is None else (batch, ids[start : start + batch_size])
-            bar.update(len(batch))
+            bar.update(len(batch[0]))
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,10 @@ def evaluate_run(
     pyro.set_rng_seed(seed)
     # Under torchrun each process takes a contiguous shard of the datapoints; rank 0 gathers.
     mine = indices[shard(len(indices), world())]
-    x = dataset.test[mine].to(module_device(vae))
-    parts, seconds = _estimate_shard(vae, x, mine.tolist(), sampling)
+    # The partially observed nodes are left out, and so summed out: log p(x), not log p(x, y).
+    test = dataset.arrays("test", vae.marginal_data_names)
+    data = tuple(a[mine].to(module_device(vae)) for a in test)
+    parts, seconds = _estimate_shard(vae, data, mine.tolist(), sampling)
     gathered = gather(parts)
     if not world().is_main:
         return None
@@ -146,17 +149,17 @@ def evaluate_run(
     )
     evaluation = _compose(setup, gathered, seconds)
     if surgery:  # the aggregate posterior is over all datapoints: one process
-        evaluation = _with_surgery(evaluation, vae, dataset.test[indices])
+        evaluation = _with_surgery(evaluation, vae, tuple(a[indices] for a in test))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return _write(run_dir, replace(evaluation, peak_rss_mb=peak), report)
 
 
-def _with_surgery(evaluation: Evaluation, vae, x: torch.Tensor) -> Evaluation:
-    """The evaluation with ELBO surgery and latent usage over all its datapoints ``x``."""
-    x = x.to(module_device(vae))
+def _with_surgery(evaluation: Evaluation, vae, data: tuple) -> Evaluation:
+    """The evaluation with ELBO surgery and latent usage over all its datapoints ``data``."""
+    data = tuple(a.to(module_device(vae)) for a in data)
     with pyro.validation_enabled(False):
-        found = elbo_surgery(vae.model, vae.guide, x)
-        usage = latent_usage(vae.model, vae.guide, x)
+        found = elbo_surgery(vae.model, vae.guide, *data)
+        usage = latent_usage(vae.model, vae.guide, *data)
     return replace(evaluation, surgery=found, usage=usage)
 
 
@@ -179,9 +182,10 @@ def _log_weight_dtype(vae) -> torch.dtype:
 
 
 def _estimate_shard(vae, x, ids, sampling: _Sampling) -> tuple[dict, dict[str, float]]:
-    """This process's results (None where it has no datapoint) and their timings."""
+    """This process's results (None where it has no datapoint) and their timings; ``x``: the
+    arrays the pair is called with (a tuple)."""
     if sampling.ais:  # AIS moves every chain of a batch at once: checked before any work
-        rows = sampling.ais_samples * min(sampling.batch_size, max(len(x), 1))
+        rows = sampling.ais_samples * min(sampling.batch_size, max(len(x[0]), 1))
         settings = f"--ais-samples {sampling.ais_samples} with --batch-size {sampling.batch_size}"
         check_rows_memory(vae, ObjectiveChoice("trace"), x, rows, module_device(vae), settings)
     seconds, began = {}, time.perf_counter()
@@ -212,7 +216,7 @@ def _importance_sampling(vae, x, ids, sampling: _Sampling) -> ElboGap | None:
         ll = log_likelihood(
             vae.model,
             vae.guide,
-            batch,
+            *batch,
             num_samples=sampling.num_samples,
             record_at=_curve_points(sampling.num_samples),
             proposal=sampling.proposal,
@@ -222,7 +226,7 @@ def _importance_sampling(vae, x, ids, sampling: _Sampling) -> ElboGap | None:
         bound = elbo(
             vae.model,
             vae.guide,
-            batch,
+            *batch,
             num_samples=sampling.elbo_samples,
             objective=sampling.estimator,
             seed=sampling.seed + 1,  # independent of the importance samples
@@ -237,7 +241,7 @@ def _ais(vae, x, sampling: _Sampling) -> LogLikelihood | None:
         log_likelihood(
             vae.model,
             vae.guide,
-            batch,
+            *batch,
             num_samples=sampling.ais_samples,
             method="ais",
             num_steps=sampling.ais_steps,
@@ -255,7 +259,7 @@ def _refine(vae, x, sampling: _Sampling) -> Refinement | None:
     for batch in _batches(x, sampling.batch_size, sampling.progress, "refining q per datapoint"):
         with pyro.validation_enabled(False):
             parts.append(
-                refined_elbo(vae.model, vae.guide, batch, num_samples=sampling.elbo_samples)
+                refined_elbo(vae.model, vae.guide, *batch, num_samples=sampling.elbo_samples)
             )
     return Refinement.concatenate(parts) if parts else None
 

@@ -18,6 +18,7 @@ from ..results.evaluation import EvaluationReport, headline, section
 from ..results.schema import from_json
 from ..results.tables import fmt, markdown_table
 from . import plots
+from .conditional import class_grid, completion_grid
 from .files import exists, read_json, write_text_atomic
 
 REPORT = "report.json"
@@ -31,29 +32,7 @@ def write_training_report(run_dir: Path, vae, dataset, config, history: list[dic
     device = module_device(vae)
     with fork_rng(device):  # report sampling must not change a resumed run
         torch.manual_seed(config.seed)
-        if dataset.image_shape is not None:
-            figures["samples"] = plots.image_grid(
-                vae.sample(64).cpu(),
-                dataset.image_shape,
-                run_dir / "plots" / "samples.png",
-                "samples (mean of p(x | z), z ~ p(z))",
-            )
-            originals = dataset.test[:16]
-            figures["reconstructions"] = plots.image_grid(
-                torch.cat([originals, vae.reconstruct(originals.to(device)).cpu()]),
-                dataset.image_shape,
-                run_dir / "plots" / "reconstructions.png",
-                "test images (top) and reconstructions (bottom)",
-                columns=16,
-            )
-        else:
-            figures["data_vs_model"] = plots.data_vs_model(
-                dataset.test,
-                vae.sample(len(dataset.test), mean=False).cpu(),
-                run_dir / "plots" / "data_vs_model.png",
-                title,
-            )
-
+        figures.update(_sample_figures(run_dir, vae, dataset, title))
     final = history[-1] if history else {}
     report = {
         "model": vae.model_spec.path,
@@ -190,3 +169,38 @@ def _kl_weight(config: dict) -> str:
     beta, warmup = config.get("kl_weight", 1.0), config.get("kl_warmup", 0)
     text = f"{beta:g}" + (" (the ELBO)" if beta == 1 and not warmup else "")
     return text + (f", ramped from 0 over {warmup} epoch(s)" if warmup else "")
+
+
+def _sample_figures(run_dir: Path, vae, dataset, title: str) -> dict[str, Path]:
+    """The figures of a model's draws: completions of test inputs for a model with inputs;
+    else, for images, samples, reconstructions and draws per value of each partially observed
+    node, and for vectors the data against samples."""
+    plots_dir, device = run_dir / "plots", module_device(vae)
+    if vae.model_spec.inputs:
+        if not dataset.parts:
+            return {}
+        return {"completions": completion_grid(vae, dataset, plots_dir / "completions.png")}
+    if dataset.image_shape is None:
+        drawn = vae.sample(len(dataset.test), mean=False).cpu()
+        path = plots_dir / "data_vs_model.png"
+        return {"data_vs_model": plots.data_vs_model(dataset.test, drawn, path, title)}
+    originals = dataset.test[:16]
+    figures = {
+        "samples": plots.image_grid(
+            vae.sample(64).cpu(),
+            dataset.image_shape,
+            plots_dir / "samples.png",
+            "samples (mean of p(x | z), z ~ p(z))",
+        ),
+        "reconstructions": plots.image_grid(
+            torch.cat([originals, vae.reconstruct(originals.to(device)).cpu()]),
+            dataset.image_shape,
+            plots_dir / "reconstructions.png",
+            "test images (top) and reconstructions (bottom)",
+            columns=16,
+        ),
+    }
+    for node in vae.model_spec.partial:
+        path = plots_dir / f"samples_by_{node}.png"
+        figures[f"samples_by_{node}"] = class_grid(vae, dataset.image_shape, path, node)
+    return figures

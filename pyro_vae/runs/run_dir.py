@@ -64,6 +64,8 @@ class RunDir:
             "model_spec": vae.model_spec.path,
             "guide_spec": vae.guide_spec.path,
         }
+        if vae.data_sizes:  # the other observed nodes and the inputs, by node name
+            meta["data_sizes"] = dict(vae.data_sizes)
         self.write_text(CONFIG, json.dumps(meta, indent=2) + "\n")
 
     def update_config(self, config: TrainConfig) -> None:
@@ -84,6 +86,9 @@ class RunDir:
                 shape = meta.get(key)
                 if not (shape is None and key == "image_shape") and not _is_shape(shape):
                     raise ValueError(f"'{key}' is {shape!r}, not a list of sizes")
+            sizes = meta.get("data_sizes", {})
+            if not isinstance(sizes, dict) or not all(_is_shape([n]) for n in sizes.values()):
+                raise ValueError(f"'data_sizes' is {sizes!r}, not sizes by node name")
         except FileNotFoundError:
             raise CheckpointError(f"{path}: missing; {self.path} is not a run directory") from None
         except KeyError as e:
@@ -99,7 +104,11 @@ class RunDir:
         config, meta = self.read_config()
         model = parse_model(self._spec_copy("model.toml"), self.path / "model.toml")
         guide = parse_guide(self._spec_copy("guide.toml"), self.path / "guide.toml")
-        return LatentModel(model, guide, meta["image_shape"] or meta["data_shape"]), config
+        shape = meta["image_shape"] or meta["data_shape"]
+        sizes = meta.get("data_sizes") or {}
+        if sizes:
+            shape = {"x": shape, **{n: (size,) for n, size in sizes.items()}}
+        return LatentModel(model, guide, shape), config
 
     def _spec_copy(self, name: str) -> str:
         """The text of the run's copy of a spec (the run is rebuilt from it)."""

@@ -11,6 +11,7 @@ files are described in :mod:`pyro_vae.runs.run_dir`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -59,8 +60,9 @@ class TrainResult(Result):
 
 
 def eval_objective(vae: LatentModel) -> pyro.infer.ELBO:
-    """The ELBO estimator used for reported ELBOs (see :func:`default_objective`)."""
-    return ObjectiveChoice(default_objective(vae)).build(vae)
+    """The ELBO estimator used for reported ELBOs: :func:`default_objective`'s estimator,
+    one particle, without training-only settings (a classification term is no part of it)."""
+    return ObjectiveChoice(ObjectiveChoice.parse(default_objective(vae)).name).build(vae)
 
 
 @torch.no_grad()
@@ -161,6 +163,8 @@ def _train_config(vae, data, settings, num_particles, objective_options) -> Trai
         raise PyroVaeError(
             "give the number of particles and the options inside the ObjectiveChoice"
         )
+    if isinstance(vae, LatentModel):
+        settings.setdefault("args", vae.data_names)
     config = TrainConfig(data=data, objective=objective, **settings)
     config.validate()  # a KL weight for an objective without one is refused here
     return config
@@ -309,7 +313,8 @@ class _Loop:
             if not math.isfinite(loss):
                 raise self._diverged(epoch, f"the loss is {loss}")
             if fused is None:
-                with torch.no_grad(), pyro.validation_enabled(True):
+                quiet = quiet_unenumerated(batched_apart(vae))
+                with torch.no_grad(), pyro.validation_enabled(True), quiet:
                     elbo.loss(vae.model, vae.guide, *as_args(batch))
                 return elbo
         with pyro.validation_enabled(True):
@@ -340,15 +345,38 @@ class _Loop:
         return any(g is None for g in grads)
 
     def _epoch(self, epoch: int, elbo, evaluator, bar, parallel=None) -> dict:
-        vae, config, optimizer = self.vae, self.config, self.optimizer
-        began, total = time.perf_counter(), 0.0
-        for group in optimizer.param_groups:
+        vae, config = self.vae, self.config
+        began = time.perf_counter()
+        for group in self.optimizer.param_groups:
             group["lr"] = config.lr * config.lr_decay ** (epoch - 1)
+        # The test ELBO sums partially observed nodes out: a bound on log p(x), not log p(x, y).
+        names = names_of(vae.marginal_data_names if isinstance(vae, LatentModel) else config.args)
+        vae.train()
+        with quiet_unenumerated(batched_apart(vae)):
+            total = self._steps(epoch, elbo, bar, parallel)
+        vae.eval()
+        record = {
+            "epoch": epoch,
+            "train_elbo": -all_sum(total) / len(self.dataset.train),
+            "test_elbo": estimate_elbo(
+                vae, self.dataset.arrays("test", names), evaluator, device=self.device
+            ),
+            "seconds": time.perf_counter() - began,
+            "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
+        }
+        if config.kl_weighted:
+            record["kl_weight"] = elbo.kl_weight  # β of the epoch's last step
+        if not math.isfinite(record["test_elbo"]):
+            raise self._diverged(epoch, "the test ELBO became non-finite")
+        return record
+
+    def _steps(self, epoch: int, elbo, bar, parallel) -> float:
+        """One epoch's optimizer steps; the sum of their losses over this process's rows."""
+        vae, config, optimizer = self.vae, self.config, self.optimizer
         steps = math.ceil(len(self.dataset.train) / config.batch_size)
         step = (epoch - 1) * steps  # the global step: a resumed warm-up continues where it was
-        vae.train()
-        names = names_of(config.args)
-        for batch in self.dataset.train_batches(config.batch_size, self.batches, names):
+        names, apart, total = names_of(config.args), batched_apart(vae), 0.0
+        for batch in self.dataset.train_batches(config.batch_size, self.batches, names, apart):
             batch = moved(batch, self.device, non_blocking=True)
             if config.kl_weighted:
                 elbo.kl_weight = warmup_weight(config.kl_weight, config.kl_warmup * steps, step)
@@ -367,21 +395,7 @@ class _Loop:
             optimizer.step()
             total += loss.item() * rows(batch) / self.world.size
             bar.update()
-        vae.eval()
-        record = {
-            "epoch": epoch,
-            "train_elbo": -all_sum(total) / len(self.dataset.train),
-            "test_elbo": estimate_elbo(
-                vae, self.dataset.arrays("test", names), evaluator, device=self.device
-            ),
-            "seconds": time.perf_counter() - began,
-            "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
-        }
-        if config.kl_weighted:
-            record["kl_weight"] = elbo.kl_weight  # β of the epoch's last step
-        if not math.isfinite(record["test_elbo"]):
-            raise self._diverged(epoch, "the test ELBO became non-finite")
-        return record
+        return total
 
     def commit(self, epoch: int) -> None:
         """Save the state after ``epoch``: the checkpoint, then ``metrics.jsonl`` from it."""
@@ -434,3 +448,21 @@ class _ShardLoss(nn.Module):
         else:
             total = self.elbo.differentiable_loss(self.vae.model, self.vae.guide, batch[rows])
         return total * self.processes / len(batch)
+
+
+def batched_apart(vae) -> tuple[str, ...]:
+    """The label arrays whose labelled and unlabelled rows train in separate batches: a
+    spec-built pair's partially observed nodes' (each call observes them or samples them)."""
+    if not isinstance(vae, LatentModel):
+        return ()
+    return vae.data_names[len(vae.marginal_data_names) :]
+
+
+@contextlib.contextmanager
+def quiet_unenumerated(apart: tuple[str, ...]):
+    """Without Pyro's warning that TraceEnum_ELBO found nothing to enumerate, where that is
+    expected: a labelled batch observes the node the guide enumerates on the other batches."""
+    with warnings.catch_warnings():
+        if apart:
+            warnings.filterwarnings("ignore", "TraceEnum_ELBO found no sample sites")
+        yield

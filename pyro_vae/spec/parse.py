@@ -103,6 +103,8 @@ class ModelSpec:
     also_observed: dict[str, NodeSpec] = field(default_factory=dict)
     #: Input nodes: data the model conditions on and does not model.
     inputs: dict[str, NodeSpec] = field(default_factory=dict)
+    #: The objective a run trains with unless it names one (``trace_enum:classify=46``).
+    default_objective: str | None = None
 
     @property
     def observed_nodes(self) -> dict[str, NodeSpec]:
@@ -296,6 +298,8 @@ def _model_node(reader: _Reader, role: Role, name: str, body: dict) -> NodeSpec:
         family.check_constraints(options)
     except OptionError as e:
         raise reader.error(f"{key}.{e.key}", str(e)) from None
+    if name == DATA and _DATA_KEY in body:
+        raise reader.error(f"{key}.{_DATA_KEY}", "x is the data set's rows; it takes no data key")
     partial = role is Role.LATENT and _partial(reader, body, key, family)
     data = _data_name(reader, body, key) if role is Role.OBSERVED or partial else None
     return NodeSpec(name, key, family_name, given, net, options, role, data, partial)
@@ -393,12 +397,16 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
     """Parse and validate a model spec given as TOML text."""
     reader = _Reader(path)
     doc = reader.load(text)
-    reader.table(doc, "", ("description", "default_guide", "latent", "observed", "input"))
+    reader.table(
+        doc,
+        "",
+        ("description", "default_guide", "default_objective", "latent", "observed", "input"),
+    )
     latents, observed, inputs = _model_sections(reader, doc)
     section = "latent or input" if inputs else "latent"
     order = reader.order({**latents, **observed}, set(inputs), section)
     _check_model_parents(reader, latents, observed)
-    for key in ("description", "default_guide"):
+    for key in ("description", "default_guide", "default_objective"):
         if key in doc and not isinstance(doc[key], str):
             raise reader.error(key, f"expected a string, got {shown(doc[key])}")
     return ModelSpec(
@@ -408,6 +416,7 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
         latents={n: latents[n] for n in order if n in latents},
         observed=observed[DATA],
         default_guide=doc.get("default_guide"),
+        default_objective=doc.get("default_objective"),
         also_observed={n: node for n, node in observed.items() if n != DATA},
         inputs=inputs,
     )

@@ -25,6 +25,7 @@ def test_registered_names():
         "linear-gaussian",
         "mixture-1d",
         "mnist",
+        "mnist-quadrants",
     ]
 
 

@@ -40,7 +40,7 @@ def test_an_objective_with_its_settings_is_one_value():
         ("renyi:alpha=1", "option alpha: alpha = 1 is the ELBO"),
         ("renyi:alpha=nan", "option alpha: must be a finite number, got nan"),
         ("renyi:beta=2", "has no option 'beta' (options: alpha)"),
-        ("trace:alpha=2", "has no option 'alpha' (options: none)"),
+        ("trace:alpha=2", "has no option 'alpha' (options: classify)"),
     ],
 )
 def test_bad_objective_settings_are_refused_by_name(text, words):
