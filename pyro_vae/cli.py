@@ -19,7 +19,7 @@ from .data.arrays import FILE_FORMATS
 from .data.dataset import BINARIZATIONS
 from .data.registry import DATA_ROOT_ENV
 from .devices import resolve_device
-from .errors import PyroVaeError
+from .errors import PyroVaeError, did_you_mean
 from .objectives.comparison import DEFAULT_ESTIMATORS
 from .objectives.registry import MAX_PARTICLES, OBJECTIVES, ObjectiveChoice
 from .runs.compare import compare_run, compare_training
@@ -109,7 +109,8 @@ def _cmd_check(args) -> int:
         detail = ", ".join([f"{size_key}={size}"] + [f"{k}={v}" for k, v in extra.items()])
         parents = f"  <- {', '.join(node.given)} via {node.net.describe()}" if node.given else ""
         role = node.role.value
-        print(f"  {node.name:<6} {role:<9} {node.family}({detail}){parents}")
+        data = f"  observed where '{node.data}' has a value" if node.partial else ""
+        print(f"  {node.name:<6} {role:<9} {node.family}({detail}){parents}{data}")
     guide_arg = args.guide or default_guide(model)
     others = {**model.also_observed, **model.inputs}
     shape = CHECK_SHAPE
@@ -266,13 +267,42 @@ def _cmd_sample(args) -> int:
     if out.suffix.lower() != ".png" or out.is_dir():
         raise PyroVaeError(f"--output {args.output}: expected the path of a .png file")
     vae, config = load_run(args.run, device=device)
+    torch.manual_seed(args.seed)
+    if vae.model_spec.inputs:  # a conditional model: completions of test inputs
+        from .runs.conditional import completion_grid
+        from .runs.config import prepare_data
+
+        print(completion_grid(vae, prepare_data(vae, config), out, rows=max(1, args.n // 8)))
+        return 0
     image_shape = run_metadata(args.run)["image_shape"]
     if not image_shape:
         raise PyroVaeError(f"data set '{config.data}' is not made of images; nothing to draw")
-    torch.manual_seed(args.seed)
-    image_grid(vae.sample(args.n).cpu(), tuple(image_shape), out, f"{args.n} samples")
+    given = _given_values(vae, args.given or [])
+    title = f"{args.n} samples" + "".join(f", {k} = {int(v)}" for k, v in given.items())
+    image_grid(vae.sample(args.n, given=given).cpu(), tuple(image_shape), out, title)
     print(out)
     return 0
+
+
+def _given_values(vae, pairs: list[str]) -> dict:
+    """``--given y=3``: a categorical latent held at a value."""
+    import torch
+
+    given = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        node = vae.generative[name] if name in vae.latent_names else None
+        if node is None or node.family.support != "categorical":
+            raise PyroVaeError(
+                f"--given {pair!r}: expected NAME=VALUE with NAME a categorical latent of the "
+                f"model" + did_you_mean(name, [n for n in vae.latent_names])
+            )
+        if not text.isdecimal() or int(text) >= node.family.size:
+            raise PyroVaeError(
+                f"--given {pair!r}: {name} takes a value from 0 to {node.family.size - 1}"
+            )
+        given[name] = torch.tensor(int(text))
+    return given
 
 
 def _cmd_evaluate(args) -> int:
@@ -750,6 +780,14 @@ def _sample_command(sub) -> None:
         action="store_true",
         help="add each class's attribute vector to encodings of test images, using the data "
         "set's labels, into RUN/plots/attributes.png (default off)",
+    )
+    own.add_argument(
+        "--given",
+        action="append",
+        metavar="NAME=VALUE",
+        help="hold a categorical latent at a value, e.g. --given y=3: digits of class 3 "
+        "(repeatable; default: every latent drawn from its prior). A model with inputs draws "
+        "completions of test inputs instead",
     )
     parents = [own, _seed_parent("the samples", default=0), _running_parent(progress=False)]
     summary = "draw samples of a trained run as an image grid"

@@ -44,10 +44,15 @@ class Classified:
                 f"node whose guide gives q(y | data) (a guide node given only data nodes)"
             )
         self.elbo, self.vae, self.weight = elbo, vae, weight
+        #: The classification terms added by :meth:`differentiable_loss` so far, summed: the
+        #: training loop takes them out of the ELBO it reports.
+        self.classification_total = 0.0
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         loss = self.elbo.differentiable_loss(model, guide, *args, **kwargs)
-        return loss - self.weight * self.vae.classification_log_prob(*args, **kwargs)
+        term = -self.weight * self.vae.classification_log_prob(*args, **kwargs)
+        self.classification_total += float(term.detach())
+        return loss + term
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         loss = self.elbo.loss(model, guide, *args, **kwargs)

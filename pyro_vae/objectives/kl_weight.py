@@ -59,6 +59,11 @@ class KLWeighted:
     def kl_weight(self, value: float) -> None:
         self._messenger.weight = value
 
+    def __getattr__(self, name):  # what the estimator it weighs records (classification_total)
+        if name == "elbo":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.elbo, name)
+
     def differentiable_loss(self, model, guide, *args, **kwargs):
         weighted = self._messenger
         return self.elbo.differentiable_loss(weighted(model), weighted(guide), *args, **kwargs)

@@ -128,6 +128,19 @@ class UsageSection:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ClassificationSection:
+    """How often a classifier q(y | x) of a partially observed node names the test label: the
+    argmax of q against the data's label, over the evaluated datapoints."""
+
+    node: str
+    categories: int
+    num_data: int
+    accuracy: float
+    accuracy_stderr: float  # binomial: sqrt(a (1 − a) / N)
+    mean_log_q: float  # mean log q(y = label | x): how sure it is of the right class
+
+
 def _optional():
     return field(default=None, metadata={"optional": True})
 
@@ -164,6 +177,7 @@ class EvaluationReport:
     decomposition: DecompositionSection | None = _optional()
     surgery: SurgerySection | None = _optional()
     latent_usage: UsageSection | None = _optional()
+    classification: list[ClassificationSection] | None = _optional()
     peak_rss_mb: float = 0.0
     seed: int = 0
     checkpoint_epoch: int | None = None
@@ -262,6 +276,11 @@ def _explained(r: EvaluationReport) -> list[str]:
             f"{name} {u.active_units} of {u.dims}" for name, u in usage.latents.items()
         )
         lines.append(f"Active latent dimensions: {active}.")
+    for c in r.classification or ():
+        lines.append(
+            f"The classifier q({c.node} | x) names the label of {c.accuracy:.1%} of the "
+            f"{c.num_data} datapoints (± {c.accuracy_stderr:.1%})."
+        )
     if r.khat_above:
         lines.append(
             f"Importance sampling is unreliable on {r.khat_above} of {r.num_data} datapoints "
@@ -307,6 +326,7 @@ def section(r: EvaluationReport) -> list[str]:
         *_ais_markdown(r),
         *_decomposition_markdown(r),
         *_surgery_markdown(r),
+        *_classification_markdown(r),
     ]
     skipped = [f"Plot `{name}` skipped: {why}." for name, why in r.plots_skipped.items()]
     lines += [f"![{name}]({path})" for name, path in r.plots.items()]
@@ -415,6 +435,33 @@ def _surgery_markdown(r: EvaluationReport) -> list[str]:
     return lines
 
 
+def _classification_markdown(r: EvaluationReport) -> list[str]:
+    if not r.classification:
+        return []
+    return [
+        "### Classification",
+        "",
+        "The guide's q(y | x) of each partially observed node as a classifier: its most "
+        "probable class against the data's label.",
+        "",
+        *markdown_table(
+            ["node", "classes", "datapoints", "accuracy", "stderr", "mean log q(label | x)"],
+            [
+                [
+                    c.node,
+                    c.categories,
+                    c.num_data,
+                    fmt(c.accuracy, ".4f"),
+                    fmt(c.accuracy_stderr, ".4f"),
+                    fmt(c.mean_log_q, ".3f"),
+                ]
+                for c in r.classification
+            ],
+        ),  # fmt: skip
+        "",
+    ]
+
+
 def evaluation_table(r: EvaluationReport) -> Table:
     """The evaluation as one table: the estimates, then what each requested explanation adds."""
     e, mc = r.estimand, ("mc_stderr", "datapoint_stderr")
@@ -454,6 +501,9 @@ def evaluation_table(r: EvaluationReport) -> Table:
         rows += [[*row, ""] for row in surgery_rows(vars(r.surgery), e)]
     for name, u in (r.latent_usage.latents if r.latent_usage else {}).items():
         notes.append(f"{name}: {u.active_units} of {u.dims} dimensions active")
+    for c in r.classification or ():
+        rows.append([f"accuracy of q({c.node} | x)", fmt(c.accuracy, ".4f"), "", ""])
+        notes.append(f"q({c.node} | x): binomial stderr of the accuracy {c.accuracy_stderr:.4f}")
     which = f"{r.num_data} of the {r.num_test or r.num_data} {r.data} {r.split} datapoints"
     if r.num_test and r.num_data < r.num_test:
         which += f" (a random subset, seed {r.seed})"

@@ -74,11 +74,14 @@ def compare_run(
     check_writable(out)  # before the comparison's minutes of work, not after
     dataset = prepare_data(vae, config)
     vae.eval()
-    x = dataset.test[dataset.test_indices(num_data, seed=seed)].to(module_device(vae))
+    rows = dataset.test_indices(num_data, seed=seed)
+    # The partially observed nodes are left out, and so summed out, as evaluate does.
+    test = dataset.arrays("test", vae.marginal_data_names)
+    data = tuple(a[rows].to(module_device(vae)) for a in test)
     comparison = compare_estimators(
         vae.model,
         vae.guide,
-        x,
+        *data,
         estimators=estimators,
         repeats=repeats,
         reference_samples=reference_samples,
@@ -104,6 +107,7 @@ def _compared(source, guide, data, out, seed, data_options, device):
     natural = load_dataset(config.data, seed=seed, **config.data_options)
     shape = data_shapes(read_model(source), natural)
     vae = load(source, guide, data_shape=shape, seed=seed, device=device)
+    config.args = vae.data_names
     origin = f"spec {vae.model_spec.path} / {vae.guide_spec.path} at initialization"
     return vae, config, origin, Path(out)
 

@@ -22,6 +22,7 @@ disk) leaves the file it would have replaced as it was (:mod:`pyro_vae.runs.file
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ from ..inference.streams import datapoint_seeds
 from ..inference.surgery import elbo_surgery, latent_usage
 from ..objectives.registry import ObjectiveChoice, default_objective
 from ..results.choices import Proposal
+from ..results.evaluation import ClassificationSection
 from .config import prepare_data
 from .distributed import gather, on_main, shard, world
 from .evaluation import Evaluation, EvaluationSetup
@@ -150,6 +152,9 @@ def evaluate_run(
     evaluation = _compose(setup, gathered, seconds)
     if surgery:  # the aggregate posterior is over all datapoints: one process
         evaluation = _with_surgery(evaluation, vae, tuple(a[indices] for a in test))
+    if getattr(vae, "classifiers", None):
+        found = classification(vae, dataset, indices)
+        evaluation = replace(evaluation, classification=found)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return _write(run_dir, replace(evaluation, peak_rss_mb=peak), report)
 
@@ -161,6 +166,35 @@ def _with_surgery(evaluation: Evaluation, vae, data: tuple) -> Evaluation:
         found = elbo_surgery(vae.model, vae.guide, *data)
         usage = latent_usage(vae.model, vae.guide, *data)
     return replace(evaluation, surgery=found, usage=usage)
+
+
+@torch.no_grad()
+def classification(vae, dataset, indices) -> tuple[ClassificationSection, ...]:
+    """Each classifier q(y | x) of ``vae``'s partially observed nodes against the test labels
+    of the datapoints ``indices`` (those with a label)."""
+    device = module_device(vae)
+    data = [a[indices] for a in dataset.arrays("test", vae.marginal_data_names)]
+    parts = [
+        vae.classify(*(a[i : i + 1000].to(device) for a in data))
+        for i in range(0, len(indices), 1000)
+    ]
+    sections = []
+    for name, node in vae.model_spec.partial.items():
+        if name not in vae.classifiers:
+            continue
+        probs = torch.cat([p[name] for p in parts]).cpu()
+        labels = dataset.array(node.data, "test")[indices]
+        known = labels >= 0
+        right = (probs.argmax(-1) == labels)[known].double()
+        log_q = probs.gather(-1, labels.clamp(min=0)[:, None])[:, 0].log()[known]
+        accuracy, n = float(right.mean()), int(known.sum())
+        sections.append(
+            ClassificationSection(
+                name, probs.shape[-1], n, accuracy, math.sqrt(accuracy * (1 - accuracy) / n),
+                float(log_q.double().mean()),
+            )
+        )  # fmt: skip
+    return tuple(sections)
 
 
 def _prepare_outputs(run_dir: Path) -> dict:

@@ -38,6 +38,7 @@ from ..inference.weights import (
 from ..results.evaluation import (
     ARRAYS,
     AisSection,
+    ClassificationSection,
     CurvePoint,
     DecompositionSection,
     EvaluationReport,
@@ -88,6 +89,8 @@ class Evaluation(SummaryKeys, Result):
     decomposition: GapDecomposition | None = None
     surgery: ElboSurgery | None = None
     usage: LatentUsage | None = None
+    #: Each classifier of a partially observed node, scored on the evaluated datapoints.
+    classification: tuple[ClassificationSection, ...] = ()
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     plots: dict[str, str] = field(default_factory=dict)
@@ -198,6 +201,7 @@ class Evaluation(SummaryKeys, Result):
             decomposition=self._decomposition_section(),
             surgery=_section(SurgerySection, self.surgery),
             latent_usage=_section(UsageSection, self.usage),
+            classification=list(self.classification) or None,
             peak_rss_mb=self.peak_rss_mb,
             plots=self.plots,
             plots_skipped=self.plots_skipped,

@@ -371,11 +371,13 @@ class _Loop:
         return record
 
     def _steps(self, epoch: int, elbo, bar, parallel) -> float:
-        """One epoch's optimizer steps; the sum of their losses over this process's rows."""
+        """One epoch's optimizer steps; the sum of their losses over this process's rows, less
+        any classification term (:mod:`~pyro_vae.objectives.classify`): minus the ELBO."""
         vae, config, optimizer = self.vae, self.config, self.optimizer
         steps = math.ceil(len(self.dataset.train) / config.batch_size)
         step = (epoch - 1) * steps  # the global step: a resumed warm-up continues where it was
         names, apart, total = names_of(config.args), batched_apart(vae), 0.0
+        added = getattr(elbo, "classification_total", 0.0)  # not part of the reported ELBO
         for batch in self.dataset.train_batches(config.batch_size, self.batches, names, apart):
             batch = moved(batch, self.device, non_blocking=True)
             if config.kl_weighted:
@@ -395,7 +397,9 @@ class _Loop:
             optimizer.step()
             total += loss.item() * rows(batch) / self.world.size
             bar.update()
-        return total
+        if parallel is not None:  # the shards' terms are scaled by their step: left in
+            return total
+        return total - (getattr(elbo, "classification_total", 0.0) - added)
 
     def commit(self, epoch: int) -> None:
         """Save the state after ``epoch``: the checkpoint, then ``metrics.jsonl`` from it."""

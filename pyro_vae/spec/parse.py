@@ -372,7 +372,7 @@ def _model_sections(reader: _Reader, doc: dict):
     return latents, observed, inputs
 
 
-def _check_model_parents(reader: _Reader, latents, observed) -> None:
+def _check_latent_parents(reader: _Reader, latents, observed) -> None:
     for node in latents.values():
         for parent in node.given:
             if parent in observed:
@@ -381,6 +381,9 @@ def _check_model_parents(reader: _Reader, latents, observed) -> None:
                     f"a latent cannot depend on the observed {parent}; condition on it in the "
                     f"guide, or declare it an [input.{parent}]",
                 )
+
+
+def _check_observed_parents(reader: _Reader, latents, observed) -> None:
     for node in observed.values():
         for parent in node.given:
             if parent in observed:
@@ -403,9 +406,10 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
         ("description", "default_guide", "default_objective", "latent", "observed", "input"),
     )
     latents, observed, inputs = _model_sections(reader, doc)
+    _check_latent_parents(reader, latents, observed)
     section = "latent or input" if inputs else "latent"
     order = reader.order({**latents, **observed}, set(inputs), section)
-    _check_model_parents(reader, latents, observed)
+    _check_observed_parents(reader, latents, observed)
     for key in ("description", "default_guide", "default_objective"):
         if key in doc and not isinstance(doc[key], str):
             raise reader.error(key, f"expected a string, got {shown(doc[key])}")
