@@ -785,9 +785,9 @@ def _sample_command(sub) -> None:
         "--given",
         action="append",
         metavar="NAME=VALUE",
-        help="hold a categorical latent at a value, e.g. --given y=3: digits of class 3 "
-        "(repeatable; default: every latent drawn from its prior). A model with inputs draws "
-        "completions of test inputs instead",
+        help="hold a categorical latent at a value, e.g. --given y=3: digits of class 3; "
+        "repeatable (default none: every latent drawn from its prior). A model with inputs "
+        "draws completions of test inputs instead",
     )
     parents = [own, _seed_parent("the samples", default=0), _running_parent(progress=False)]
     summary = "draw samples of a trained run as an image grid"
