@@ -152,7 +152,7 @@ def evaluate_run(
     evaluation = _compose(setup, gathered, seconds)
     if surgery:  # the aggregate posterior is over all datapoints: one process
         evaluation = _with_surgery(evaluation, vae, tuple(a[indices] for a in test))
-    if getattr(vae, "classifiers", None):
+    if vae.classifiers:
         found = classification(vae, dataset, indices)
         evaluation = replace(evaluation, classification=found)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

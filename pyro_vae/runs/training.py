@@ -352,8 +352,9 @@ class _Loop:
         # The test ELBO sums partially observed nodes out: a bound on log p(x), not log p(x, y).
         names = names_of(vae.marginal_data_names if isinstance(vae, LatentModel) else config.args)
         vae.train()
-        with quiet_unenumerated(batched_apart(vae)):
-            total = self._steps(epoch, elbo, bar, parallel)
+        apart = batched_apart(vae)
+        with quiet_unenumerated(apart):
+            total = self._steps(epoch, elbo, bar, parallel, apart)
         vae.eval()
         record = {
             "epoch": epoch,
@@ -370,13 +371,13 @@ class _Loop:
             raise self._diverged(epoch, "the test ELBO became non-finite")
         return record
 
-    def _steps(self, epoch: int, elbo, bar, parallel) -> float:
+    def _steps(self, epoch: int, elbo, bar, parallel, apart: tuple[str, ...]) -> float:
         """One epoch's optimizer steps; the sum of their losses over this process's rows, less
         any classification term (:mod:`~pyro_vae.objectives.classify`): minus the ELBO."""
         vae, config, optimizer = self.vae, self.config, self.optimizer
         steps = math.ceil(len(self.dataset.train) / config.batch_size)
         step = (epoch - 1) * steps  # the global step: a resumed warm-up continues where it was
-        names, apart, total = names_of(config.args), batched_apart(vae), 0.0
+        names, total = names_of(config.args), 0.0
         added = getattr(elbo, "classification_total", 0.0)  # not part of the reported ELBO
         for batch in self.dataset.train_batches(config.batch_size, self.batches, names, apart):
             batch = moved(batch, self.device, non_blocking=True)

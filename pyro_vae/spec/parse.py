@@ -372,26 +372,19 @@ def _model_sections(reader: _Reader, doc: dict):
     return latents, observed, inputs
 
 
-def _check_latent_parents(reader: _Reader, latents, observed) -> None:
-    for node in latents.values():
-        for parent in node.given:
-            if parent in observed:
-                raise reader.error(
-                    f"{node.key}.given",
-                    f"a latent cannot depend on the observed {parent}; condition on it in the "
-                    f"guide, or declare it an [input.{parent}]",
-                )
+def _refuse_observed_parents(reader: _Reader, nodes, observed, what: str, advice: str) -> None:
+    """No node of ``nodes`` may be given an observed node: the model does not read its data."""
+    for node in nodes.values():
+        for parent in (p for p in node.given if p in observed):
+            raise reader.error(
+                f"{node.key}.given",
+                f"{what} cannot depend on the observed {parent}; {advice}[input.{parent}]",
+            )
 
 
 def _check_observed_parents(reader: _Reader, latents, observed) -> None:
+    _refuse_observed_parents(reader, observed, observed, "an observed node", "declare it an ")
     for node in observed.values():
-        for parent in node.given:
-            if parent in observed:
-                raise reader.error(
-                    f"{node.key}.given",
-                    f"an observed node cannot depend on the observed {parent}; declare it an "
-                    f"[input.{parent}]",
-                )
         if not any(p in latents for p in node.given):
             raise reader.error(f"{node.key}.given", "an observed node needs latent parents")
 
@@ -406,7 +399,8 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
         ("description", "default_guide", "default_objective", "latent", "observed", "input"),
     )
     latents, observed, inputs = _model_sections(reader, doc)
-    _check_latent_parents(reader, latents, observed)
+    advice = "condition on it in the guide, or declare it an "
+    _refuse_observed_parents(reader, latents, observed, "a latent", advice)
     section = "latent or input" if inputs else "latent"
     order = reader.order({**latents, **observed}, set(inputs), section)
     _check_observed_parents(reader, latents, observed)

@@ -38,7 +38,7 @@ net = { kind = "linear" }
 
 
 def _linear(node):
-    layer = node.net.layers[-1] if hasattr(node.net, "layers") else node.net.net[-1]
+    layer = node.net.layers[-1]
     return layer.weight.detach(), layer.bias.detach()
 
 
