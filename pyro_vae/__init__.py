@@ -33,7 +33,9 @@ from .inference.elbo import ElboEstimate, ElboGap, elbo, elbo_gap
 from .inference.gap import GapDecomposition, gap_decomposition
 from .inference.log_likelihood import LogLikelihood, log_likelihood
 from .inference.surgery import ElboSurgery, LatentUsage, elbo_surgery, latent_usage
-from .model.latent_model import LatentModel, load
+from .model.latent_model import LatentModel
+from .model.loading import build_pair, load
+from .model.sequence_model import SequenceModel
 from .objectives.comparison import Comparison, compare_estimators
 from .objectives.registry import OBJECTIVES
 from .results.estimand import Estimand
@@ -72,6 +74,8 @@ __all__ = [
     "CheckpointError",
     "DataError",
     "LatentModel",
+    "SequenceModel",
+    "build_pair",
     "PyroVaeError",
     "SpecError",
     "TrainConfig",

@@ -95,7 +95,7 @@ SEED = setting("seed")
 
 def _cmd_check(args) -> int:
     from .model.families import FAMILIES, Role
-    from .model.latent_model import LatentModel
+    from .model.loading import build_pair
     from .spec.resolve import default_guide, read_guide, read_model
 
     model = read_model(args.model)
@@ -108,12 +108,16 @@ def _cmd_check(args) -> int:
         extra = {k: v for k, v in node.options.items() if k != size_key and v is not None}
         detail = ", ".join([f"{size_key}={size}"] + [f"{k}={v}" for k, v in extra.items()])
         parents = f"  <- {', '.join(node.given)} via {node.net.describe()}" if node.given else ""
+        if node.transition is not None:
+            parents = (
+                f"  <- {node.name}[t-1] via {node.transition.describe()}, {node.initial} at t=0"
+            )
         role = node.role.value
         data = f"  observed where '{node.data}' has a value" if node.partial else ""
         print(f"  {node.name:<6} {role:<9} {node.family}({detail}){parents}{data}")
     guide_arg = args.guide or default_guide(model)
     others = {**model.also_observed, **model.inputs}
-    shape = CHECK_SHAPE
+    shape = CHECK_SHAPE[1:] if model.sequential else CHECK_SHAPE  # (steps, size) of sequences
     if others:  # a stand-in size for each data node the spec does not size
         shape = {"x": CHECK_SHAPE, **{n: (v.options.get("dim", 8),) for n, v in others.items()}}
     if args.data is not None:  # the data set's own shapes
@@ -122,15 +126,18 @@ def _cmd_check(args) -> int:
 
         shape = data_shapes(model, load_dataset(args.data, **_data_options(args)))
     if not guide_arg:
-        LatentModel(model, _placeholder_guide(model), shape)  # builds the model's nets
+        build_pair(model, _placeholder_guide(model), shape)  # builds the model's nets
     if guide_arg:
         guide = read_guide(guide_arg)
-        vae = LatentModel(model, guide, shape)  # builds every net: catches what parsing cannot
+        vae = build_pair(model, guide, shape)  # builds every net: catches what parsing cannot
         print(f"guide {guide.path}" + (f": {guide.description}" if guide.description else ""))
         for node in guide.latents.values():
             parents = (
                 f"  <- {', '.join(node.given)} via {node.net.describe()}" if node.given else ""
             )
+            if node.rnn is not None:
+                rnn = ", ".join(f"{k}={v}" for k, v in node.rnn.items())
+                parents = f"  <- {node.name}[t-1], rnn({rnn}) over x via {node.net.describe()}"
             options = ", ".join(f"{k}={v}" for k, v in node.options.items() if v is not None)
             print(f"  {node.name:<6} {node.family}{f'({options})' if options else ''}{parents}")
         usable = [n for n in OBJECTIVES.names() if ObjectiveChoice(n).usable_with(vae)]
@@ -147,18 +154,22 @@ CHECK_SHAPE = (1, 8, 8)
 def _placeholder_guide(model):
     """A guide with one unconditioned site per latent, only to build the model's nets."""
     from .model.families import FAMILIES
-    from .spec.parse import GuideSpec, NodeSpec
+    from .spec.parse import GuideSpec, NetSpec, NodeSpec
 
     family = {"real": "diagonal_normal", "categorical": "categorical"}
     latents = {
         name: NodeSpec(name, f"latent.{name}", family[FAMILIES.get(node.family).support])
         for name, node in model.latents.items()
     }
+    for name in model.chains:  # a chain's guide reads z_(t-1) and x_t
+        latents[name] = NodeSpec(
+            name, f"latent.{name}", "diagonal_normal", ("x",), NetSpec("combiner")
+        )
     return GuideSpec("<placeholder guide>", "", "", latents)
 
 
 def _cmd_train(args) -> int:
-    from .model.latent_model import load
+    from .model.loading import load
     from .runs.training import resume, train
 
     if args.resume:

@@ -7,7 +7,7 @@ torch.Size([1500, 64])
 """
 
 # The loader modules are imported for their side effect of registering themselves.
-from . import binarized_mnist, digits, mnist, quadrants, synthetic  # noqa: F401
+from . import binarized_mnist, digits, lgssm, mnist, quadrants, sequences, synthetic  # noqa: F401
 from .dataset import Dataset
 from .registry import DATASETS, data_root, load_dataset
 

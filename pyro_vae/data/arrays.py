@@ -11,11 +11,17 @@
     default 0, not the training seed) and ``test_fraction`` (default 0.1).
 
 Images are flattened to rows and keep their shape as ``image_shape`` (``(1, H, W)`` for
-``(N, H, W)`` arrays). Every array is checked on load: numeric, finite, the same shape of
-datapoint in every split, one label per row; whether the values suit the likelihood (binary,
-in [0, 1], or any real) is checked when a model meets the data. The file's SHA-256 is recorded
-with a run, as is the split, so evaluating or resuming it later on a changed file is refused.
-Pickled object arrays are never loaded.
+``(N, H, W)`` arrays). An ``.npz`` with arrays ``train_lengths`` and ``test_lengths`` (and
+``valid_lengths`` with ``include_valid``) holds sequences instead: its splits are ``(N, T, D)``
+arrays (``T`` steps of ``D`` values), kept 3-D, and the lengths, one integer in ``[1, T]`` per
+sequence, become the ``lengths`` column of a sequence set (:class:`~.dataset.Dataset`); the
+steps past a sequence's length are set to 0.
+
+Every array is checked on load: numeric, finite, the same shape of datapoint in every split,
+one label per row; whether the values suit the likelihood (binary, in [0, 1], or any real) is
+checked when a model meets the data. The file's SHA-256 is recorded with a run, as is the
+split, so evaluating or resuming it later on a changed file is refused. Pickled object arrays
+are never loaded.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 
 from ..errors import DataError, shown
 from ..registry import Registry
-from .dataset import Dataset
+from .dataset import LENGTHS, Dataset, step_mask
 from .files import MAX_SEED, check_finite, sha256_of_file
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -41,23 +47,55 @@ FILE_FORMATS: Registry = Registry("data file format")
 SHAPES = "(N, D), (N, H, W) or (N, C, H, W)"
 
 
-def _rows(array: np.ndarray, source: str) -> tuple[torch.Tensor, tuple[int, ...] | None]:
-    """Flat float32 rows of ``array`` and its image shape (None for vectors), checked."""
+def _values(array: np.ndarray, source: str, ndims: tuple[int, ...], shapes: str) -> np.ndarray:
+    """``array`` as float32, checked: numbers, ``ndims`` dimensions, datapoints, finite."""
     if array.dtype.kind not in "biuf":
         raise DataError(f"{source}: values of type {array.dtype} are not numbers")
-    if array.ndim not in (2, 3, 4):
-        raise DataError(f"{source}: shape {array.shape}; expected {SHAPES}")
+    if array.ndim not in ndims:
+        raise DataError(f"{source}: shape {array.shape}; expected {shapes}")
     if len(array) == 0 or array[0].size == 0:
         raise DataError(f"{source}: shape {array.shape} holds no datapoints")
     check_finite(array, source)
+    with np.errstate(over="ignore"):  # reported just below, by row
+        values = np.asarray(array, dtype=np.float32).copy()
+    check_finite(values, f"{source} (as 32-bit floats)")  # 1e300 in a float64 file overflows
+    return values
+
+
+def _rows(array: np.ndarray, source: str) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+    """Flat float32 rows of ``array`` and its image shape (None for vectors), checked."""
+    values = _values(array, source, (2, 3, 4), SHAPES)
     image = (
         None if array.ndim == 2 else (1, *array.shape[1:]) if array.ndim == 3 else array.shape[1:]
     )
-    with np.errstate(over="ignore"):  # reported just below, by row
-        rows = np.asarray(array, dtype=np.float32).reshape(len(array), -1).copy()
-    rows = torch.from_numpy(rows)
-    check_finite(rows, f"{source} (as 32-bit floats)")  # 1e300 in a float64 file overflows
+    rows = torch.from_numpy(values.reshape(len(values), -1))
     return rows, tuple(int(n) for n in image) if image else None
+
+
+def _sequences(array: np.ndarray, lengths: np.ndarray | None, source: str) -> torch.Tensor:
+    """The float32 sequences ``(N, T, D)`` of ``array``, zero past each of ``lengths`` (checked:
+    one integer in ``[1, T]`` per sequence)."""
+    values = torch.from_numpy(_values(array, source, (3,), "(N, T, D) sequences"))
+    if lengths is None:
+        return values
+    count, steps = values.shape[:2]
+    where = f"{source}_{LENGTHS}"
+    if lengths.dtype.kind not in "iu" or lengths.ndim != 1:
+        raise DataError(
+            f"{where}: expected one integer length per sequence, got {lengths.dtype} of shape "
+            f"{lengths.shape}"
+        )
+    if len(lengths) != count:
+        raise DataError(f"{where}: {len(lengths)} lengths for {count} sequences")
+    bad = np.flatnonzero((lengths < 1) | (lengths > steps))
+    if len(bad):
+        raise DataError(
+            f"{where}: length {lengths[bad[0]]} at row {bad[0]}; each must be from 1 to "
+            f"{steps}, the steps of a sequence"
+        )
+    lengths = torch.from_numpy(lengths.astype(np.int64))
+    values[~step_mask(lengths, steps)] = 0.0  # the contract of sequence sets: padding is 0
+    return values
 
 
 def _labels(array: np.ndarray | None, rows: int, source: str) -> torch.Tensor | None:
@@ -192,18 +230,7 @@ def load_npz(path: Path, *, seed: int, include_valid: bool = False, sha256: str 
         raise DataError(f"{path}: option 'include_valid' must be true or false")
     if include_valid and "valid" not in arrays:
         raise DataError(f"{path}: include_valid is set, but there is no array 'valid'")
-    splits = {}
-    for split in ("train", "test", "valid"):
-        if split in arrays:
-            rows, image = _rows(arrays[split], f"{path.name}: {split}")
-            labels = _labels(
-                arrays.get(f"{split}_labels"), len(rows), f"{path.name}: {split}_labels"
-            )
-            splits[split] = (rows, image, labels)
-    shapes = {s: (r.shape[1:], image) for s, (r, image, _) in splits.items()}
-    if len(set(shapes.values())) > 1:
-        described = ", ".join(f"{s} {tuple(arrays[s].shape[1:])}" for s in shapes)
-        raise DataError(f"{path}: the splits hold datapoints of different shapes: {described}")
+    splits = _splits(path, arrays, include_valid)
     train, image, train_labels = splits["train"]
     test, _, test_labels = splits["test"]
     if include_valid:
@@ -229,6 +256,31 @@ def load_npz(path: Path, *, seed: int, include_valid: bool = False, sha256: str 
             path, arrays, {s: len(r) for s, (r, _, _) in splits.items()}, include_valid
         ),
     )
+
+
+def _splits(path: Path, arrays: dict, include_valid: bool) -> dict:
+    """``split → (values, image shape, labels)`` of each split in the file, checked, with one
+    shape of datapoint in all. A file with ``lengths`` arrays holds sequences (N, T, D), which
+    stay 3-D, rather than images, which are flattened."""
+    sequences = any(f"{split}_{LENGTHS}" in arrays for split in ("train", "test", "valid"))
+    splits = {}
+    for split in ("train", "test", "valid"):
+        if split not in arrays:
+            continue
+        source, lengths = f"{path.name}: {split}", arrays.get(f"{split}_{LENGTHS}")
+        if sequences and lengths is None and (split != "valid" or include_valid):
+            raise DataError(f"{path}: has {LENGTHS!r} arrays but no '{split}_{LENGTHS}'")
+        if sequences:  # a valid split that is not used may have no lengths to cut it by
+            values, image = _sequences(arrays[split], lengths, source), None
+        else:
+            values, image = _rows(arrays[split], source)
+        labels = _labels(arrays.get(f"{split}_labels"), len(values), f"{source}_labels")
+        splits[split] = (values, image, labels)
+    shapes = {s: (v.shape[1:], image) for s, (v, image, _) in splits.items()}
+    if len(set(shapes.values())) > 1:
+        described = ", ".join(f"{s} {tuple(arrays[s].shape[1:])}" for s in shapes)
+        raise DataError(f"{path}: the splits hold datapoints of different shapes: {described}")
+    return splits
 
 
 #: The keys of an ``.npz``: the splits, and ``SPLIT_NAME`` for a named array of a split.

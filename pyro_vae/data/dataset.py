@@ -1,4 +1,5 @@
-"""The in-memory data set every model trains on: flat float32 rows plus what is known about them."""
+"""The in-memory data set every model trains on: flat float32 rows (or sequences of them) plus
+what is known about them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from ..errors import DataError
 #: The ways pixel intensities in [0, 1] can be turned into what a model sees.
 BINARIZATIONS = ("none", "static", "dynamic")
 
+#: The column every sequence set has: each sequence's number of steps, int64 in ``[1, T]``.
+LENGTHS = "lengths"
+
 
 @dataclass
 class Dataset:
@@ -20,11 +24,18 @@ class Dataset:
     Images are flattened row-major (channel, row, column), so ``image_shape`` is needed to draw
     them again and for nets that see images (``conv``); every other net sees the flat rows.
 
+    A *sequence set* (:attr:`is_sequence`) holds ``(N, T, D)`` arrays instead: ``T`` steps of
+    ``D`` values each. Sequences may be shorter than ``T``: the column ``lengths``
+    (:data:`LENGTHS`) gives each one's number of steps, int64 in ``[1, T]``, and the steps past
+    it are 0. Every sequence set has that column, even when all lengths are ``T``.
+
     :param name: the registered name, e.g. ``"mnist"``.
-    :param train: ``(N_train, D)`` rows the model is fit to. Under ``"static"`` binarization they
-        are one fixed Bernoulli sample; under ``"dynamic"`` they are one such sample too (so shape
-        and binariness checks see what the model sees), but :meth:`train_batches` draws fresh ones.
-    :param test: ``(N_test, D)`` held-out rows; always fixed so that scores are comparable.
+    :param train: ``(N_train, D)`` rows (``(N_train, T, D)`` sequences) the model is fit to.
+        Under ``"static"`` binarization they are one fixed Bernoulli sample; under ``"dynamic"``
+        they are one such sample too (so shape and binariness checks see what the model sees),
+        but :meth:`train_batches` draws fresh ones.
+    :param test: ``(N_test, D)`` (or ``(N_test, T, D)``) held-out rows; always fixed so that
+        scores are comparable.
     :param image_shape: ``(channels, height, width)`` of image sets, ``None`` for vectors.
     :param binarization: ``"none"``, ``"static"`` or ``"dynamic"``.
     :param truth: the true generating parameters of synthetic sets, keyed by name.
@@ -87,8 +98,19 @@ class Dataset:
 
     @property
     def event_shape(self) -> torch.Size:
-        """Shape of one example, ``(D,)``."""
+        """Shape of one example: ``(D,)``, or ``(T, D)`` for a sequence set."""
         return self.train.shape[1:]
+
+    @property
+    def is_sequence(self) -> bool:
+        """Whether the examples are sequences, ``(N, T, D)``, with a ``lengths`` column."""
+        return self.train.dim() == 3
+
+    @property
+    def step_shape(self) -> torch.Size | None:
+        """Shape of one step of a sequence, ``(D,)``; ``None`` for a set of flat rows, which
+        has no steps (as :attr:`image_shape` is ``None`` for a set that is not images)."""
+        return self.train.shape[2:] if self.is_sequence else None
 
     @property
     def value_range(self) -> tuple[float, float]:
@@ -171,6 +193,12 @@ class Dataset:
         for start in range(0, len(self.test), batch_size):
             rows = slice(start, start + batch_size)
             yield whole[rows] if names is None else tuple(a[rows] for a in whole)
+
+
+def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """``(N, steps)`` boolean mask of the steps within each sequence's length: row ``n`` is True
+    at steps ``0 .. lengths[n] - 1`` and False on the padding after."""
+    return torch.arange(steps, device=lengths.device) < lengths.unsqueeze(-1)
 
 
 def _onehot(data: Dataset, labels: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import types
+from dataclasses import dataclass
 
 import pyro.poutine as poutine
 import torch
@@ -66,8 +67,22 @@ def log_weights(
         (:mod:`~pyro_vae.inference.enumeration`): ``"sum"`` for importance weights,
         ``"expectation"`` for the ELBO.
     """
-    kwargs = kwargs or {}
     from_guide = Proposal.of(proposal).uses_guide
+    particles, model_trace, guide_trace = _traces(
+        model, guide, args, kwargs or {}, num_samples, layout, from_guide, path_grad_scale
+    )
+    sites = sample_sites(model_trace)
+    # The batch may differ from the one inspected (say, the last batch of an epoch).
+    shape = particles.program_shape(layout.batch_size(sites))
+    terms = _terms(model_trace, guide_trace, analytic_kl, detach_guide_params)
+    if not terms:
+        return particles.per_datapoint(torch.zeros(shape, device=_site_device(sites)))
+    return particles.per_datapoint(_total(terms, layout, shape, enumerated))
+
+
+def _traces(model, guide, args, kwargs, num_samples, layout, from_guide, path_grad_scale=None):
+    """``(particles, model trace, guide trace)``: K samples per datapoint drawn from the guide
+    (or, ``from_guide`` False, the prior: no guide trace) and the model replayed on them."""
     particles = Particles(layout, num_samples)
     with particles.running(args, kwargs) as (args, kwargs), enumerating(layout):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs) if from_guide else None
@@ -76,13 +91,41 @@ def log_weights(
         model_trace = poutine.trace(
             poutine.replay(model, trace=guide_trace) if from_guide else model
         ).get_trace(*args, **kwargs)
-    sites = sample_sites(model_trace)
-    # The batch may differ from the one inspected (say, the last batch of an epoch).
-    shape = particles.program_shape(layout.batch_size(sites))
-    terms = _terms(model_trace, guide_trace, analytic_kl, detach_guide_params)
-    if not terms:
-        return particles.per_datapoint(torch.zeros(shape, device=_site_device(sites)))
-    return particles.per_datapoint(_total(terms, layout, shape, enumerated))
+    return particles, model_trace, guide_trace
+
+
+@dataclass(frozen=True)
+class WeightTerm:
+    """One site's signed part of the log weights, per (particle, datapoint): ``+log p`` of a
+    model site (``observed`` or not), ``−log q`` of a guide site (``in_guide``)."""
+
+    name: str
+    value: torch.Tensor
+    observed: bool = False
+    in_guide: bool = False
+
+
+def log_weight_terms(
+    model, guide, args=(), kwargs=None, *, num_samples: int, layout: PlateLayout
+) -> list[WeightTerm]:
+    """The ``(K, N)`` terms of :func:`log_weights`, site by site (model sites in model order,
+    then the guide's), for a pair without enumerated latents; they sum to the log weights."""
+    particles, model_trace, guide_trace = _traces(
+        model, guide, args, kwargs or {}, num_samples, layout, from_guide=True
+    )
+    shape = particles.program_shape(layout.batch_size(sample_sites(model_trace)))
+    terms = []
+    for sign, log_density, site, in_q in _terms(model_trace, guide_trace, False, False):
+        if in_q or is_enumerated(site):
+            raise ModelGuideError(
+                f"site '{site['name']}' is enumerated; per-site terms need every latent sampled"
+            )
+        value = particles.per_datapoint(
+            (sign * reduced(log_density, site, layout, 0)).expand(shape)
+        )
+        observed = bool(site["is_observed"]) and sign > 0
+        terms.append(WeightTerm(site["name"], value, observed, in_guide=sign < 0))
+    return terms
 
 
 def _terms(model_trace, guide_trace, analytic_kl: bool, detach_guide_params: bool) -> list:

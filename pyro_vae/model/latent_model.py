@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import pyro
 import pyro.poutine as poutine
@@ -17,11 +16,9 @@ import torch
 from pyro.infer import infer_discrete
 from torch import nn
 
-from ..devices import resolve_device
 from ..errors import SpecError
 from ..results.choices import Proposal
 from ..spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
-from ..spec.resolve import default_guide, read_guide, read_model
 from .families import FAMILIES, Family, OptionError
 from .guide_families import ENUMERATE, GUIDE_FAMILIES
 from .nets import NETS, NetInput, NetOutput
@@ -42,6 +39,7 @@ class Node(nn.Module):
         inputs: list[NetInput],
         path: str,
         image_shape: tuple[int, int, int] | None = None,
+        net_key: str = "net",
     ):
         super().__init__()
         self.name, self.given, self.family = spec.name, spec.given, family
@@ -51,7 +49,7 @@ class Node(nn.Module):
                 output = NetOutput(family.head_size, image_shape)
                 self.net = NETS.get(spec.net.kind).build(inputs, output, **spec.net.options)
             except ValueError as e:  # a net that cannot take these inputs, e.g. table of a normal
-                raise SpecError(path, f"{spec.key}.net", str(e)) from None
+                raise SpecError(path, f"{spec.key}.{net_key}", str(e)) from None
 
     def forward(self, values: dict[str, torch.Tensor]):
         return self.family(self.raw(values))
@@ -164,6 +162,12 @@ class LatentModel(nn.Module):
     ):
         super().__init__()
         check_pair(model_spec, guide_spec)
+        if model_spec.sequential:
+            raise SpecError(
+                model_spec.path,
+                f"latent.{next(iter(model_spec.chains))}.transition",
+                "a sequence model: build it with pyro_vae.load (a SequenceModel)",
+            )
         shapes = _data_shapes(model_spec, data_shape)
         self.data_shape, self.image_shape = _shapes(shapes[DATA])
         #: The size of each other observed node and input, by node name.
@@ -547,36 +551,3 @@ def _mean(d, draws: int) -> torch.Tensor:
         return d.mean
     except NotImplementedError:
         return d.sample((draws,)).mean(0)
-
-
-def load(
-    model: str | Path | ModelSpec,
-    guide: str | Path | GuideSpec | None = None,
-    *,
-    data_shape: Sequence[int],
-    seed: int | None = None,
-    device: str | torch.device | None = None,
-) -> LatentModel:
-    """Build a :class:`LatentModel` from spec files or bundled spec names.
-
-    ``guide=None`` takes the model spec's ``default_guide``. ``seed`` makes the initial weights
-    reproducible without touching the global random state (they are drawn on the CPU, so the
-    same seed gives the same weights on every device). ``device``: ``"auto"``, ``"cpu"``,
-    ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (:mod:`pyro_vae.devices`); default the CPU.
-    """
-    vae = _build(model, guide, data_shape, seed)
-    return vae if device is None else vae.to(resolve_device(device))
-
-
-def _build(model, guide, data_shape, seed) -> LatentModel:
-    model_spec = read_model(model)
-    if guide is None:
-        if model_spec.default_guide is None:
-            raise SpecError(model_spec.path, "default_guide", "no guide given and none set here")
-        guide = default_guide(model_spec)
-    guide_spec = read_guide(guide)
-    if seed is None:
-        return LatentModel(model_spec, guide_spec, data_shape)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return LatentModel(model_spec, guide_spec, data_shape)

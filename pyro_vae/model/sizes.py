@@ -33,6 +33,7 @@ from .counting import FamilyShape, NetShape, Size, SpecEntry, Tally
 from .families import FAMILIES
 from .guide_families import GUIDE_FAMILIES
 from .nets import NETS
+from .sequence_nets import count_encoder
 
 #: The environment variable that overrides :data:`DEFAULT_MAX_BYTES`.
 MAX_BYTES_ENV = "PYRO_VAE_MAX_BYTES"
@@ -85,6 +86,18 @@ def _count_node(
         maps[(path, entry.key)] += kind.feature_maps(shape, entry, limit)
 
 
+def _count_chain(tally: Tally, spec: NodeSpec, path: str, family, inputs, net_key: str) -> None:
+    """A chain node: its family's own tensors, its net (the transition, or the guide's
+    combiner) over ``inputs``, and its initial state."""
+    tally.where = Size(0, path, f"{spec.key}.{net_key}")
+    for tensor in family.own:
+        tally.add(*tensor)
+    net = spec.transition if net_key == "transition" else spec.net
+    shape = NetShape(inputs=list(inputs), output=family.head, vector_inputs=tuple(inputs))
+    NETS.get(net.kind).count(tally, shape, SpecEntry(net.options, path, f"{spec.key}.{net_key}"))
+    tally.add(inputs[0])
+
+
 def value_counts(
     model: ModelSpec,
     guide: GuideSpec,
@@ -108,8 +121,12 @@ def value_counts(
     for name, spec in model.latents.items():
         cls, entry = FAMILIES.get(spec.family), SpecEntry(spec.options, model.path, spec.key)
         size = entry.size(cls.size_key)
-        family = cls.count(size, bool(spec.given), entry, data)
-        _count_node(tally, maps, spec, model.path, family, inputs, None, limit)
+        chain = spec.transition is not None
+        family = cls.count(size, bool(spec.given) or chain, entry, data)
+        if chain:  # its net reads its own previous value, which starts at its initial state
+            _count_chain(tally, spec, model.path, family, [size], "transition")
+        else:
+            _count_node(tally, maps, spec, model.path, family, inputs, None, limit)
         sizes[name] = size
         inputs[name] = _Input(size, categorical=cls.support == "categorical")
     for name, node in model.also_observed.items():
@@ -129,7 +146,14 @@ def value_counts(
             continue
         entry = SpecEntry(spec.options, guide.path, spec.key)
         family = kind.count(sizes[name], bool(spec.given), entry, data)
-        _count_node(tally, maps, spec, guide.path, family, inputs, None, limit)
+        if name in model.chains:  # q(z_t | z_(t-1), h_t): h_t the rnn's state, else x_t
+            state = data
+            if spec.rnn is not None:
+                rnn = SpecEntry(spec.rnn, guide.path, f"{spec.key}.rnn")
+                state = count_encoder(tally, data, rnn)
+            _count_chain(tally, spec, guide.path, family, [sizes[name], state], "net")
+        else:
+            _count_node(tally, maps, spec, guide.path, family, inputs, None, limit)
     return tally.counts, maps
 
 

@@ -141,6 +141,22 @@ class ClassificationSection:
     mean_log_q: float  # mean log q(y = label | x): how sure it is of the right class
 
 
+@dataclass(frozen=True)
+class StepsSection:
+    """Per time step of a sequence model, the means over the sequences that have the step
+    (:class:`~pyro_vae.inference.steps.StepwiseEstimate`), and the per-sequence totals."""
+
+    steps: list
+    num_samples: int
+    log_px: list  # log p̂(x_t | x_<t)
+    elbo: list
+    reconstruction: list  # E_q log p(x_t | z_t)
+    kl: list
+    gap: list
+    datapoints: list
+    totals: dict
+
+
 def _optional():
     return field(default=None, metadata={"optional": True})
 
@@ -178,6 +194,7 @@ class EvaluationReport:
     surgery: SurgerySection | None = _optional()
     latent_usage: UsageSection | None = _optional()
     classification: list[ClassificationSection] | None = _optional()
+    steps: StepsSection | None = _optional()
     peak_rss_mb: float = 0.0
     seed: int = 0
     checkpoint_epoch: int | None = None
@@ -327,6 +344,7 @@ def section(r: EvaluationReport) -> list[str]:
         *_decomposition_markdown(r),
         *_surgery_markdown(r),
         *_classification_markdown(r),
+        *_steps_markdown(r),
     ]
     skipped = [f"Plot `{name}` skipped: {why}." for name, why in r.plots_skipped.items()]
     lines += [f"![{name}]({path})" for name, path in r.plots.items()]
@@ -462,6 +480,44 @@ def _classification_markdown(r: EvaluationReport) -> list[str]:
     ]
 
 
+def _steps_markdown(r: EvaluationReport) -> list[str]:
+    if r.steps is None:
+        return []
+    s, e = r.steps, r.estimand
+    t = s.totals
+    return [
+        "### Per time step",
+        "",
+        f"Where along the sequences {e.log_p_hat}, the ELBO and the gap come from, from "
+        f"K = {s.num_samples} guide samples per sequence. log p̂(x_t | x_<t) is the increment "
+        f"of log p̂(x_1:t), each prefix estimated by importance sampling from the same samples; "
+        f"the ELBO splits into E_q log p(x_t | z_t) − KL_t. Means over the sequences that have "
+        f"step t. Per sequence: {e.log_p_hat} = {fmt(t['log_px'], '.3f')}, ELBO = "
+        f"{fmt(t['elbo'], '.3f')}, KL = {fmt(t['kl'], '.3f')}, gap = {fmt(t['gap'], '.3f')}.",
+        "",
+        *markdown_table(
+            [
+                "t",
+                "log p̂(x_t | x_<t)",
+                "ELBO_t",
+                "E log p(x_t | z_t)",
+                "KL_t",
+                "gap_t",
+                "sequences",
+            ],
+            [
+                [
+                    step,
+                    *(fmt(v[i], ".3f") for v in (s.log_px, s.elbo, s.reconstruction, s.kl, s.gap)),
+                    s.datapoints[i],
+                ]
+                for i, step in enumerate(s.steps)
+            ],
+        ),  # fmt: skip
+        "",
+    ]
+
+
 def evaluation_table(r: EvaluationReport) -> Table:
     """The evaluation as one table: the estimates, then what each requested explanation adds."""
     e, mc = r.estimand, ("mc_stderr", "datapoint_stderr")
@@ -501,6 +557,13 @@ def evaluation_table(r: EvaluationReport) -> Table:
         rows += [[*row, ""] for row in surgery_rows(vars(r.surgery), e)]
     for name, u in (r.latent_usage.latents if r.latent_usage else {}).items():
         notes.append(f"{name}: {u.active_units} of {u.dims} dimensions active")
+    if r.steps is not None:
+        s = r.steps
+        worst = max(range(len(s.steps)), key=lambda i: s.gap[i] or 0.0)
+        notes.append(
+            f"{len(s.steps)} time steps; KL per sequence {fmt(s.totals['kl'], '.3f')}, largest "
+            f"gap_t {fmt(s.gap[worst], '.3f')} at t = {s.steps[worst]} (report.md: per time step)"
+        )
     for c in r.classification or ():
         rows.append([f"accuracy of q({c.node} | x)", fmt(c.accuracy, ".4f"), "", ""])
         notes.append(f"q({c.node} | x): binomial stderr of the accuracy {c.accuracy_stderr:.4f}")

@@ -13,7 +13,14 @@ import warnings
 
 # The views register themselves when imported: every result type's view is known once this
 # module is.
-from . import comparisons, estimates, evaluation, explanations, training  # noqa: F401
+from . import (  # noqa: F401
+    comparisons,
+    estimates,
+    evaluation,
+    explanations,
+    sequences,
+    training,
+)
 from .tables import Table, jsonable, repr_line
 from .view import VIEWS, View
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..data import load_dataset
 from ..devices import module_device
 from ..errors import PyroVaeError
-from ..model.latent_model import load
+from ..model.loading import load
 from ..objectives.comparison import DEFAULT_ESTIMATORS, Comparison, compare_estimators
 from ..objectives.registry import ObjectiveChoice, default_objective
 from ..results.comparisons import run_comparison_markdown, training_comparison_markdown

@@ -38,6 +38,7 @@ from ..inference.elbo import ElboGap, elbo
 from ..inference.gap import GapDecomposition, Refinement, refined_elbo
 from ..inference.log_likelihood import LogLikelihood, log_likelihood
 from ..inference.precision import check_precision
+from ..inference.steps import StepwiseEstimate, stepwise_estimate
 from ..inference.streams import datapoint_seeds
 from ..inference.surgery import elbo_surgery, latent_usage
 from ..objectives.registry import ObjectiveChoice, default_objective
@@ -114,6 +115,7 @@ def evaluate_run(
     ais_steps: int = 500,
     decompose: bool = False,
     surgery: bool = False,
+    steps: bool | None = None,
     precision: str = "fp32",
     device=None,
 ) -> Evaluation | None:
@@ -155,8 +157,23 @@ def evaluate_run(
     if vae.classifiers:
         found = classification(vae, dataset, indices)
         evaluation = replace(evaluation, classification=found)
+    if steps or (steps is None and vae.model_spec.sequential):  # one process, as surgery
+        data = tuple(a[indices] for a in test)
+        evaluation = replace(evaluation, steps=_stepwise(vae, data, sampling))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return _write(run_dir, replace(evaluation, peak_rss_mb=peak), report)
+
+
+def _stepwise(vae, data: tuple, sampling: _Sampling) -> StepwiseEstimate:
+    """Per time step log p̂, ELBO terms and gap of the datapoints ``data``, a batch at a time."""
+    parts = []
+    with pyro.validation_enabled(False):
+        for batch in _batches(data, sampling.batch_size, sampling.progress, "per time step"):
+            batch = tuple(a.to(module_device(vae)) for a in batch)
+            parts.append(
+                stepwise_estimate(vae.model, vae.guide, *batch, num_samples=sampling.num_samples)
+            )
+    return StepwiseEstimate.concatenate(parts)
 
 
 def _with_surgery(evaluation: Evaluation, vae, data: tuple) -> Evaluation:

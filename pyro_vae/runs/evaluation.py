@@ -28,6 +28,7 @@ import torch
 from ..inference.elbo import ElboGap
 from ..inference.gap import GapDecomposition
 from ..inference.log_likelihood import LogLikelihood
+from ..inference.steps import StepwiseEstimate
 from ..inference.surgery import ElboSurgery, LatentUsage
 from ..inference.weights import (
     PRECISION_TOLERANCE,
@@ -43,6 +44,7 @@ from ..results.evaluation import (
     DecompositionSection,
     EvaluationReport,
     PrecisionLoss,
+    StepsSection,
     SurgerySection,
     UsageSection,
     health_notes,
@@ -57,6 +59,7 @@ from ..results.stats import (
     count_non_finite,
     finite_median,
 )
+from ..results.tables import jsonable
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class Evaluation(SummaryKeys, Result):
     usage: LatentUsage | None = None
     #: Each classifier of a partially observed node, scored on the evaluated datapoints.
     classification: tuple[ClassificationSection, ...] = ()
+    #: Per time step of a sequence pair: log p̂(x_t | x_<t), the ELBO's terms, the gap.
+    steps: StepwiseEstimate | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     plots: dict[str, str] = field(default_factory=dict)
@@ -202,6 +207,7 @@ class Evaluation(SummaryKeys, Result):
             surgery=_section(SurgerySection, self.surgery),
             latent_usage=_section(UsageSection, self.usage),
             classification=list(self.classification) or None,
+            steps=_steps_section(self.steps),
             peak_rss_mb=self.peak_rss_mb,
             plots=self.plots,
             plots_skipped=self.plots_skipped,
@@ -315,3 +321,16 @@ def _khat_fields(counts: KhatCounts) -> dict:
         "khat_above": counts.above,
         "khat_undefined": counts.undefined,
     }
+
+
+def _steps_section(found: StepwiseEstimate | None) -> StepsSection | None:
+    if found is None:
+        return None
+    columns = [jsonable(v) for v in found.table_rows.values()]
+    return StepsSection(
+        list(found.steps),
+        found.num_samples,
+        *columns[:5],
+        [int(n) for n in columns[5]],
+        found.totals(),
+    )

@@ -317,6 +317,35 @@ def is_vs_ais(
     return _save(fig, path)
 
 
+def per_step(steps, path: Path, estimand=LOG_PX) -> Path | None:
+    """Per time step of a sequence model: log p̂(x_t | x_<t), the ELBO_t, KL_t and gap_t (the
+    means of :class:`~pyro_vae.results.evaluation.StepsSection`)."""
+    values = {
+        f"{estimand.log_p_hat.replace('(x)', '(x_t | x_<t)')}": steps.log_px,
+        "ELBO_t": steps.elbo,
+        "E log p(x_t | z_t)": steps.reconstruction,
+    }
+    if not any(_finite(v) for series in values.values() for v in series):
+        return None
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for label, series in values.items():
+        top.plot(steps.steps, _floats(series), marker=".", label=label)
+    top.set_ylabel("nats")
+    top.legend(fontsize=8)
+    top.set_title(f"Per time step, means over sequences (K = {steps.num_samples})")
+    bottom.plot(steps.steps, _floats(steps.kl), marker=".", label="KL_t")
+    bottom.plot(steps.steps, _floats(steps.gap), marker=".", label="gap_t")
+    bottom.axhline(0, color="grey", lw=0.5)
+    bottom.set_xlabel("time step t")
+    bottom.set_ylabel("nats")
+    bottom.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _floats(series) -> list[float]:
+    return [float("nan") if v is None else float(v) for v in series]
+
+
 def draw_evaluation(run_dir: Path, evaluation) -> tuple[dict, dict]:
     """The figures of an :class:`~pyro_vae.runs.evaluation.Evaluation`, of its usable
     datapoints, under ``run_dir/plots``: ``{name: path}`` of those drawn and ``{name: why}`` of
@@ -359,6 +388,8 @@ def draw_evaluation(run_dir: Path, evaluation) -> tuple[dict, dict]:
         figures["kl_per_dim"] = lambda: kl_per_dim(
             usage.latents, folder / "kl_per_dim.png", usage.threshold
         )
+    if report.steps is not None:
+        figures["per_step"] = lambda: per_step(report.steps, folder / "per_step.png", e)
     return _drawn(run_dir, figures)
 
 

@@ -22,6 +22,7 @@ from ..data import Dataset
 from ..devices import resolve_device
 from ..errors import CheckpointError, PyroVaeError
 from ..model.latent_model import LatentModel
+from ..model.loading import build_pair
 from ..spec.parse import parse_guide, parse_model
 from .checkpoint import Checkpoint
 from .config import TrainConfig
@@ -108,7 +109,7 @@ class RunDir:
         sizes = meta.get("data_sizes") or {}
         if sizes:
             shape = {"x": shape, **{n: (size,) for n, size in sizes.items()}}
-        return LatentModel(model, guide, shape), config
+        return build_pair(model, guide, shape), config
 
     def _spec_copy(self, name: str) -> str:
         """The text of the run's copy of a spec (the run is rebuilt from it)."""

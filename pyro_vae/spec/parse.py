@@ -23,6 +23,7 @@ from ..model import conv, priors  # noqa: F401  (they register the conv net and 
 from ..model.families import FAMILIES, OptionError, Role
 from ..model.guide_families import GUIDE_FAMILIES
 from ..model.nets import NETS
+from ..model.sequence_nets import RNN_OPTIONS
 from .options import list_of, one_of, positive_int, string, validate_options
 
 DATA = "x"  # the observed site; guides may condition on it
@@ -68,6 +69,8 @@ class NetSpec:
             for k, v in self.options.items()
             if k not in ("hidden", "channels")
         ]
+        if isinstance(sizes, int):  # one width (the gated transition's): as a list of one
+            sizes = [sizes]
         return " ".join([self.kind + (f"{sizes}" if sizes is not None else ""), *rest])
 
 
@@ -89,6 +92,13 @@ class NodeSpec:
     data: str | None = None
     #: A latent observed on the rows where its data has a value (``observed = "partial"``).
     partial: bool = False
+    #: A chain latent's net from its value at step t − 1 to its family's parameters at t,
+    #: shared over t (``transition = {...}``); None for a latent that is not a chain.
+    transition: NetSpec | None = None
+    #: A chain latent's value before its first step: ``"zeros"`` or ``"learned"``.
+    initial: str | None = None
+    #: A guide entry's recurrent encoder of the data sequence (``rnn = {...}``).
+    rnn: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,16 @@ class ModelSpec:
         return {n: node for n, node in self.latents.items() if node.partial}
 
     @property
+    def chains(self) -> dict[str, NodeSpec]:
+        """The chain latents: one value per time step, p(z_t | z_{t−1}) by their transition."""
+        return {n: node for n, node in self.latents.items() if node.transition is not None}
+
+    @property
+    def sequential(self) -> bool:
+        """Whether the model is over sequences: x (N, T, D), one emission per time step."""
+        return bool(self.chains)
+
+    @property
     def data_nodes(self) -> dict[str, NodeSpec]:
         """The nodes the data gives values to, in the order the model and guide take them as
         arguments: x, the other observed nodes, the inputs, the partially observed latents."""
@@ -135,6 +155,8 @@ _COMMON_KEYS = ("family", "given", "net")
 _DATA_KEY = "data"  # the data array a node's values come from
 _PARTIAL = "observed"  # observed = "partial" on a latent
 _INPUT_KEYS = ("dim", _DATA_KEY)
+_CHAIN_KEYS = ("transition", "initial")  # a latent over time steps
+_RNN_KEY = "rnn"  # a guide entry that reads the data sequence through a recurrent net
 
 
 class _Reader:
@@ -217,14 +239,16 @@ class _Reader:
             return None
         if not given:
             raise self.error(f"{key}.net", "a net needs inputs: set 'given'")
+        return self.net_table(raw, f"{key}.net")
+
+    def net_table(self, raw, where: str) -> NetSpec:
+        """A net's table ``{ kind = ..., options }`` at the dotted key ``where``."""
         if not isinstance(raw, dict):
-            raise self.error(
-                f"{key}.net", f'expected a table like {{ kind = "mlp" }}, got {shown(raw)}'
-            )
-        kind = self.registered_name(raw, "kind", f"{key}.net", NETS)
+            raise self.error(where, f'expected a table like {{ kind = "mlp" }}, got {shown(raw)}')
+        kind = self.registered_name(raw, "kind", where, NETS)
         rest = {k: v for k, v in raw.items() if k != "kind"}
         options = validate_options(
-            rest, NETS.get(kind).options, lambda k, m: self.error(f"{key}.net.{key_part(k)}", m)
+            rest, NETS.get(kind).options, lambda k, m: self.error(f"{where}.{key_part(k)}", m)
         )
         return NetSpec(kind, options)
 
@@ -257,7 +281,11 @@ class _Reader:
                         + did_you_mean(parent, set(nodes) | external),
                     )
                 if parent == node.name:
-                    raise self.error(f"{node.key}.given", f"'{node.name}' cannot be its own parent")
+                    raise self.error(
+                        f"{node.key}.given",
+                        f"'{node.name}' cannot be its own parent; for a chain over time steps "
+                        f'set transition = {{ kind = "gated" }} (or "linear") on it instead',
+                    )
         sorter = graphlib.TopologicalSorter(
             {n: [p for p in node.given if p in nodes] for n, node in nodes.items()}
         )
@@ -282,19 +310,20 @@ def _model_node(reader: _Reader, role: Role, name: str, body: dict) -> NodeSpec:
             else f"'{family_name}' cannot be used for a {role.value} node",
         )
     own = family.options_for(role)
-    data_keys = (_DATA_KEY,) if role is Role.OBSERVED else (_PARTIAL, _DATA_KEY)
+    data_keys = (_DATA_KEY,) if role is Role.OBSERVED else (_PARTIAL, _DATA_KEY, *_CHAIN_KEYS)
     reader.table(body, key, _COMMON_KEYS + tuple(own) + data_keys)
     given = reader.given(body, key)
     if family.parents == "forbidden" and given:
         raise reader.error(f"{key}.given", f"family '{family_name}' takes no parents")
     net = reader.net(body, key, given)
+    transition, initial = _chain(reader, body, key, given, family_name)
     options = validate_options(
         {k: v for k, v in body.items() if k not in _COMMON_KEYS + data_keys},
         own,
         lambda k, m: reader.error(f"{key}.{key_part(k)}", m),
     )
     try:
-        family.check_context(options, conditional=bool(given))
+        family.check_context(options, conditional=bool(given) or transition is not None)
         family.check_constraints(options)
     except OptionError as e:
         raise reader.error(f"{key}.{e.key}", str(e)) from None
@@ -302,7 +331,64 @@ def _model_node(reader: _Reader, role: Role, name: str, body: dict) -> NodeSpec:
         raise reader.error(f"{key}.{_DATA_KEY}", "x is the data set's rows; it takes no data key")
     partial = role is Role.LATENT and _partial(reader, body, key, family)
     data = _data_name(reader, body, key) if role is Role.OBSERVED or partial else None
-    return NodeSpec(name, key, family_name, given, net, options, role, data, partial)
+    return NodeSpec(
+        name, key, family_name, given, net, options, role, data, partial, transition, initial
+    )
+
+
+def _chain(reader: _Reader, body: dict, key: str, given, family_name: str):
+    """A chain latent's ``transition`` net and ``initial`` state (both None for other nodes)."""
+    if "transition" not in body:
+        if "initial" in body:
+            raise reader.error(
+                f"{key}.initial", "only a chain latent (one with a transition) has an initial state"
+            )
+        return None, None
+    family = FAMILIES.get(family_name)
+    if given:
+        raise reader.error(
+            f"{key}.given",
+            "a chain latent's parent is its own previous step, which its transition reads; "
+            "it takes no 'given'",
+        )
+    if family.parents == "forbidden" or family.support != "real":
+        raise reader.error(
+            f"{key}.family",
+            f"'{family_name}' cannot be a chain: its transition gives the parameters of a "
+            f"continuous family, e.g. 'normal' (discrete chains are not supported)",
+        )
+    transition = reader.net_table(body["transition"], f"{key}.transition")
+    try:
+        initial = one_of(("zeros", "learned"))(body.get("initial", "zeros"))
+    except ValueError as e:
+        raise reader.error(f"{key}.initial", f"{e} (the state before the first step)") from None
+    return transition, initial
+
+
+def _check_sequence(reader: _Reader, latents, observed, inputs) -> None:
+    """A sequence model: one chain latent, and x emitted from it at every step."""
+    chains = [n for n, node in latents.items() if node.transition is not None]
+    if not chains:
+        return
+    if len(latents) > 1:
+        others = [n for n in latents if n != chains[0]]
+        raise reader.error(
+            f"latent.{others[0]}",
+            f"a sequence model has one latent, its chain '{chains[0]}'; latents beside the "
+            f"chain (static or a second chain) are not supported",
+        )
+    for name in [*(n for n in observed if n != DATA), *inputs]:
+        section = "input" if name in inputs else "observed"
+        raise reader.error(
+            f"{section}.{name}",
+            "a sequence model observes x alone: other observed nodes and inputs are not supported",
+        )
+    x = observed[DATA]
+    if x.given != (chains[0],):
+        raise reader.error(
+            f"{x.key}.given",
+            f'in a sequence model x_t is emitted from the chain alone: given = ["{chains[0]}"]',
+        )
 
 
 def _partial(reader: _Reader, body: dict, key: str, family) -> bool:
@@ -399,6 +485,7 @@ def parse_model(text: str, path: str | Path = "<string>") -> ModelSpec:
         ("description", "default_guide", "default_objective", "latent", "observed", "input"),
     )
     latents, observed, inputs = _model_sections(reader, doc)
+    _check_sequence(reader, latents, observed, inputs)
     advice = "condition on it in the guide, or declare it an "
     _refuse_observed_parents(reader, latents, observed, "a latent", advice)
     section = "latent or input" if inputs else "latent"
@@ -430,17 +517,18 @@ def parse_guide(text: str, path: str | Path = "<string>") -> GuideSpec:
         key = f"latent.{name}"
         family = reader.family_name(body, key, GUIDE_FAMILIES)
         own = GUIDE_FAMILIES.get(family).options
-        reader.table(body, key, _COMMON_KEYS + tuple(own))
+        reader.table(body, key, (*_COMMON_KEYS, *own, _RNN_KEY))
         given = reader.given(body, key)
         if given and not GUIDE_FAMILIES.get(family).sampled:
             raise reader.error(f"{key}.given", f"'{family}' has no guide site to condition")
         options = validate_options(
-            {k: v for k, v in body.items() if k not in _COMMON_KEYS},
+            {k: v for k, v in body.items() if k not in (*_COMMON_KEYS, _RNN_KEY)},
             own,
             lambda k, m, key=key: reader.error(f"{key}.{key_part(k)}", m),
         )
         net = reader.net(body, key, given)
-        nodes[name] = NodeSpec(name, key, family, given, net, options, Role.LATENT)
+        rnn = _rnn(reader, body, key, given)
+        nodes[name] = NodeSpec(name, key, family, given, net, options, Role.LATENT, rnn=rnn)
     if not nodes:
         raise reader.error("latent", "a guide needs one [latent.NAME] per model latent")
     if DATA in nodes:
@@ -454,10 +542,44 @@ def parse_guide(text: str, path: str | Path = "<string>") -> GuideSpec:
     return GuideSpec(str(path), text, doc.get("description", ""), {n: nodes[n] for n in order})
 
 
+def _rnn(reader: _Reader, body: dict, key: str, given: tuple[str, ...]) -> dict | None:
+    """A guide entry's ``rnn = { cell, hidden, direction, layers }``, which reads x."""
+    raw = body.get(_RNN_KEY)
+    if raw is None:
+        return None
+    where = f"{key}.{_RNN_KEY}"
+    if not isinstance(raw, dict):
+        raise reader.error(where, f'expected a table like {{ cell = "gru" }}, got {shown(raw)}')
+    if given != (DATA,):
+        raise reader.error(f"{key}.given", 'an rnn reads the data sequence: given = ["x"]')
+    return validate_options(
+        raw, RNN_OPTIONS, lambda k, m: reader.error(f"{where}.{key_part(k)}", m)
+    )
+
+
+def _check_sequence_guide(reader: _Reader, model: ModelSpec, guide: GuideSpec) -> None:
+    """Chain latents have guide entries that read x (through an rnn, or x_t itself) and their
+    previous step; no other entry has an rnn."""
+    for name, node in guide.latents.items():
+        chain = name in model.chains
+        if node.rnn is not None and not chain:
+            raise reader.error(
+                f"{node.key}.{_RNN_KEY}",
+                f"'{name}' is not a chain latent of {model.path}; an rnn reads a sequence",
+            )
+        if chain and (node.given != (DATA,) or not GUIDE_FAMILIES.get(node.family).sampled):
+            raise reader.error(
+                f"{node.key}.given",
+                f"'{name}' is a chain: its guide q(z_t | z_(t-1), x) needs given = [\"x\"] and "
+                f'a net that combines them, e.g. net = {{ kind = "combiner" }} with an rnn',
+            )
+
+
 def check_pair(model: ModelSpec, guide: GuideSpec) -> None:
     """The guide covers exactly the model's latents, each with a family that can approximate it."""
     reader = _Reader(guide.path)
     _check_guide_data_parents(reader, model, guide)
+    _check_sequence_guide(reader, model, guide)
     for name in model.latents:
         if name not in guide.latents:
             raise reader.error(

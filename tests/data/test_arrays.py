@@ -301,3 +301,87 @@ def test_a_column_named_like_the_labels_is_the_column(tmp_path):
     assert torch.equal(data.array("labels_fine", "train"), torch.as_tensor(fine[:6]))
     assert torch.equal(data.array("labels", "test"), torch.tensor([0, 1, 1]))
     assert data.array("labels_onehot", "test").shape == (3, 2)
+
+
+# -- sequences -------------------------------------------------------------------------------------
+
+
+def test_npz_with_lengths_holds_sequences_zero_past_each_length(tmp_path):
+    path = tmp_path / "seq.npz"
+    train, test = grey(6, 5, 2) + 0.1, grey(3, 5, 2, seed=1) + 0.1
+    lengths = np.array([5, 1, 3, 5, 2, 4], dtype=np.int32)
+    np.savez(
+        path,
+        train=train,
+        test=test,
+        train_lengths=lengths,
+        test_lengths=np.array([2, 5, 1]),
+        valid=grey(2, 5, 2),
+        valid_lengths=np.array([1, 2]),
+        valid_labels=np.array([1, 0]),
+        train_labels=np.arange(6) % 2,
+        test_labels=np.array([0, 1, 1]),
+    )
+    data = pv.load_dataset(str(path))
+    assert data.is_sequence and data.train.shape == (6, 5, 2) and data.image_shape is None
+    assert data.step_shape == (2,) and data.names == ["x", "labels", "labels_onehot", "lengths"]
+    train_lengths, test_lengths = data.columns["lengths"]
+    assert train_lengths.dtype == torch.int64 and train_lengths.tolist() == lengths.tolist()
+    assert test_lengths.tolist() == [2, 5, 1]
+    # Inside a length the file's values; past it zeros.
+    assert torch.equal(data.train[2, :3], torch.as_tensor(train[2, :3]))
+    assert (data.train[2, 3:] == 0).all() and (data.test[2, 1:] == 0).all()
+    assert (data.train[0] != 0).all()
+    both = pv.load_dataset(str(path), include_valid=True)
+    assert both.train.shape == (8, 5, 2) and both.columns["lengths"][0][-2:].tolist() == [1, 2]
+    assert (both.train[6, 1:] == 0).all()
+    # The same 3-D arrays without lengths are images, flattened, as before.
+    np.savez(tmp_path / "images.npz", train=train, test=test)
+    images = pv.load_dataset(str(tmp_path / "images.npz"))
+    assert not images.is_sequence and images.image_shape == (1, 5, 2)
+    assert images.train.shape == (6, 10) and "lengths" not in images.names
+
+
+def bad_sequence_files():
+    """(arrays, words of the one-line error) of sequence files with bad lengths."""
+    good = np.array([3, 1, 2, 3])
+    yield dict(train_lengths=good.astype(float)), "train_lengths: expected one integer length"
+    yield dict(train_lengths=np.array([3, 0, 2, 3])), "train_lengths: length 0 at row 1"
+    yield dict(train_lengths=np.array([3, 1, 4, 3])), "length 4 at row 2; each must be from 1 to 3"
+    yield dict(train_lengths=good[:3]), "train_lengths: 3 lengths for 4 sequences"
+    yield dict(train_lengths=good.reshape(2, 2)), "expected one integer length per sequence"
+    yield dict(train_lengths=good > 1), "got bool"
+    yield dict(test_lengths=None), "has 'lengths' arrays but no 'test_lengths'"
+    yield dict(train=grey(4, 6), test=grey(2, 6)), "train: shape (4, 6); expected (N, T, D)"
+    yield dict(test_lengths=np.array([1.5, 3])), "test_lengths: expected one integer length"
+
+
+@pytest.mark.parametrize("bad, words", list(bad_sequence_files()))
+def test_bad_sequence_lengths_are_refused_naming_file_and_key(tmp_path, bad, words):
+    arrays = dict(
+        train=grey(4, 3, 2),
+        test=grey(2, 3, 2),
+        train_lengths=np.array([3, 1, 2, 3]),
+        test_lengths=np.array([1, 3]),
+    )
+    arrays.update(bad)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(tmp_path / "bad.npz", **arrays)
+    one_line_error(
+        pv.DataError, lambda: pv.load_dataset(str(tmp_path / "bad.npz")), "bad.npz", words
+    )
+
+
+def test_a_valid_split_of_sequences_needs_lengths_only_when_used(tmp_path):
+    path = tmp_path / "valid.npz"
+    lengths = dict(train_lengths=np.array([3, 1]), test_lengths=np.array([2]))
+    np.savez(path, train=grey(2, 3, 2), test=grey(1, 3, 2), valid=grey(2, 3, 2), **lengths)
+    assert pv.load_dataset(str(path)).train.shape == (2, 3, 2)
+    one_line_error(
+        pv.DataError,
+        lambda: pv.load_dataset(str(path), include_valid=True),
+        "valid.npz",
+        "has 'lengths' arrays but no 'valid_lengths'",
+    )
+    np.savez(path, train=grey(2, 3, 2), test=grey(1, 3, 2), valid=grey(2, 6), **lengths)
+    one_line_error(pv.DataError, lambda: pv.load_dataset(str(path)), "valid: shape (2, 6)")

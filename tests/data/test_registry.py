@@ -22,10 +22,12 @@ def test_registered_names():
     assert DATASETS.names() == [
         "binarized-mnist",
         "digits",
+        "lgssm",
         "linear-gaussian",
         "mixture-1d",
         "mnist",
         "mnist-quadrants",
+        "mnist-rows",
     ]
 
 
@@ -87,6 +89,9 @@ BAD_DATA_OPTIONS = [
     ("mine\n.npz", {}, "must be printable text"),
     ("a" * 5000 + ".npz", {}, "cannot be opened"),
     ("binarized-mnist", {"include_valid": 1}, "'include_valid' must be true or false"),
+    ("mnist-rows", {"include_valid": 1}, "'include_valid' must be true or false"),
+    ("lgssm", {"min_steps": 30}, "option 'min_steps' must be a whole number from 1 to steps (20)"),
+    ("lgssm", {"steps": 2.5}, "option 'steps' must be a positive integer, got 2.5"),
 ]
 
 
@@ -99,7 +104,8 @@ def test_bad_data_options_name_the_option(name, options, words):
 
 DATA_OPTION_NAMES = sorted(
     {"n_train", "n_test", "dim", "latent_dim", "sigma", "include_valid", "seed", "test_fraction"}
-    | {"split_seed", "sha256", "binarization", "download", "root", "n_trian"}
+    | {"split_seed", "sha256", "binarization", "download", "root", "n_trian", "steps"}
+    | {"min_steps"}
 )
 OPTION_VALUES = st.one_of(
     st.integers(),

@@ -163,13 +163,13 @@ def test_the_count_equals_the_values_of_the_built_modules(tmp_path):
     built = set()
     for model in models.values():
         for guide in guides.values():
-            for shape in [(64,), (1, 8, 8), (3, 5, 6)]:
+            for shape in [(64,), (1, 8, 8), (3, 5, 6), (7, 6)]:
                 try:
                     vae = pv.load(model, guide, data_shape=shape)
                 except pv.SpecError:
                     continue  # a pair that does not fit (a conv guide on flat data, ...)
                 counts, _ = sizes.value_counts(
-                    vae.model_spec, vae.guide_spec, vae.data_shape[0], vae.image_shape
+                    vae.model_spec, vae.guide_spec, vae.data_shape[-1], vae.image_shape
                 )
                 assert sum(counts.values()) == _real_values(vae), (model, guide, shape)
                 built |= {n.family for n in vae.model_spec.latents.values()}
@@ -177,6 +177,7 @@ def test_the_count_equals_the_values_of_the_built_modules(tmp_path):
                 built |= {n.family for n in vae.guide_spec.latents.values()}
                 built |= {n.net.kind for n in vae.guide_spec.latents.values() if n.net}
                 built |= {vae.model_spec.observed.net.kind}
+                built |= {n.transition.kind for n in vae.model_spec.chains.values()}
     every = set(FAMILIES.names()) | set(GUIDE_FAMILIES.names()) | set(NETS.names())
     assert every <= built, every - built
     # Each entry counts its own tensors: no family falls back on the base class's count.

@@ -22,7 +22,7 @@ from pyro_vae.bundled import bundled_dir, bundled_names
 from pyro_vae.cli import main
 from pyro_vae.model.families import FAMILIES, Role
 from pyro_vae.model.guide_families import GUIDE_FAMILIES
-from pyro_vae.model.latent_model import LatentModel
+from pyro_vae.model.loading import build_pair
 from pyro_vae.model.nets import ACTIVATIONS, NETS
 from pyro_vae.spec.parse import parse_guide, parse_model
 from pyro_vae.spec.resolve import read_guide, read_model
@@ -640,7 +640,7 @@ GUIDES = bundled_names("guides")
 
 
 def build(model, guide, shape) -> None:
-    LatentModel(model, guide, shape)
+    build_pair(model, guide, shape[1:] if model.sequential else shape)
 
 
 @fuzz(300)
@@ -660,9 +660,12 @@ def _guide_of(model_name: str):
 @given(st.data(), st.sampled_from(GUIDES), st.sampled_from([1, 1, 2, 3]))
 def test_mutated_guide_specs_parse_and_build_or_fail_cleanly(data, name, mutations):
     text = document(mutated(data, bundled_doc("guides", name), mutations))
-    model = {"hierarchical_vae": "hierarchical_vae", "mixture_1d": "mixture_1d"}.get(
-        name.removesuffix("_enumerate"), "bernoulli_vae"
-    )
+    model = {
+        "hierarchical_vae": "hierarchical_vae",
+        "mixture_1d": "mixture_1d",
+        "dmm": "dmm",
+        "lgssm": "lgssm",
+    }.get(name.removesuffix("_enumerate"), "bernoulli_vae")
     model = "conv_vae" if name == "conv" else model
     with small_limits():
         accepted_or_clean(lambda: build(read_model(model), parse_guide(text, "g.toml"), (1, 8, 8)))
