@@ -286,6 +286,8 @@ def _cmd_sample(args) -> int:
         print(completion_grid(vae, prepare_data(vae, config), out, rows=max(1, args.n // 8)))
         return 0
     image_shape = run_metadata(args.run)["image_shape"]
+    if vae.model_spec.sequential and vae.likelihood.family.support == "binary":
+        image_shape = (1, *vae.data_shape)  # binary sequences as images of T rows of D values
     if not image_shape:
         raise PyroVaeError(f"data set '{config.data}' is not made of images; nothing to draw")
     given = _given_values(vae, args.given or [])

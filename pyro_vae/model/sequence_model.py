@@ -176,9 +176,14 @@ class SequenceModel(LatentModel):
                     z = pyro.sample(step_site(self.chain, t + 1), q)
 
     @torch.no_grad()
-    def sample(self, n: int, *, mean: bool = True, return_latents: bool = False, steps=None):
+    def sample(
+        self, n: int, *, mean: bool = True, return_latents: bool = False, steps=None, given=None
+    ):
         """``n`` sequences of ``steps`` (default the data's T): z_t ~ p(z_t | z_{t−1}), then
-        x_t ~ p(x_t | z_t) (or its mean); ``(n, T, D)`` (and the latents ``(n, T, Dz)``)."""
+        x_t ~ p(x_t | z_t) (or its mean); ``(n, T, D)`` (and the latents ``(n, T, Dz)``). A
+        sequence model has no inputs or categorical latents to hold fixed (``given``)."""
+        if given:
+            raise ValueError(f"given: a sequence model has nothing to hold fixed, got {given}")
         chain, emission = self.generative[self.chain], self.generative[DATA]
         z, xs, zs = chain.initial.expand(n, -1), [], []
         for _ in range(steps or self.data_shape[0]):

@@ -148,10 +148,11 @@ def checked_step(vae: LatentModel, elbo, fused: FusedELBO, batch: torch.Tensor):
 
     Runs inside a forked random state, so the check does not shift the caller's stream.
     """
-    with fork_rng(batch.device):
-        state = rng_state(batch.device)
+    device = (batch[0] if isinstance(batch, tuple) else batch).device
+    with fork_rng(device):
+        state = rng_state(device)
         expected = _loss_and_gradients(vae, elbo, batch)
-        set_rng_state(batch.device, state)
+        set_rng_state(device, state)
         got = _loss_and_gradients(vae, fused, batch)  # non-finite here: a disagreement
     disagreement = _disagreement(expected, got)
     if disagreement is None:
@@ -167,7 +168,8 @@ def checked_step(vae: LatentModel, elbo, fused: FusedELBO, batch: torch.Tensor):
 def _loss_and_gradients(vae: LatentModel, elbo, batch) -> tuple[float, dict[str, torch.Tensor]]:
     """The loss and the gradient of every parameter (zeros where it has none; no gradients for
     a non-finite loss, where Pyro's NaN hooks would only warn); leaves ``.grad`` alone."""
-    loss = elbo.differentiable_loss(vae.model, vae.guide, batch)
+    args = batch if isinstance(batch, tuple) else (batch,)  # a sequence model's (x, lengths)
+    loss = elbo.differentiable_loss(vae.model, vae.guide, *args)
     if not torch.isfinite(loss):
         return loss.item(), {}
     params = dict(vae.named_parameters())

@@ -46,12 +46,14 @@ import pyro.infer
 
 from ..errors import PyroVaeError, SpecError, shown
 from ..model.latent_model import MAX_PLATE_NESTING, LatentModel
+from ..model.sequence_model import SequenceModel
 from ..registry import Registry
 from ..spec.options import Option
 from .checks import check_dreg, check_mean_field, check_reparameterized, no_enumeration
 from .classify import CLASSIFY, Classified, classification_weight
 from .dreg import IWAE_DReG
 from .fused import FusedELBO, fused_elbo
+from .fused_sequence import FusedSequenceELBO
 from .iwae import IWAE_ELBO
 from .renyi import RenyiBound
 from .trace_graph import TraceGraph_ELBO
@@ -82,6 +84,15 @@ class Objective:
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
+
+
+def _fused(vae, analytic_kl: bool) -> FusedELBO | None:
+    """The trace-free step of ``vae``: a sequence model's (its model terms of all steps at
+    once), or a spec-built pair's where its fast paths cover it."""
+    if isinstance(vae, SequenceModel):
+        node = vae.inference[vae.chain]
+        return FusedSequenceELBO(vae, analytic_kl) if node.family.reparameterized else None
+    return fused_elbo(vae, analytic_kl) if vae.has_fast_paths else None
 
 
 def _particles(num_particles: int, vectorize: bool = True) -> dict:
@@ -124,7 +135,7 @@ OBJECTIVES.register("trace")(
         _elbo(pyro.infer.Trace_ELBO),
         no_enumeration,
         options=ELBO_OPTIONS,
-        fused=partial(fused_elbo, analytic_kl=False),
+        fused=partial(_fused, analytic_kl=False),
         kl_weight=True,
         description="Trace_ELBO: the Monte Carlo ELBO (score-function terms where needed)",
     )
@@ -134,7 +145,7 @@ OBJECTIVES.register("trace_mean_field")(
         _elbo(pyro.infer.TraceMeanField_ELBO),
         check_mean_field,
         options=ELBO_OPTIONS,
-        fused=partial(fused_elbo, analytic_kl=True),
+        fused=partial(_fused, analytic_kl=True),
         kl_weight=True,
         description="TraceMeanField_ELBO: the ELBO with each KL in closed form where one exists",
     )
@@ -306,7 +317,7 @@ class ObjectiveChoice:
         fused = OBJECTIVES.get(self.name).fused
         if fused is None or self.num_particles != 1 or not isinstance(vae, LatentModel):
             return None
-        if not vae.has_fast_paths or self.options.get(CLASSIFY):
+        if self.options.get(CLASSIFY):
             return None
         return fused(vae)
 

@@ -95,6 +95,22 @@ def data_vs_model(data: torch.Tensor, samples: torch.Tensor, path: Path, title: 
     return _save(fig, path)
 
 
+def sequence_lines(data, lengths, samples, path: Path) -> Path:
+    """Sequences of the data (top) and drawn from the model (bottom), each dimension against the
+    time step; a data sequence stops at its length."""
+    data, samples = data.detach().cpu().numpy(), samples.detach().cpu().numpy()
+    fig, axes = plt.subplots(2, len(data), figsize=(3 * len(data), 5), sharey=True, squeeze=False)
+    for i, (sequence, length) in enumerate(zip(data, lengths.tolist(), strict=True)):
+        axes[0, i].plot(range(1, length + 1), sequence[:length])
+        axes[0, i].set_title(f"data {i + 1}", fontsize=9)
+    for i, sequence in enumerate(samples[: len(data)]):
+        axes[1, i].plot(range(1, len(sequence) + 1), sequence)
+        axes[1, i].set_title(f"model sample {i + 1}", fontsize=9)
+        axes[1, i].set_xlabel("t")
+    fig.suptitle("each dimension of x_t against t")
+    return _save(fig, path)
+
+
 def _finite(value) -> bool:
     return value is not None and bool(np.isfinite(value))
 

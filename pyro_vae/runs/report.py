@@ -180,6 +180,8 @@ def _sample_figures(run_dir: Path, vae, dataset, title: str) -> dict[str, Path]:
         if not dataset.parts:
             return {}
         return {"completions": completion_grid(vae, dataset, plots_dir / "completions.png")}
+    if dataset.is_sequence:
+        return _sequence_figures(plots_dir, vae, dataset)
     if dataset.image_shape is None:
         drawn = vae.sample(len(dataset.test), mean=False).cpu()
         path = plots_dir / "data_vs_model.png"
@@ -204,3 +206,25 @@ def _sample_figures(run_dir: Path, vae, dataset, title: str) -> dict[str, Path]:
         path = plots_dir / f"samples_by_{node}.png"
         figures[f"samples_by_{node}"] = class_grid(vae, dataset.image_shape, path, node)
     return figures
+
+
+def _sequence_figures(plots_dir: Path, vae, dataset) -> dict[str, Path]:
+    """Sequences drawn from the model beside the data's: as images of T rows of D values where
+    the values are binary (mnist-rows: digits again), else each dimension against t."""
+    device = module_device(vae)
+    originals = dataset.test[:16]
+    lengths = dataset.array("lengths", "test")[:16]
+    if vae.likelihood.family.support != "binary":
+        drawn = vae.sample(4, mean=False).cpu()
+        path = plots_dir / "sequences.png"
+        return {"sequences": plots.sequence_lines(originals[:4], lengths[:4], drawn, path)}
+    shape = (1, *dataset.event_shape)
+    rebuilt = vae.reconstruct(originals.to(device), lengths.to(device)).cpu()
+    return {
+        "samples": plots.image_grid(vae.sample(64).cpu(), shape, plots_dir / "samples.png",
+                                    "sequences drawn (mean of p(x_t | z_t)), one row per step"),
+        "reconstructions": plots.image_grid(torch.cat([originals, rebuilt]), shape,
+                                            plots_dir / "reconstructions.png",
+                                            "test sequences (top) and reconstructions (bottom)",
+                                            columns=16),
+    }  # fmt: skip

@@ -157,3 +157,38 @@ def test_a_hand_written_state_space_pair_with_its_own_names():
     assert torch.all(gap < 4 * found.stderr.double() * 2), (gap, found.stderr)
     with pytest.raises(pv.ModelGuideError, match="no time steps"):
         stepwise_estimate(model, guide, y, num_samples=10, step_of=lambda name: 1)
+
+
+@pytest.mark.slow
+def test_a_trained_lgssm_recovers_the_simulating_process():
+    """Trained on lgssm, the spec's pair learns the process the data came from: its own
+    log-likelihood (the filter at the learned parameters) nears the truth's, A's eigenvalues
+    (invariant under the model's symmetries) match, and importance sampling finds the trained
+    model's exact log-likelihood within its standard error."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+    from lgssm import compare_parameters, learned_parameters
+
+    vae = pv.load("lgssm", data_shape=(10, 4), seed=0)
+    options = {"steps": 10, "n_train": 1000, "n_test": 200}
+    trained = pv.train(vae, "lgssm", data_options=options, epochs=60, batch_size=50, lr=3e-3)
+    data = trained.dataset
+    x, lengths = data.array("x", "test"), data.array("lengths", "test")
+    truth = {k: data.truth[k] for k in ("A", "b", "q", "C", "d", "r")}
+    learned = learned_parameters(vae)
+    exact_true = kalman_log_likelihood(x, lengths, *truth.values()).total
+    exact_learned = kalman_log_likelihood(x, lengths, *learned.values()).total
+    # At this budget the learned process is within 0.1 nats per sequence of the true one.
+    assert compare_parameters(truth, learned, 10)["kl_true_to_learned_per_sequence"] < 0.1
+    assert float((exact_true - exact_learned).mean()) < 0.1
+    eig = torch.linalg.eigvals(learned["A"]).abs().sort().values
+    assert torch.allclose(eig, torch.full((2,), 0.9, dtype=eig.dtype), atol=0.03)
+    pyro.set_rng_seed(0)
+    found = pv.log_likelihood(vae.model, vae.guide, x, lengths, num_samples=1000)
+    error = float(found.log_px.double().mean() - exact_learned.mean())
+    stderr = math.sqrt(float((found.stderr.double() ** 2).sum())) / len(x)
+    # log of an average is biased low by about Var(w / p(x)) / 2K = (1/ESS − 1/K) / 2.
+    bias = float((0.5 * (1 / found.ess.double() - 1 / 1000)).mean())
+    assert -4 * stderr - bias < error < 4 * stderr, (error, stderr, bias)
