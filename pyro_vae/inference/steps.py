@@ -144,7 +144,8 @@ def stepwise_estimate(
     state = None
     for start in range(0, num_samples, chunk):
         k = min(chunk, num_samples - start)
-        terms = log_weight_terms(model, guide, args, kwargs, num_samples=k, layout=layout)
+        with torch.no_grad():  # an estimate, not a loss: no graph to keep across the steps
+            terms = log_weight_terms(model, guide, args, kwargs, num_samples=k, layout=layout)
         state = _accumulate(state, _by_step(terms, step_of), k)
     steps, lse, recon, kl, present = state
     log_px_prefix = lse - math.log(num_samples)

@@ -38,6 +38,7 @@ from torch import nn
 
 from ..errors import ModelGuideError, SpecError
 from ..spec.parse import DATA, GuideSpec, ModelSpec, check_pair
+from .families import OptionError
 from .guide_families import GUIDE_FAMILIES
 from .latent_model import LatentModel, Node
 from .nets import NetInput
@@ -126,10 +127,12 @@ class SequenceModel(LatentModel):
         size = self.generative[name].family.value_size
         encoder = None if spec.rnn is None else SequenceEncoder(self.data_shape[1], **spec.rnn)
         state = NetInput(DATA, self.data_shape[1] if encoder is None else encoder.size)
-        options = spec.options
-        family = GUIDE_FAMILIES.get(spec.family).build(
-            self.generative[name].family, conditional=True, **options
-        )
+        try:
+            family = GUIDE_FAMILIES.get(spec.family).build(
+                self.generative[name].family, conditional=True, **spec.options
+            )
+        except OptionError as e:  # an option that does not fit this latent, e.g. its dim
+            raise SpecError(self.guide_spec.path, f"{spec.key}.{e.key}", str(e)) from None
         stepped = dataclasses.replace(spec, given=(name, DATA))
         inputs = [NetInput(name, size), state]
         node = ChainNode(stepped, family, inputs, self.guide_spec.path, "learned", encoder)

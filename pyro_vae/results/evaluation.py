@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .choices import Proposal
-from .estimand import LOG_PX, Estimand
+from .estimand import LOG_PX, Estimand, short_names
 from .explanations import decomposition_warnings, surgery_rows
 from .schema import to_json
 from .stats import Difference, Stats
@@ -518,6 +518,18 @@ def _steps_markdown(r: EvaluationReport) -> list[str]:
     ]
 
 
+def _usage_lines(usage: UsageSection | None) -> list[str]:
+    """``z: 3 of 50 dimensions active``; latents alike (a chain's steps) on one line."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for name, u in (usage.latents if usage else {}).items():
+        groups.setdefault((u.active_units, u.dims), []).append(name)
+    return [
+        f"{short_names(names)}{f' ({len(names)} latents)' if len(names) > 1 else ''}: "
+        f"{active} of {dims} dimensions active"
+        for (active, dims), names in groups.items()
+    ]
+
+
 def evaluation_table(r: EvaluationReport) -> Table:
     """The evaluation as one table: the estimates, then what each requested explanation adds."""
     e, mc = r.estimand, ("mc_stderr", "datapoint_stderr")
@@ -555,8 +567,7 @@ def evaluation_table(r: EvaluationReport) -> Table:
         notes += decomposition_warnings(d.unreliable, d.negative_gaps, r.num_data)
     if r.surgery:
         rows += [[*row, ""] for row in surgery_rows(vars(r.surgery), e)]
-    for name, u in (r.latent_usage.latents if r.latent_usage else {}).items():
-        notes.append(f"{name}: {u.active_units} of {u.dims} dimensions active")
+    notes += _usage_lines(r.latent_usage)
     if r.steps is not None:
         s = r.steps
         worst = max(range(len(s.steps)), key=lambda i: s.gap[i] or 0.0)

@@ -6,7 +6,9 @@ Monte Carlo estimate) with its standard error, ESS and Pareto k̂, and the ELBO,
 On request: ``ais`` (annealed importance sampling, :mod:`pyro_vae.inference.ais`),
 ``decompose`` (the gap split into approximation and amortization gaps,
 :mod:`pyro_vae.inference.gap`), ``surgery`` (average KL = mutual information + marginal KL,
-KL per latent dimension, active units: :mod:`pyro_vae.inference.surgery`).
+KL per latent dimension, active units: :mod:`pyro_vae.inference.surgery`), ``steps`` (per
+time step of a sequence pair: log p̂(x_t | x_<t), the ELBO's terms and the gap,
+:mod:`pyro_vae.inference.steps`; by default for spec-built sequence models).
 
 The estimators' own results are composed into one :class:`~pyro_vae.runs.evaluation.Evaluation`
 (which says which datapoints are usable, and how its files are laid out). With ``max_data`` it
@@ -152,14 +154,13 @@ def evaluate_run(
         _log_weight_dtype(vae),
     )
     evaluation = _compose(setup, gathered, seconds)
-    if surgery:  # the aggregate posterior is over all datapoints: one process
-        evaluation = _with_surgery(evaluation, vae, tuple(a[indices] for a in test))
+    every = tuple(a[indices] for a in test)  # the explanations below run in one process
+    if surgery:  # the aggregate posterior is over all datapoints
+        evaluation = _with_surgery(evaluation, vae, every)
     if vae.classifiers:
-        found = classification(vae, dataset, indices)
-        evaluation = replace(evaluation, classification=found)
-    if steps or (steps is None and vae.model_spec.sequential):  # one process, as surgery
-        data = tuple(a[indices] for a in test)
-        evaluation = replace(evaluation, steps=_stepwise(vae, data, sampling))
+        evaluation = replace(evaluation, classification=classification(vae, dataset, indices))
+    if steps or (steps is None and vae.model_spec.sequential):
+        evaluation = replace(evaluation, steps=_stepwise(vae, every, sampling))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return _write(run_dir, replace(evaluation, peak_rss_mb=peak), report)
 
