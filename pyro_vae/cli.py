@@ -24,6 +24,7 @@ from .objectives.comparison import DEFAULT_ESTIMATORS
 from .objectives.registry import MAX_PARTICLES, OBJECTIVES, ObjectiveChoice
 from .runs.compare import compare_run, compare_training
 from .runs.config import LIMITS, TrainConfig
+from .runs.schedules import schedule_names
 
 
 def keyword_defaults(fn) -> dict:
@@ -232,6 +233,7 @@ RUN_SETTINGS = (
     "lr",
     "eps",
     "lr_decay",
+    "lr_schedule",
     "kl_weight",
     "kl_warmup",
     "num_particles",
@@ -560,6 +562,12 @@ def _train_command(sub) -> None:
         "--lr-decay",
         type=positive,
         help=f"per-epoch learning-rate factor (default {_default('lr_decay')}: constant)",
+    )
+    training.add_argument(
+        "--lr-schedule",
+        metavar="NAME[:option=value,...]",
+        help=f"learning-rate schedule on top of --lr-decay: {schedule_names()}; e.g. "
+        f"multistep:milestones=200+350,gamma=0.631 (default none: constant)",
     )
     _objective_options(settings.add_argument_group("objective"))
     parents = [

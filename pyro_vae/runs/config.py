@@ -16,6 +16,7 @@ from ..model.latent_model import LatentModel
 from ..objectives.registry import ObjectiveChoice
 from ..spec.parse import ModelSpec
 from .batches import JUST_X
+from .schedules import LrSchedule
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class TrainConfig:
     lr: float = 1e-3
     eps: float = 1e-8
     lr_decay: float = 1.0  # per-epoch factor: epoch e trains with lr · lr_decay^(e-1)
+    #: A learning-rate schedule on top (``multistep:milestones=200+350,gamma=0.631``;
+    #: :mod:`pyro_vae.runs.schedules`); None: none.
+    lr_schedule: str | None = None
     kl_weight: float = 1.0  # β on the KL term of the training ELBO (the β-VAE); 1: the ELBO
     kl_warmup: int = 0  # epochs over which β ramps linearly from 0 (KL warm-up); 0: none
     seed: int = 0
@@ -94,10 +98,22 @@ class TrainConfig:
         ):
             raise PyroVaeError(f"args must be names of the data set's arrays, got {self.args!r}")
         self.args = tuple(self.args)
+        if self.lr_schedule is not None:
+            self.lr_schedule = str(LrSchedule.parse(self.lr_schedule))  # checked, canonical
         if self.binarization is not None:
             check_binarization(self.binarization)
         if self.objective is not None:
             self.objective.check_kl_weight(self.kl_weight, self.kl_warmup)
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (from 1): lr · lr_decay^(e−1) · the schedule's
+        factor; a function of the epoch alone, so resumed runs continue exactly."""
+        factor = (
+            1.0
+            if self.lr_schedule is None
+            else LrSchedule.parse(self.lr_schedule).factor(epoch, self.epochs)
+        )
+        return self.lr * self.lr_decay ** (epoch - 1) * factor
 
     @property
     def kl_weighted(self) -> bool:
@@ -111,6 +127,8 @@ class TrainConfig:
         out["objective"] = choice.name if choice else None
         out["num_particles"] = choice.num_particles if choice else 1
         out["objective_options"] = dict(choice.options) if choice else {}
+        if out["lr_schedule"] is None:  # written only when set: the older format
+            del out["lr_schedule"]
         if out["args"] == JUST_X:  # written only when it says more than x: the older format
             del out["args"]
         else:

@@ -350,7 +350,7 @@ class _Loop:
         vae, config = self.vae, self.config
         began = time.perf_counter()
         for group in self.optimizer.param_groups:
-            group["lr"] = config.lr * config.lr_decay ** (epoch - 1)
+            group["lr"] = config.lr_at(epoch)
         # The test ELBO sums partially observed nodes out: a bound on log p(x), not log p(x, y).
         names = names_of(vae.marginal_data_names if isinstance(vae, LatentModel) else config.args)
         vae.train()
@@ -369,6 +369,8 @@ class _Loop:
         }
         if config.kl_weighted:
             record["kl_weight"] = elbo.kl_weight  # β of the epoch's last step
+        if config.lr_schedule is not None:
+            record["lr"] = config.lr_at(epoch)
         if not math.isfinite(record["test_elbo"]):
             raise self._diverged(epoch, "the test ELBO became non-finite")
         return record
