@@ -80,13 +80,7 @@ def _sequences(array: np.ndarray, lengths: np.ndarray | None, source: str) -> to
         return values
     count, steps = values.shape[:2]
     where = f"{source}_{LENGTHS}"
-    if lengths.dtype.kind not in "iu" or lengths.ndim != 1:
-        raise DataError(
-            f"{where}: expected one integer length per sequence, got {lengths.dtype} of shape "
-            f"{lengths.shape}"
-        )
-    if len(lengths) != count:
-        raise DataError(f"{where}: {len(lengths)} lengths for {count} sequences")
+    _one_integer_per_row(lengths, count, where, "iu", ("length", "sequence"))
     bad = np.flatnonzero((lengths < 1) | (lengths > steps))
     if len(bad):
         raise DataError(
@@ -101,14 +95,21 @@ def _sequences(array: np.ndarray, lengths: np.ndarray | None, source: str) -> to
 def _labels(array: np.ndarray | None, rows: int, source: str) -> torch.Tensor | None:
     if array is None:
         return None
-    if array.dtype.kind not in "biu" or array.ndim != 1:
+    _one_integer_per_row(array, rows, source, "biu", ("label", "datapoint"))
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def _one_integer_per_row(array: np.ndarray, rows: int, where: str, kinds: str, nouns) -> None:
+    """``array`` is one integer (of the dtype ``kinds``) per row, ``rows`` of them; ``nouns``:
+    what each value and each row is, for the message."""
+    value, row = nouns
+    if array.dtype.kind not in kinds or array.ndim != 1:
         raise DataError(
-            f"{source}: expected one integer label per datapoint, got {array.dtype} "
-            f"of shape {array.shape}"
+            f"{where}: expected one integer {value} per {row}, got {array.dtype} of shape "
+            f"{array.shape}"
         )
     if len(array) != rows:
-        raise DataError(f"{source}: {len(array)} labels for {rows} datapoints")
-    return torch.from_numpy(array.astype(np.int64))
+        raise DataError(f"{where}: {len(array)} {value}s for {rows} {row}s")
 
 
 def _checksum(path: Path, sha256: str | None) -> str:

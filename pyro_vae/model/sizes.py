@@ -87,14 +87,15 @@ def _count_node(
 
 
 def _count_chain(tally: Tally, spec: NodeSpec, path: str, family, inputs, net_key: str) -> None:
-    """A chain node: its family's own tensors, its net (the transition, or the guide's
-    combiner) over ``inputs``, and its initial state."""
-    tally.where = Size(0, path, f"{spec.key}.{net_key}")
+    """A chain node: its family's own tensors, the net at ``net_key`` (its ``transition``, or
+    the guide's ``net``) over ``inputs``, and its initial state."""
+    key = f"{spec.key}.{net_key}"
+    tally.where = Size(0, path, key)
     for tensor in family.own:
         tally.add(*tensor)
-    net = spec.transition if net_key == "transition" else spec.net
+    net = getattr(spec, net_key)
     shape = NetShape(inputs=list(inputs), output=family.head, vector_inputs=tuple(inputs))
-    NETS.get(net.kind).count(tally, shape, SpecEntry(net.options, path, f"{spec.key}.{net_key}"))
+    NETS.get(net.kind).count(tally, shape, SpecEntry(net.options, path, key))
     tally.add(inputs[0])
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 
 from ..inference.importance import closed_form_kl
-from ..model.sequence_model import SequenceModel, step_mask
+from ..model.sequence_model import step_mask
 from ..spec.parse import DATA
 from .fused import FusedELBO
 
@@ -43,9 +43,6 @@ class FusedSequenceELBO(FusedELBO):
     """−ELBO of a :class:`~pyro_vae.model.sequence_model.SequenceModel` summed over a batch of
     sequences, as ``Trace_ELBO`` (``analytic_kl=False``) or ``TraceMeanField_ELBO`` compute
     it with one particle; ``kl_weight`` β weighs the latent terms."""
-
-    def __init__(self, vae: SequenceModel, analytic_kl: bool, kl_weight: float = 1.0):
-        super().__init__(vae, analytic_kl, kl_weight)
 
     def differentiable_loss(self, model, guide, x: torch.Tensor, lengths=None) -> torch.Tensor:
         """Drop-in for ``differentiable_loss(vae.model, vae.guide, x, lengths)`` of Pyro's."""

@@ -9,9 +9,9 @@ from .view import register_view
 
 def _stepwise_table(r) -> Table:
     columns = r.table_rows
+    *means, counts = columns.values()  # the per-step means, then how many datapoints have it
     rows = [
-        [step, *(fmt(float(values[i]), ".3f") for values in list(columns.values())[:-1])]
-        + [int(list(columns.values())[-1][i])]
+        [step, *(fmt(float(values[i]), ".3f") for values in means), int(counts[i])]
         for i, step in enumerate(r.steps)
     ]
     totals = r.totals()

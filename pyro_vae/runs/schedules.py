@@ -37,6 +37,12 @@ def _unit(value) -> float:
     return float(value)
 
 
+def _one_or_more(item):
+    """A list of ``item``s; one value alone (``milestones=200``) is a list of one."""
+    check = list_of(item, allow_empty=False)
+    return lambda value: check(value if isinstance(value, list) else [value])
+
+
 @dataclass(frozen=True)
 class ScheduleKind:
     """A registered schedule: ``factor(epoch, epochs, **options)`` and its options."""
@@ -58,7 +64,7 @@ def _register(name: str, **options: Option):
 
 @_register(
     "multistep",
-    milestones=Option(list_of(positive_int, allow_empty=False), doc="epochs, e.g. 200+350"),
+    milestones=Option(_one_or_more(positive_int), doc="epochs, e.g. 200+350"),
     gamma=Option(_positive, 0.1, doc="the factor at each milestone"),
 )
 def _multistep(epoch: int, epochs: int, milestones, gamma: float) -> float:
@@ -133,7 +139,7 @@ def _setting(where: str, pair: str) -> tuple[str, object]:
         numbers = [_number(v) for v in value.split("+")]
     except ValueError:
         raise PyroVaeError(f"{where}: {key}: expected a number, got {shown(value)}") from None
-    return key, numbers if "+" in value or key == "milestones" else numbers[0]
+    return key, numbers if "+" in value else numbers[0]
 
 
 def _number(text: str) -> int | float:
