@@ -16,7 +16,7 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install --upgrade --quiet pip
 	@if ! $(PY) -c "import torch" 2>/dev/null; then \
 		echo "installing $(TORCH_SPEC)"; $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,tracking]"
 	@touch $(STAMP)
 
 # The demo trains, then explains the gap: log p(x) by IS and AIS, the gap split into its

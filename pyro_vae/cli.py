@@ -21,10 +21,12 @@ from .data.registry import DATA_ROOT_ENV
 from .devices import resolve_device
 from .errors import PyroVaeError, did_you_mean
 from .objectives.comparison import DEFAULT_ESTIMATORS
+from .objectives.free_bits import FREE_BITS_GROUPS
 from .objectives.registry import MAX_PARTICLES, OBJECTIVES, ObjectiveChoice
 from .runs.compare import compare_run, compare_training
 from .runs.config import LIMITS, TrainConfig
 from .runs.schedules import schedule_names
+from .runs.selection import CHECKPOINTS
 
 
 def keyword_defaults(fn) -> dict:
@@ -92,6 +94,21 @@ def setting(name: str):
 
 
 SEED = setting("seed")
+
+
+def validation_split(text: str):
+    """argparse type of ``--validation``: ``own``, ``auto``, a number of rows or a fraction."""
+    if text in ("own", "auto"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not (0 < value < 1 or (value >= 1 and value.is_integer())):
+        raise argparse.ArgumentTypeError(
+            f"expected own, auto, a number of train rows or a fraction in (0, 1), got {text!r}"
+        )
+    return value if value < 1 else int(value)
 
 
 def _cmd_check(args) -> int:
@@ -218,10 +235,17 @@ def _cmd_train(args) -> int:
             **settings,
         )
     final = result.final
+    valid = f", validation ELBO {final['valid_elbo']:.2f}" if "valid_elbo" in final else ""
     print(
         f"epoch {final['epoch']}: train ELBO {final['train_elbo']:.2f}, "
-        f"test ELBO {final['test_elbo']:.2f} nats per datapoint"
+        f"test ELBO {final['test_elbo']:.2f}{valid} nats per datapoint"
     )
+    if result.best_epoch is not None:
+        stopped = result.stopped_early
+        print(
+            f"best validation ELBO at epoch {result.best_epoch} (best.safetensors)"
+            + (f"; stopped early after epoch {stopped}" if stopped is not None else "")
+        )
     print(f"run directory: {result.run_dir} (report.md, plots/)")
     return 0
 
@@ -234,6 +258,11 @@ RUN_SETTINGS = (
     "eps",
     "lr_decay",
     "lr_schedule",
+    "validation",
+    "early_stop",
+    "free_bits",
+    "free_bits_per",
+    "tensorboard",
     "kl_weight",
     "kl_warmup",
     "num_particles",
@@ -340,6 +369,7 @@ def _cmd_evaluate(args) -> int:
         surgery=args.surgery,
         precision=args.precision,
         device=device,
+        checkpoint=args.checkpoint,
     )
     if e is None:  # a process of torchrun other than rank 0: rank 0 reports
         return 0
@@ -569,6 +599,7 @@ def _train_command(sub) -> None:
         help=f"learning-rate schedule on top of --lr-decay: {schedule_names()}; e.g. "
         f"multistep:milestones=200+350,gamma=0.631 (default none: constant)",
     )
+    _selection_options(settings.add_argument_group("validation, free bits and tracking"))
     _objective_options(settings.add_argument_group("objective"))
     parents = [
         _spec_parent("needed without --resume"),
@@ -580,6 +611,45 @@ def _train_command(sub) -> None:
         settings,
     ]
     _command(sub, "train", "train a model/guide pair with SVI", parents, _cmd_train)
+
+
+def _selection_options(group) -> None:
+    group.add_argument(
+        "--validation",
+        type=validation_split,
+        nargs="?",
+        const="auto",
+        metavar="own|ROWS|FRACTION",
+        help="keep a validation split: the data set's own (binarized-mnist's 10,000), or ROWS "
+        "(a FRACTION) of the train rows held out with the seed; alone: its own, else a tenth. "
+        "Records the validation ELBO per epoch and keeps best.safetensors (default none)",
+    )
+    group.add_argument(
+        "--early-stop",
+        type=whole(1, 10**6),
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation ELBO (needs --validation) "
+        "(default: never)",
+    )
+    group.add_argument(
+        "--free-bits",
+        type=non_negative,
+        metavar="LAMBDA",
+        help="free bits (Kingma et al. 2016): each latent group's batch-mean KL counts at least "
+        "LAMBDA nats in the training objective (default 0: the ELBO)",
+    )
+    group.add_argument(
+        "--free-bits-per",
+        choices=list(FREE_BITS_GROUPS),
+        help="a free-bits group: each latent site, or each dim of one (default site)",
+    )
+    group.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write each epoch's metrics to RUN/tensorboard (needs pip install "
+        "'pyro_vae[tracking]') (default off)",
+    )
 
 
 def _objective_options(group) -> None:
@@ -663,6 +733,13 @@ def _evaluate_command(sub) -> None:
         default="fp32",
         help="importance sampling and ELBO in float32, or with bfloat16 matrix products "
         "(default fp32)",
+    )
+    own.add_argument(
+        "--checkpoint",
+        choices=list(CHECKPOINTS),
+        default="last",
+        help="the weights of the last epoch, or of the best by the validation ELBO "
+        "(best.safetensors of a run trained with --validation) (default last)",
     )
     _evaluate_extras(own)
     parents = [own, _seed_parent("the subset and the samples", default=0), _running_parent()]

@@ -50,10 +50,12 @@ def binarize(natural: Dataset, binarization: str, seed: int) -> Dataset:
     generator = torch.Generator().manual_seed(seed)
     test = torch.bernoulli(natural.test, generator=generator)
     train = torch.bernoulli(natural.train, generator=generator)
+    valid = None if natural.valid is None else torch.bernoulli(natural.valid, generator=generator)
     return dataclasses.replace(
         natural,
         train=train,
         test=test,
+        valid=valid,
         binarization=binarization,
         train_intensities=natural.train if binarization == "dynamic" else None,
     )

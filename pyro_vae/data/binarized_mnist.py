@@ -127,7 +127,8 @@ def load_binarized_mnist(
     """Binarized MNIST from ``<root>/binarized-mnist/binarized_mnist.npz``, 784 dims.
 
     :param include_valid: append the 10,000 validation images to the 50,000 train images, as
-        papers that report test log-likelihood after training on 60,000 images do.
+        papers that report test log-likelihood after training on 60,000 images do; otherwise
+        they are the set's own validation split (``--validation own``).
     :param seed: unused; the binarization is fixed.
     """
     if not isinstance(include_valid, bool):
@@ -139,13 +140,14 @@ def load_binarized_mnist(
         location.root / "binarized-mnist" / BINARIZED_MNIST_FILE, fetch_binarized_mnist
     )
     arrays = read_npz(path)
-    train = arrays["train"]
+    train, valid = arrays["train"], arrays["valid"]
     if include_valid:
-        train = np.concatenate([train, arrays["valid"]])
+        train, valid = np.concatenate([train, valid]), None
     return Dataset(
         name="binarized-mnist",
         train=torch.from_numpy(train.astype(np.float32)),
         test=torch.from_numpy(arrays["test"].astype(np.float32)),
+        valid=None if valid is None else torch.from_numpy(valid.astype(np.float32)),
         image_shape=(1, 28, 28),
         binarization="static",
         source=str(path),

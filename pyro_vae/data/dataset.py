@@ -13,6 +13,9 @@ from ..errors import DataError
 #: The ways pixel intensities in [0, 1] can be turned into what a model sees.
 BINARIZATIONS = ("none", "static", "dynamic")
 
+#: The splits a data set may have; "valid" only where :attr:`Dataset.valid` is set.
+SPLITS = ("train", "test", "valid")
+
 #: The column every sequence set has: each sequence's number of steps, int64 in ``[1, T]``.
 LENGTHS = "lengths"
 
@@ -48,6 +51,12 @@ class Dataset:
     :param options: options the loader settled on that a run must repeat to see the same data
         (a file's checksum, how an unsplit array was split); recorded with the run.
     :param columns: other named arrays, ``NAME → (train, test)``, one row per datapoint.
+    :param valid: ``(N_valid, D)`` validation rows, fixed (binarized where the train rows are),
+        or None: the set has no validation split. A loader gives the set's own
+        (``binarized-mnist``'s 10,000); :func:`~pyro_vae.data.validation.hold_out` carves one
+        out of the train rows.
+    :param valid_labels: the labels of the validation rows, where the set has labels.
+    :param valid_columns: each column's validation rows, ``NAME → rows``.
     :param parts: for sets cut out of images, the flat pixel indices of each array in an image
         of shape ``parts_image``.
 
@@ -71,6 +80,9 @@ class Dataset:
     #: sets cut out of images (``mnist-quadrants``): completions are drawn whole again.
     parts: dict = field(default_factory=dict)
     parts_image: tuple[int, int, int] | None = None
+    valid: torch.Tensor | None = None
+    valid_labels: torch.Tensor | None = None
+    valid_columns: dict = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -79,15 +91,18 @@ class Dataset:
         return ["x", *labelled, *self.columns]
 
     def array(self, name: str, split: str) -> torch.Tensor:
-        """The array ``name`` of ``split`` ("train" or "test"), one row per datapoint."""
+        """The array ``name`` of ``split`` ("train", "test" or "valid"), one row per datapoint."""
         if name not in self.names:
             raise DataError(f"data set {self.name!r} has no array {name!r}; it has {self.names}")
-        train = split == "train"
+        if split == "valid" and self.valid is None:
+            raise DataError(f"data set {self.name!r} has no validation split")
+        which = SPLITS.index(split)
         if name == "x":
-            return self.train if train else self.test
+            return (self.train, self.test, self.valid)[which]
         if name in LABEL_ARRAYS and self.train_labels is not None:
-            return LABEL_ARRAYS[name](self, self.train_labels if train else self.test_labels)
-        return self.columns[name][0 if train else 1]
+            labels = (self.train_labels, self.test_labels, self.valid_labels)[which]
+            return LABEL_ARRAYS[name](self, labels)
+        return (*self.columns[name], self.valid_columns.get(name))[which]
 
     def arrays(self, split: str, names: tuple[str, ...] | None = None):
         """``split`` as a pair is called with it: x's rows (``names`` None), else a tuple of the

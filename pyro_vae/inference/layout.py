@@ -105,7 +105,7 @@ def inspect_pair(
     proposal = Proposal.of(proposal)
     guide_trace, model_trace = _traced(model, guide, args, kwargs)
     model_sites, guide_sites = sample_sites(model_trace), sample_sites(guide_trace)
-    plate = _data_plate(model_sites, data_plate)
+    plate = data_plate_name(model_sites, data_plate)
     for site in model_sites + guide_sites:
         _check_site(site, plate)
     if proposal.uses_guide:
@@ -332,7 +332,7 @@ def _traced(model, guide, args, kwargs):
     return guide_trace, model_trace
 
 
-def _data_plate(model_sites, wanted: str | None) -> str:
+def data_plate_name(model_sites, wanted: str | None) -> str:
     """The name of the outermost plate around every observed site, or ``wanted``'s."""
     observed = [s for s in model_sites if s["is_observed"]]
     stacks = [[f.name for f in s["cond_indep_stack"] if f.name != PARTICLES] for s in observed]

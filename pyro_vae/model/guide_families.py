@@ -9,7 +9,12 @@ when it has none.
     :math:`\\mathcal N(\\mu, \\mathrm{diag}\\,\\sigma^2)`: the mean-field Gaussian.
 ``full_normal``
     :math:`\\mathcal N(\\mu, LL^\\top)` with a lower-triangular Cholesky factor L from the net
-    (positive diagonal): every correlation between the latent's dimensions.
+    (positive diagonal): every correlation between the latent's dimensions. With
+    ``cholesky = "relative"``, :math:`L = \\mathrm{diag}(\\sigma)(I + M)`: the net's
+    off-diagonal outputs M are relative to their row's scale σ, so a dimension the data pin
+    down (small σ) is narrow whatever M is; with ``"absolute"`` (the default, as runs made
+    before the option were built) the net gives L's entries themselves, and a narrow row needs
+    every off-diagonal output of that row near 0 (docs/reproducing.md measures the difference).
 ``low_rank_normal``
     :math:`\\mathcal N(\\mu, FF^\\top + \\mathrm{diag}\\,d)` with F of shape (dim, ``rank``):
     correlations of rank ``rank`` at a cost linear in dim.
@@ -97,8 +102,9 @@ class FullNormal(Family):
 
     support = "real"
 
-    def __init__(self, size, conditional):
+    def __init__(self, size, conditional, cholesky: str = "absolute"):
         super().__init__(size, conditional)
+        self.relative = cholesky == "relative"
         self.register_buffer("lower", torch.tril_indices(size, size, -1), persistent=False)
         if not conditional:
             self.raw = nn.Parameter(torch.zeros(self.head_size))
@@ -120,7 +126,12 @@ class FullNormal(Family):
         loc, diag, off = raw[..., :d], raw[..., d : 2 * d], raw[..., 2 * d :]
         strict = off.new_zeros(*off.shape[:-1], d, d)
         strict[..., self.lower[0], self.lower[1]] = off
-        return dist.MultivariateNormal(loc, scale_tril=strict + torch.diag_embed(_positive(diag)))
+        scale = _positive(diag)
+        if self.relative:  # diag(σ)(I + M): each row scaled by its σ
+            return dist.MultivariateNormal(
+                loc, scale_tril=scale.unsqueeze(-1) * strict + torch.diag_embed(scale)
+            )
+        return dist.MultivariateNormal(loc, scale_tril=strict + torch.diag_embed(scale))
 
 
 class LowRankNormal(Family):
@@ -203,9 +214,21 @@ class InverseAutoregressiveFlow(Family):
         return dist.TransformedDistribution(base, transforms)
 
 
-@register_guide_family("full_normal", {"real"}, count=FullNormal.count)
-def full_normal(target: Family, conditional: bool) -> Family:
-    return FullNormal(target.size, conditional)
+@register_guide_family(
+    "full_normal",
+    {"real"},
+    options={
+        "cholesky": Option(
+            one_of(("absolute", "relative")),
+            "absolute",
+            'cholesky = "relative": L = diag(σ)(I + M), off-diagonals relative to their row\'s '
+            'scale; "absolute": the net gives L\'s entries',
+        )
+    },
+    count=FullNormal.count,
+)
+def full_normal(target: Family, conditional: bool, cholesky: str = "absolute") -> Family:
+    return FullNormal(target.size, conditional, cholesky)
 
 
 @register_guide_family(

@@ -52,6 +52,7 @@ from ..spec.options import Option
 from .checks import check_dreg, check_mean_field, check_reparameterized, no_enumeration
 from .classify import CLASSIFY, Classified, classification_weight
 from .dreg import IWAE_DReG
+from .free_bits import FreeBitsELBO
 from .fused import FusedELBO, fused_elbo
 from .fused_sequence import FusedSequenceELBO
 from .iwae import IWAE_ELBO
@@ -72,6 +73,9 @@ class Objective:
         objectives without one.
     :param kl_weight: whether a weight on the KL term is defined for it (the ELBO estimators;
         see :mod:`pyro_vae.objectives.kl_weight`).
+    :param free_bits_kl: for the ELBOs with a KL term per latent, how free bits
+        (:mod:`pyro_vae.objectives.free_bits`) computes that KL: ``"closed_form"`` where torch
+        has one, or ``"sampled"``; None where free bits is undefined.
     :param description: one line on what it estimates (``print(pv.OBJECTIVES)`` lists them).
     """
 
@@ -80,6 +84,7 @@ class Objective:
     options: dict[str, Option] = field(default_factory=dict)
     fused: Callable[[LatentModel], FusedELBO | None] | None = None
     kl_weight: bool = False
+    free_bits_kl: str | None = None
     description: str = ""
 
 
@@ -137,6 +142,7 @@ OBJECTIVES.register("trace")(
         options=ELBO_OPTIONS,
         fused=partial(_fused, analytic_kl=False),
         kl_weight=True,
+        free_bits_kl="sampled",
         description="Trace_ELBO: the Monte Carlo ELBO (score-function terms where needed)",
     )
 )
@@ -147,6 +153,7 @@ OBJECTIVES.register("trace_mean_field")(
         options=ELBO_OPTIONS,
         fused=partial(_fused, analytic_kl=True),
         kl_weight=True,
+        free_bits_kl="closed_form",
         description="TraceMeanField_ELBO: the ELBO with each KL in closed form where one exists",
     )
 )
@@ -328,6 +335,25 @@ class ObjectiveChoice:
             raise PyroVaeError(
                 f"objective '{self.name}': a KL weight (--kl-weight, --kl-warmup) is undefined "
                 f"for it, the KL is not a term of its bound; use one of {weighted}"
+            )
+
+    def free_bits(self, vae, free_bits: float, per: str = "site") -> FreeBitsELBO:
+        """The free-bits objective with this estimator's KL terms, after its check of a
+        spec-built ``vae``; refused for objectives without a KL term per latent."""
+        self.check_free_bits()
+        if self.options.get(CLASSIFY):
+            raise PyroVaeError(f"objective setting {CLASSIFY}: not combined with free bits")
+        self.build(vae)  # the objective's own check of the pair
+        form = OBJECTIVES.get(self.name).free_bits_kl
+        return FreeBitsELBO(free_bits, per, form == "closed_form", self.num_particles)
+
+    def check_free_bits(self) -> None:
+        """Refuse free bits where the objective has no KL term per latent."""
+        if OBJECTIVES.get(self.name).free_bits_kl is None:
+            usable = ", ".join(n for n in OBJECTIVES.names() if OBJECTIVES.get(n).free_bits_kl)
+            raise PyroVaeError(
+                f"objective '{self.name}': free bits (--free-bits) floors each latent's KL "
+                f"term, which it has none of; use one of {usable}"
             )
 
     def usable_with(self, vae: LatentModel) -> bool:

@@ -198,6 +198,7 @@ class EvaluationReport:
     peak_rss_mb: float = 0.0
     seed: int = 0
     checkpoint_epoch: int | None = None
+    checkpoint: str = "last"  # "best": the weights of the best epoch by the validation ELBO
     plots: dict[str, str] = field(default_factory=dict)
     plots_skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] | None = None
@@ -308,9 +309,17 @@ def _explained(r: EvaluationReport) -> list[str]:
 
 def _which(r: EvaluationReport) -> str:
     total = r.num_test if r.num_test is not None else r.num_data
+    weights = _weights(r)
     if r.num_data >= total:
-        return f"{r.num_data} datapoints"
-    return f"a random subset of {r.num_data} of its {total} datapoints, seed {r.seed}"
+        return f"{r.num_data} datapoints{weights}"
+    return f"a random subset of {r.num_data} of its {total} datapoints, seed {r.seed}{weights}"
+
+
+def _weights(r: EvaluationReport) -> str:
+    """Which checkpoint's weights were evaluated, where it is not simply the last one."""
+    if r.checkpoint == "last":
+        return ""
+    return f"; the {r.checkpoint} checkpoint, epoch {r.checkpoint_epoch}"
 
 
 def _stats_row(label: str, stats: Stats, errors=("mc_stderr", "datapoint_stderr")) -> list:
@@ -581,6 +590,7 @@ def evaluation_table(r: EvaluationReport) -> Table:
     which = f"{r.num_data} of the {r.num_test or r.num_data} {r.data} {r.split} datapoints"
     if r.num_test and r.num_data < r.num_test:
         which += f" (a random subset, seed {r.seed})"
+    which += _weights(r)
     title = f"Evaluation of {e.log_p()} on {which}, K = {r.num_samples} (nats per datapoint)"
     return Table(title, ["", "mean", "± Monte Carlo", "± over datapoints"], rows, notes)
 

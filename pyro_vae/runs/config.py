@@ -11,8 +11,10 @@ import torch
 
 from ..data import Dataset, load_dataset
 from ..data.binarize import check_binarization
+from ..data.validation import check_validation, with_validation
 from ..errors import DataError, PyroVaeError
 from ..model.latent_model import LatentModel
+from ..objectives.free_bits import FREE_BITS_GROUPS
 from ..objectives.registry import ObjectiveChoice
 from ..spec.parse import ModelSpec
 from .batches import JUST_X
@@ -49,7 +51,16 @@ LIMITS = {
     "kl_weight": Limit(float, 0, 1e6),
     "kl_warmup": Limit(int, 0, 10**6),
     "seed": Limit(int, 0, 2**32 - 1),  # NumPy's generators (the data loaders') take no larger
+    "free_bits": Limit(float, 0, 1e6),
 }
+
+#: Settings that need a validation split, and what each does with it (for the refusal).
+NEEDS_VALIDATION = {"early_stop": "stops on the validation ELBO"}
+
+#: Settings written to ``config.json`` only when they differ from their default, so that the
+#: files of runs made before they existed read back the same.
+OPTIONAL = {"lr_schedule": None, "validation": None, "early_stop": None, "free_bits": 0.0,
+            "free_bits_per": "site", "tensorboard": False}  # fmt: skip
 
 
 @dataclass
@@ -73,6 +84,16 @@ class TrainConfig:
     lr_schedule: str | None = None
     kl_weight: float = 1.0  # β on the KL term of the training ELBO (the β-VAE); 1: the ELBO
     kl_warmup: int = 0  # epochs over which β ramps linearly from 0 (KL warm-up); 0: none
+    #: Free bits (Kingma et al. 2016): each latent group's KL, averaged over the batch, counts
+    #: at least this many nats in the training objective (:mod:`pyro_vae.objectives.free_bits`).
+    free_bits: float = 0.0
+    free_bits_per: str = "site"  # a group: each latent "site", or each "dim" of one
+    #: The validation split (:mod:`pyro_vae.data.validation`): "own", "auto", a number of train
+    #: rows or a fraction; recorded as settled ("own" or the rows). None: no validation.
+    validation: int | float | str | None = None
+    #: Stop when the validation ELBO has not improved for this many epochs; None: never.
+    early_stop: int | None = None
+    tensorboard: bool = False  # also write each epoch's metrics for TensorBoard
     seed: int = 0
     binarization: str | None = None  # None: "dynamic" for binary likelihoods on grey data
     data_options: dict = field(default_factory=dict)
@@ -100,18 +121,41 @@ class TrainConfig:
         self.args = tuple(self.args)
         if self.lr_schedule is not None:
             self.lr_schedule = str(LrSchedule.parse(self.lr_schedule))  # checked, canonical
+        self._validate_selection()
         if self.binarization is not None:
             check_binarization(self.binarization)
         if self.objective is not None:
             self.objective.check_kl_weight(self.kl_weight, self.kl_warmup)
+            if self.free_bits > 0:
+                self.objective.check_free_bits()
 
-    def lr_at(self, epoch: int) -> float:
+    def _validate_selection(self) -> None:
+        """The validation split, early stopping, free bits and tracking settings."""
+        if self.validation is not None:
+            check_validation(self.validation)
+        if self.early_stop is not None:
+            Limit(int, 1, 10**6).check("early_stop", self.early_stop)
+        for name, use in NEEDS_VALIDATION.items():
+            if getattr(self, name) is not None and self.validation is None:
+                raise PyroVaeError(
+                    f"{name} {use}, and the run has no validation split: add --validation "
+                    f"(the data set's own split, or a tenth of its train rows)"
+                )
+        if self.free_bits_per not in FREE_BITS_GROUPS:
+            raise PyroVaeError(
+                f"free_bits_per must be one of {list(FREE_BITS_GROUPS)}, got {self.free_bits_per!r}"
+            )
+        if not isinstance(self.tensorboard, bool):
+            raise PyroVaeError(f"tensorboard must be true or false, got {self.tensorboard!r}")
+
+    def lr_at(self, epoch: int, history: list[dict] = ()) -> float:
         """The learning rate of epoch ``epoch`` (from 1): lr · lr_decay^(e−1) · the schedule's
-        factor; a function of the epoch alone, so resumed runs continue exactly."""
+        factor; a function of the epoch and the metrics of the epochs before it (``history``,
+        which only ``plateau`` reads), so resumed runs continue exactly."""
         factor = (
             1.0
             if self.lr_schedule is None
-            else LrSchedule.parse(self.lr_schedule).factor(epoch, self.epochs)
+            else LrSchedule.parse(self.lr_schedule).factor(epoch, self.epochs, history)
         )
         return self.lr * self.lr_decay ** (epoch - 1) * factor
 
@@ -127,8 +171,9 @@ class TrainConfig:
         out["objective"] = choice.name if choice else None
         out["num_particles"] = choice.num_particles if choice else 1
         out["objective_options"] = dict(choice.options) if choice else {}
-        if out["lr_schedule"] is None:  # written only when set: the older format
-            del out["lr_schedule"]
+        for name, default in OPTIONAL.items():
+            if out[name] == default:
+                del out[name]
         if out["args"] == JUST_X:  # written only when it says more than x: the older format
             del out["args"]
         else:
@@ -165,6 +210,8 @@ def prepare_data(vae: LatentModel, config: TrainConfig) -> Dataset:
         )
     config.data, config.binarization = dataset.name, dataset.binarization
     config.data_options = {**config.data_options, **dataset.options}
+    if config.validation is not None:
+        dataset, config.validation = with_validation(dataset, config.validation, config.seed)
     if spec_built:
         _check_data_nodes(vae, dataset)
     for name in config.args:  # refused here, naming what the data set has, before any work

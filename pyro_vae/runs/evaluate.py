@@ -120,16 +120,18 @@ def evaluate_run(
     steps: bool | None = None,
     precision: str = "fp32",
     device=None,
+    checkpoint: str = "last",
 ) -> Evaluation | None:
     """Evaluate each test datapoint of a run and write the results (see the module docstring
     for what each option adds); returns the :class:`~pyro_vae.runs.evaluation.Evaluation`
-    (None in a torchrun process other than rank 0, which gathers and writes)."""
+    (None in a torchrun process other than rank 0, which gathers and writes). ``checkpoint``:
+    the weights of the ``"last"`` epoch, or the ``"best"`` by the validation ELBO."""
     run_dir = Path(run_dir)
     check_precision(precision)
     # Refused before minutes of sampling, not after: a report.json that cannot be extended
     # and folders that cannot be written.
     report = on_main(lambda: _prepare_outputs(run_dir))
-    vae, config = load_run(run_dir, device=device)
+    vae, config = load_run(run_dir, device=device, checkpoint=checkpoint)
     vae.eval()
     dataset = prepare_data(vae, config)
     indices = dataset.test_indices(max_data, seed=seed)
@@ -148,11 +150,7 @@ def evaluate_run(
     gathered = gather(parts)
     if not world().is_main:
         return None
-    setup = EvaluationSetup(
-        *(config.data, indices.numpy(), len(dataset.test), num_samples, elbo_samples, estimator),
-        *(sampling.proposal.value, precision, world().size, seed, checkpoint_epoch(run_dir)),
-        _log_weight_dtype(vae),
-    )
+    setup = _setup(run_dir, checkpoint, vae, config.data, indices, len(dataset.test), sampling)
     evaluation = _compose(setup, gathered, seconds)
     every = tuple(a[indices] for a in test)  # the explanations below run in one process
     if surgery:  # the aggregate posterior is over all datapoints
@@ -163,6 +161,17 @@ def evaluate_run(
         evaluation = replace(evaluation, steps=_stepwise(vae, every, sampling))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return _write(run_dir, replace(evaluation, peak_rss_mb=peak), report)
+
+
+def _setup(run_dir, checkpoint, vae, data, indices, num_test, s: _Sampling) -> EvaluationSetup:
+    """What was evaluated and how: the data, the rows, the samples and the weights."""
+    return EvaluationSetup(
+        *(data, indices.numpy(), num_test, s.num_samples, s.elbo_samples, s.estimator),
+        *(s.proposal.value, s.precision, world().size, s.seed),
+        checkpoint_epoch(run_dir, checkpoint),
+        _log_weight_dtype(vae),
+        checkpoint=checkpoint,
+    )
 
 
 def _stepwise(vae, data: tuple, sampling: _Sampling) -> StepwiseEstimate:

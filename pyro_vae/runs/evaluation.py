@@ -80,6 +80,7 @@ class EvaluationSetup:
     checkpoint_epoch: int | None = None
     weight_dtype: torch.dtype = torch.float32  # what the pair sums its log densities in
     split: str = "test"
+    checkpoint: str = "last"  # the last epoch's weights, or the best by the validation ELBO
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -191,6 +192,7 @@ class Evaluation(SummaryKeys, Result):
             **{k: getattr(s, k) for k in ("data", "split", "num_test", "num_samples")},
             **{k: getattr(s, k) for k in ("proposal", "precision", "processes", "seed")},
             **{k: getattr(s, k) for k in ("elbo_samples", "elbo_estimator", "checkpoint_epoch")},
+            checkpoint=s.checkpoint,
             num_data=self.num_data,
             num_used=int(keep.sum()),
             non_finite=non_finite,

@@ -34,11 +34,17 @@ def _save(fig, path: Path) -> Path:
 
 
 def elbo_curves(history: list[dict], path: Path, title: str = "") -> Path:
-    """Train and test ELBO per datapoint against the epoch."""
+    """Train and test ELBO per datapoint against the epoch; the validation ELBO, with its best
+    epoch marked, where the run has one."""
     epochs = [r["epoch"] for r in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [r["train_elbo"] for r in history], label="train ELBO")
     ax.plot(epochs, [r["test_elbo"] for r in history], label="test ELBO")
+    valid = [(r["epoch"], r["valid_elbo"]) for r in history if "valid_elbo" in r]
+    if valid:
+        ax.plot(*zip(*valid, strict=True), label="validation ELBO")
+        best = max(valid, key=lambda point: point[1])
+        ax.axvline(best[0], color="grey", linestyle=":", label=f"best (epoch {best[0]})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO per datapoint (nats)")
     ax.set_title(title)

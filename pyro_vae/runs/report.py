@@ -20,6 +20,7 @@ from ..results.tables import fmt, markdown_table
 from . import plots
 from .conditional import class_grid, completion_grid
 from .files import exists, read_json, write_text_atomic
+from .selection import best_epoch, stopped_early
 
 REPORT = "report.json"
 
@@ -51,14 +52,27 @@ def write_training_report(run_dir: Path, vae, dataset, config, history: list[dic
         "train_seconds": sum(r["seconds"] for r in history),
         "plots": {k: str(v.relative_to(run_dir)) for k, v in figures.items()},
     }
+    best = best_epoch(history)
+    if best is not None:
+        report["best_epoch"] = best
+        report["best_valid_elbo"] = next(r["valid_elbo"] for r in history if r["epoch"] == best)
+    stopped = stopped_early(history, config.early_stop)
+    if stopped is not None:
+        report["stopped_early"] = stopped
     # Keep an evaluation made before a resumed run ended; an evaluation of an earlier
     # checkpoint no longer describes this model. The training report replaces report.json as
     # a whole, so one that cannot be read has no evaluation to keep.
     evaluation = _previous_evaluation(run_dir)
-    if evaluation and evaluation.get("checkpoint_epoch") == report["epochs_done"]:
+    if evaluation and _describes(evaluation, report):
         report["evaluation"] = evaluation
     render_report(run_dir, report)
     return report
+
+
+def _describes(evaluation: dict, report: dict) -> bool:
+    """Whether the weights ``evaluation`` scored are still the run's checkpoint it names."""
+    which = "best_epoch" if evaluation.get("checkpoint") == "best" else "epochs_done"
+    return evaluation.get("checkpoint_epoch") == report.get(which)
 
 
 def _previous_evaluation(run_dir: Path) -> dict | None:
@@ -144,6 +158,7 @@ def _markdown(r: dict) -> str:
                 ],
                 ["parameters", f"{r['num_parameters']:,}"],
                 ["seed", c["seed"]],
+                *_recipe_rows(c),
             ],
         ),
         "",
@@ -153,6 +168,7 @@ def _markdown(r: dict) -> str:
                 ["final train ELBO", fmt(r["final_train_elbo"])],
                 ["final test ELBO", fmt(r["final_test_elbo"])],
                 ["best test ELBO", fmt(r["best_test_elbo"])],
+                *_selection_rows(r),
                 ["training time", f"{r['train_seconds']:.1f} s"],
             ],
         ),
@@ -162,6 +178,33 @@ def _markdown(r: dict) -> str:
     if evaluation:
         lines += ["", *section(evaluation)]
     return "\n".join(lines) + "\n"
+
+
+def _recipe_rows(c: dict) -> list[list]:
+    """The settings of the recipe beyond the basics, where the run has them."""
+    rows = []
+    if c.get("lr_schedule"):
+        rows.append(["learning-rate schedule", f"`{c['lr_schedule']}`"])
+    if c.get("free_bits"):
+        rows.append(["free bits", f"{c['free_bits']:g} nats per {c.get('free_bits_per', 'site')}"])
+    if c.get("validation") is not None:
+        held = c["validation"]
+        split = "the data set's own" if held == "own" else f"{held} train rows held out"
+        rows.append(["validation split", split])
+    if c.get("early_stop"):
+        rows.append(["early stopping", f"after {c['early_stop']} epochs without a new best"])
+    return rows
+
+
+def _selection_rows(r: dict) -> list[list]:
+    """The best epoch by the validation ELBO and where training stopped early, if it did."""
+    rows = []
+    if "best_epoch" in r:
+        best = f"{fmt(r['best_valid_elbo'])} (epoch {r['best_epoch']}: best.safetensors)"
+        rows.append(["best validation ELBO", best])
+    if "stopped_early" in r:
+        rows.append(["stopped early", f"after epoch {r['stopped_early']}"])
+    return rows
 
 
 def _kl_weight(config: dict) -> str:

@@ -2,7 +2,9 @@
 
 A run directory holds ``model.toml`` and ``guide.toml`` (the specs as given), ``config.json``,
 ``checkpoint.safetensors`` (written at the end of every epoch), ``metrics.jsonl`` (one line per
-epoch), and, at the end, ``report.json``, ``report.md`` and ``plots/*.png``.
+epoch), with a validation split ``best.safetensors`` (the weights of the best epoch by the
+validation ELBO, :mod:`pyro_vae.runs.selection`), with ``tensorboard`` its ``tensorboard/``
+folder, and, at the end, ``report.json``, ``report.md`` and ``plots/*.png``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .checkpoint import Checkpoint
 from .config import TrainConfig
 from .distributed import on_main
 from .files import refuse_under_file, write_text_atomic
+from .selection import checkpoint_path
 
 CONFIG, CHECKPOINT, METRICS = "config.json", "checkpoint.safetensors", "metrics.jsonl"
 LOCK = ".lock"
@@ -223,9 +226,9 @@ def _is_shape(shape) -> bool:
     )
 
 
-def checkpoint_epoch(run_dir: str | Path) -> int:
-    """The epoch the run's checkpoint was written after."""
-    return Checkpoint(Path(run_dir) / CHECKPOINT).epoch
+def checkpoint_epoch(run_dir: str | Path, which: str = "last") -> int:
+    """The epoch the run's checkpoint ``which`` ("last" or "best") was written after."""
+    return Checkpoint(checkpoint_path(run_dir, which)).epoch
 
 
 def run_metadata(run_dir: str | Path) -> dict:
@@ -233,12 +236,17 @@ def run_metadata(run_dir: str | Path) -> dict:
     return RunDir(run_dir).read_config()[1]
 
 
-def load_run(run_dir: str | Path, device=None) -> tuple[LatentModel, TrainConfig]:
+def load_run(
+    run_dir: str | Path, device=None, checkpoint: str = "last"
+) -> tuple[LatentModel, TrainConfig]:
     """The trained model of a run directory, with its training configuration; on ``device``
-    (:mod:`pyro_vae.devices`; default the CPU)."""
+    (:mod:`pyro_vae.devices`; default the CPU); with the weights of its ``checkpoint``: the
+    ``"last"`` epoch's, or the ``"best"`` by the validation ELBO
+    (:mod:`pyro_vae.runs.selection`)."""
     run = RunDir(run_dir)
+    path = checkpoint_path(run.path, checkpoint)  # a bad choice is refused before the build
     vae, config = run.build()
-    Checkpoint(run.path / CHECKPOINT).load_into(vae)
+    Checkpoint(path).load_into(vae)
     if device is not None:
         vae.to(resolve_device(device))
     return vae, config

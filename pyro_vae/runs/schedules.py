@@ -9,7 +9,13 @@ command line (``--lr-schedule``), in the API (``lr_schedule=``) and in ``config.
 - ``exponential:gamma=0.99``: × γ^(e−1) at epoch e;
 - ``cosine:floor=0.01``: from 1 down to ``floor`` along half a cosine over the run's epochs;
 - ``iwae``: Burda et al. (2016)'s passes: pass i (i = 0, 1, …) lasts ``base``^i epochs and
-  trains at 10^(−i/``divisions``) (``base`` 3, ``divisions`` 7: 3280 epochs in 8 passes).
+  trains at 10^(−i/``divisions``) (``base`` 3, ``divisions`` 7: 3280 epochs in 8 passes);
+- ``plateau:patience=10,gamma=0.1,threshold=0,cooldown=0``: × γ each time the monitored ELBO
+  (the validation ELBO where the run has a validation split, else the train ELBO) has not
+  risen by more than ``threshold`` nats over its best for more than ``patience`` epochs, then
+  no cut for ``cooldown`` epochs (torch's ``ReduceLROnPlateau``, mode max, absolute threshold).
+  It is a function of the metrics of the epochs before, replayed from the run's history, so it
+  too resumes exactly.
 
 The epoch's rate is ``lr · lr_decay^(e−1) · factor(e)``.
 """
@@ -67,17 +73,17 @@ def _register(name: str, **options: Option):
     milestones=Option(_one_or_more(positive_int), doc="epochs, e.g. 200+350"),
     gamma=Option(_positive, 0.1, doc="the factor at each milestone"),
 )
-def _multistep(epoch: int, epochs: int, milestones, gamma: float) -> float:
+def _multistep(epoch: int, epochs: int, history, milestones, gamma: float) -> float:
     return gamma ** sum(epoch >= m for m in milestones)
 
 
 @_register("exponential", gamma=Option(_positive, doc="the factor per epoch"))
-def _exponential(epoch: int, epochs: int, gamma: float) -> float:
+def _exponential(epoch: int, epochs: int, history, gamma: float) -> float:
     return gamma ** (epoch - 1)
 
 
 @_register("cosine", floor=Option(_unit, 0.0, doc="the last epoch's factor"))
-def _cosine(epoch: int, epochs: int, floor: float) -> float:
+def _cosine(epoch: int, epochs: int, history, floor: float) -> float:
     progress = (epoch - 1) / max(epochs - 1, 1)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
@@ -87,12 +93,52 @@ def _cosine(epoch: int, epochs: int, floor: float) -> float:
     base=Option(int_at_least(2), 3, doc="pass i lasts base^i epochs"),
     divisions=Option(positive_int, 7, doc="pass i trains at 10^(-i/divisions)"),
 )
-def _iwae(epoch: int, epochs: int, base: int, divisions: int) -> float:
+def _iwae(epoch: int, epochs: int, history, base: int, divisions: int) -> float:
     passed, i = 0, 0
     while passed + base**i < epoch:
         passed += base**i
         i += 1
     return 10 ** (-i / divisions)
+
+
+def _non_negative(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(f"expected a number >= 0, got {shown(value)}")
+    return float(value)
+
+
+def _count(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number >= 0, got {shown(value)}")
+    return value
+
+
+@_register(
+    "plateau",
+    patience=Option(_count, 10, doc="epochs without improvement before a cut"),
+    gamma=Option(_positive, 0.1, doc="the factor of each cut"),
+    threshold=Option(_non_negative, 0.0, doc="nats the ELBO must rise by to improve"),
+    cooldown=Option(_count, 0, doc="epochs after a cut before counting again"),
+)
+def _plateau(epoch, epochs, history, patience, gamma, threshold, cooldown) -> float:
+    best, bad, cool, factor = -math.inf, 0, 0, 1.0
+    for record in [r for r in history if r["epoch"] < epoch]:
+        value = monitored(record)
+        if value > best + threshold:
+            best, bad = value, 0
+        else:
+            bad += 1
+        if cool > 0:  # as torch: epochs in cooldown do not count as bad
+            cool, bad = cool - 1, 0
+        if bad > patience:
+            factor, cool, bad = factor * gamma, cooldown, 0
+    return factor
+
+
+def monitored(record: dict) -> float:
+    """The ELBO a schedule or early stopping watches: the validation ELBO where the run has a
+    validation split, else the train ELBO (never the test ELBO)."""
+    return record["valid_elbo"] if "valid_elbo" in record else record["train_elbo"]
 
 
 @dataclass(frozen=True)
@@ -118,9 +164,10 @@ class LrSchedule:
         )
         return cls(name, options)
 
-    def factor(self, epoch: int, epochs: int) -> float:
-        """The factor of epoch ``epoch`` (from 1) of a run of ``epochs``."""
-        return SCHEDULES.get(self.name).factor(epoch, epochs, **self.options)
+    def factor(self, epoch: int, epochs: int, history=()) -> float:
+        """The factor of epoch ``epoch`` (from 1) of a run of ``epochs``, after the epochs
+        whose metrics are ``history`` (one record per epoch)."""
+        return SCHEDULES.get(self.name).factor(epoch, epochs, list(history), **self.options)
 
     def __str__(self) -> str:
         parts = [

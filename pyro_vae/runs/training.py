@@ -41,6 +41,8 @@ from .files import check_writable
 from .memory import check_step_memory
 from .pairs import PyroPair, trainable, vectorized
 from .run_dir import CHECKPOINT, RunDir, holding
+from .selection import BEST, best_epoch, keep_best, repair_best, stopped_early
+from .tracking import Tracker, check_tensorboard
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -57,6 +59,16 @@ class TrainResult(Result):
     @property
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch with the best validation ELBO (None: the run has no validation split)."""
+        return best_epoch(self.history)
+
+    @property
+    def stopped_early(self) -> int | None:
+        """The epoch training stopped after, if early stopping ended it."""
+        return stopped_early(self.history, self.config.early_stop)
 
 
 def eval_objective(vae: LatentModel) -> pyro.infer.ELBO:
@@ -112,14 +124,7 @@ def train(
         sequences of Pyro's deep Markov model).
     """
     config = _train_config(vae, data, settings, num_particles, objective_options)
-    if out is not None and not isinstance(vae, LatentModel):
-        raise PyroVaeError(
-            "run directories are for spec-built models (a run is rebuilt from its specs); train "
-            "a hand-written pair with out=None and keep its parameters yourself"
-        )
-    run = RunDir(out) if out is not None else None
-    if run:  # everything is checked before the directory is made
-        on_main(run.check_new)
+    run = _new_run(vae, out, config)
     device = _placed(vae, device)
     config.objective.build(vae)  # refuse a pair the objective cannot train, before any work
     dataset = prepare_data(vae, config)
@@ -146,6 +151,25 @@ def train(
             loop.commit(0)
         loop.fit()
     return TrainResult(vae, config, dataset, loop.history, run.path if run else None)
+
+
+def _new_run(vae, out, config: TrainConfig) -> RunDir | None:
+    """The run directory to create (None: nothing kept), refused before any work where it
+    cannot be: a hand-written pair, a path that is not new, TensorBoard without a folder or
+    its package."""
+    if out is not None and not isinstance(vae, LatentModel):
+        raise PyroVaeError(
+            "run directories are for spec-built models (a run is rebuilt from its specs); train "
+            "a hand-written pair with out=None and keep its parameters yourself"
+        )
+    run = RunDir(out) if out is not None else None
+    if config.tensorboard:
+        if run is None:
+            raise PyroVaeError("tensorboard: its files go in the run directory; give out=")
+        check_tensorboard()
+    if run:  # everything is checked before the directory is made
+        on_main(run.check_new)
+    return run
 
 
 def _train_config(vae, data, settings, num_particles, objective_options) -> TrainConfig:
@@ -239,6 +263,7 @@ def resume(
         loop = _Loop(vae, dataset, config, optimizer, batches, run, progress, device)
         loop.own_stream = rank_state is not None
         loop.history = run.history(checkpoint)
+        on_main(lambda: repair_best(run.path / BEST, vae, loop.history))
         if changes:
             on_main(lambda: run.update_config(config))
         on_main(lambda: run.write_metrics(loop.history))  # torn or stale lines are dropped
@@ -275,17 +300,32 @@ class _Loop:
             unit="step",
             leave=False,
         )
-        with bar, pyro.validation_enabled(False):
+        with bar, pyro.validation_enabled(False), self._tracking() as track:
             for epoch in range(start + 1, self.config.epochs + 1):
+                if stopped_early(self.history, self.config.early_stop) is not None:
+                    break  # on resume too: the history says it has stopped
                 record = self._epoch(epoch, elbo, evaluator, bar, step)
                 self.history.append(record)
                 bar.set_postfix(epoch=epoch, test_elbo=f"{record['test_elbo']:.2f}")
                 if self.run:
                     self.commit(epoch)
+                track(record)
         if self.run and self.world.is_main:
             from .report import write_training_report
 
             write_training_report(self.run.path, self.vae, self.dataset, self.config, self.history)
+
+    @contextlib.contextmanager
+    def _tracking(self):
+        """``track(record)``: the epoch's metrics to TensorBoard where the run asks for it."""
+        if not (self.config.tensorboard and self.run and self.world.is_main):
+            yield lambda record: None
+            return
+        tracker = Tracker(self.run.path)
+        try:
+            yield tracker.log
+        finally:
+            tracker.close()
 
     def _step_estimator(self, epoch: int):
         """The estimator to step with, after checks on one batch, then trained without them.
@@ -300,7 +340,10 @@ class _Loop:
         vae, choice, config = self.vae, self.config.objective, self.config
         elbo = choice.build(vae, vectorized(vae))
         fused = choice.fused_step(vae) if config.fused else None
-        if config.kl_weighted:  # checked at the full β, so that the weighting is checked too
+        if config.free_bits > 0:  # its own estimator, with β on its floored KL sum
+            elbo, fused = choice.free_bits(vae, config.free_bits, config.free_bits_per), None
+            elbo.kl_weight = config.kl_weight
+        elif config.kl_weighted:  # checked at the full β, so that the weighting is checked too
             elbo = KLWeighted(elbo, config.kl_weight)
             if fused is not None:
                 fused.kl_weight = config.kl_weight
@@ -349,8 +392,9 @@ class _Loop:
     def _epoch(self, epoch: int, elbo, evaluator, bar, parallel=None) -> dict:
         vae, config = self.vae, self.config
         began = time.perf_counter()
+        lr = config.lr_at(epoch, self.history)
         for group in self.optimizer.param_groups:
-            group["lr"] = config.lr_at(epoch)
+            group["lr"] = lr
         # The test ELBO sums partially observed nodes out: a bound on log p(x), not log p(x, y).
         names = names_of(vae.marginal_data_names if isinstance(vae, LatentModel) else config.args)
         vae.train()
@@ -367,12 +411,15 @@ class _Loop:
             "seconds": time.perf_counter() - began,
             "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
         }
+        if config.validation is not None:  # after the test ELBO: its draws come first
+            valid = self.dataset.arrays("valid", names)
+            record["valid_elbo"] = estimate_elbo(vae, valid, evaluator, device=self.device)
         if config.kl_weighted:
             record["kl_weight"] = elbo.kl_weight  # β of the epoch's last step
         if config.lr_schedule is not None:
-            record["lr"] = config.lr_at(epoch)
-        if not math.isfinite(record["test_elbo"]):
-            raise self._diverged(epoch, "the test ELBO became non-finite")
+            record["lr"] = lr
+        if not all(math.isfinite(record[k]) for k in ("test_elbo", "valid_elbo") if k in record):
+            raise self._diverged(epoch, "the test or validation ELBO became non-finite")
         return record
 
     def _steps(self, epoch: int, elbo, bar, parallel, apart: tuple[str, ...]) -> float:
@@ -424,6 +471,7 @@ class _Loop:
             info={"epoch": epoch, "metrics": self.history},
         )
         self.run.write_metrics(self.history)
+        keep_best(self.run.path / BEST, self.vae, self.history)  # after its epoch is committed
 
     def _rng_states(self) -> dict[str, torch.Tensor]:
         states = {"torch": torch.get_rng_state(), "batches": self.batches.get_state()}

@@ -66,8 +66,9 @@ def test_binarized_mnist_download_from_amat(monkeypatch, tmp_path, serve):
     data = load_dataset("binarized-mnist", root=tmp_path / "data", download=True)
     assert torch.equal(data.train, torch.from_numpy(arrays["train"]).float())
     assert torch.equal(data.test, torch.from_numpy(arrays["test"]).float())
+    assert torch.equal(data.valid, torch.from_numpy(arrays["valid"]).float())
     with_valid = load_dataset("binarized-mnist", root=tmp_path / "data", include_valid=True)
-    assert with_valid.train.shape == (6, 784)
+    assert with_valid.train.shape == (6, 784) and with_valid.valid is None
     directory = tmp_path / "data" / "binarized-mnist"
     assert [p.name for p in directory.iterdir()] == ["binarized_mnist.npz"]
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 import pyro_vae as pv
 from pyro_vae.model.families import MIN_SCALE
-from pyro_vae.model.guide_families import GUIDE_FAMILIES, register_guide_family
+from pyro_vae.model.guide_families import GUIDE_FAMILIES, FullNormal, register_guide_family
 from pyro_vae.objectives.registry import ObjectiveChoice
 from pyro_vae.spec.parse import parse_guide
 from tests.helpers import exact_log_px
@@ -216,3 +216,26 @@ def test_trace_enum_trains_the_mixture():
     vae = pv.load("mixture_1d", "mixture_1d_enumerate", data_shape=(1,), seed=0)
     result = pv.train(vae, "mixture-1d", objective="trace_enum", epochs=3, lr=3e-2, progress=False)
     assert result.history[-1]["test_elbo"] > result.history[0]["test_elbo"]
+
+
+def test_a_relative_cholesky_factor_scales_each_row_by_its_sigma(tmp_path):
+    """cholesky = "relative": L = diag(σ)(I + M), so Σ = diag(σ)(I+M)(I+M)ᵀdiag(σ); the default
+    reads the same outputs as L's entries (as runs made before the option were built)."""
+    torch.manual_seed(0)
+    raw = torch.randn(4, 2 * 3 + 3)
+    sigma = F.softplus(raw[:, 3:6]) + MIN_SCALE
+    M = torch.zeros(4, 3, 3)
+    M[:, [1, 2, 2], [0, 0, 1]] = raw[:, 6:]
+    absolute = FullNormal(3, True)(raw).scale_tril
+    relative = FullNormal(3, True, cholesky="relative")(raw).scale_tril
+    assert torch.allclose(absolute, M + torch.diag_embed(sigma))
+    assert torch.allclose(relative, sigma[..., None] * (torch.eye(3) + M))
+    spec = guide_spec(tmp_path, "full_normal", options='cholesky = "relative"')
+    vae = pv.load("linear_gaussian", spec, data_shape=(D,), seed=0)
+    assert vae.inference["z"].family.relative
+
+
+def test_an_unknown_cholesky_parameterization_is_refused(tmp_path):
+    spec = guide_spec(tmp_path, "full_normal", options='cholesky = "upper"')
+    with pytest.raises(pv.SpecError, match="cholesky"):
+        pv.load("linear_gaussian", spec, data_shape=(D,), seed=0)

@@ -9,6 +9,7 @@ import pytest
 import pyro_vae as pv
 from pyro_vae.cli import main
 from pyro_vae.objectives.registry import ObjectiveChoice
+from pyro_vae.runs.config import TrainConfig
 from tests.helpers import SMALL, grey, small_vae
 
 
@@ -62,3 +63,32 @@ def test_a_run_on_a_file_records_it_and_refuses_it_once_changed(tmp_path, capsys
     capsys.readouterr()
     assert main(["evaluate", str(run), "--num-samples", "5", "--no-progress"]) == 2
     assert "the data changed since" in capsys.readouterr().err
+
+
+def test_the_selection_settings_are_written_only_when_set_and_read_back():
+    plain = TrainConfig().to_dict()
+    for name in ("validation", "early_stop", "free_bits", "free_bits_per", "tensorboard"):
+        assert name not in plain  # the files of older runs read back the same
+    config = TrainConfig(validation=500, early_stop=5, free_bits=0.5, free_bits_per="dim",
+                         tensorboard=True)  # fmt: skip
+    config.validate()
+    again = TrainConfig.from_dict(config.to_dict())
+    again.validate()
+    assert again == config
+
+
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        ({"validation": 0}, "validation must be"),
+        ({"validation": "mine"}, "validation must be"),
+        ({"validation": 10, "early_stop": 0}, "early_stop must be a whole number >= 1"),
+        ({"early_stop": 3}, "no validation split"),
+        ({"free_bits": -1.0}, "free_bits must be a finite number >= 0"),
+        ({"free_bits_per": "layer"}, "free_bits_per must be one of"),
+        ({"tensorboard": "yes"}, "tensorboard must be true or false"),
+    ],
+)
+def test_bad_selection_settings_are_refused_naming_them(settings, words):
+    with pytest.raises(pv.PyroVaeError, match=words):
+        TrainConfig(**settings).validate()

@@ -73,8 +73,8 @@ def test_the_report_section_keeps_its_keys_and_values(evaluated):
     old = json.loads((GOLDEN / "evaluation.json").read_text())
     new = json.loads((run / "report.json").read_text())["evaluation"]
     _same(old, new)
-    # What it adds: the estimand.
-    assert set(new) - set(old) == {"estimand"}
+    # What it adds: the estimand, and which checkpoint's weights were scored.
+    assert set(new) - set(old) == {"estimand", "checkpoint"} and new["checkpoint"] == "last"
     assert new["estimand"]["log_p"] == "log p(x)" and new["estimand"]["observed"] == ["x"]
     assert evaluation.to_dict() == new
 

@@ -85,3 +85,30 @@ def test_a_run_follows_its_schedule_and_resumes_it_exactly(tmp_path):
     config = json.loads((tmp_path / "b" / "config.json").read_text())["config"]
     assert config["lr_schedule"] == "multistep:milestones=2+3,gamma=0.5"
     assert math.isclose(resumed.history[-1]["lr"], 2.5e-3)
+
+
+def test_plateau_cuts_as_torchs_reduce_on_plateau_on_the_same_metrics():
+    """The schedule replays the history; torch's scheduler steps through it: the same rates."""
+    values = [-100, -90, -91, -92, -89.5, -89.6, -89.7, -89.8, -80, -80.5, -81, -82, -83]
+    history = [{"epoch": e, "train_elbo": v} for e, v in enumerate(values, 1)]
+    text = "plateau:patience=1,gamma=0.5,threshold=0.2,cooldown=1"
+    schedule = LrSchedule.parse(text)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    torchs = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.5, patience=1, threshold=0.2, threshold_mode="abs",
+        cooldown=1, eps=0.0,
+    )  # fmt: skip
+    for epoch, value in enumerate(values, 1):
+        assert schedule.factor(epoch, 20, history) == pytest.approx(optimizer.param_groups[0]["lr"])
+        torchs.step(value)
+    assert schedule.factor(len(values) + 1, 20, history) < 0.2  # it did cut, more than once
+
+
+def test_plateau_watches_the_validation_elbo_where_there_is_one():
+    history = [
+        {"epoch": 1, "train_elbo": -10.0, "valid_elbo": -10.0},
+        {"epoch": 2, "train_elbo": -9.0, "valid_elbo": -11.0},  # train better, validation not
+    ]
+    assert LrSchedule.parse("plateau:patience=0").factor(3, 5, history) == pytest.approx(0.1)
+    no_valid = [{k: v for k, v in r.items() if k != "valid_elbo"} for r in history]
+    assert LrSchedule.parse("plateau:patience=0").factor(3, 5, no_valid) == 1.0
