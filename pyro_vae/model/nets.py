@@ -161,6 +161,46 @@ def mlp(inputs, output: NetOutput, hidden, activation):
     return MLP(inputs, output.size, hidden, activation)
 
 
+class GatedMLP(nn.Module):
+    """Gated dense layers (Dauphin et al. 2017; the nets of Tomczak & Welling 2018's VAEs):
+    each hidden layer is ``(W h + b) ⊙ sigmoid(V h + c)``, the gate choosing per unit how much
+    passes; then a Linear to the raw parameters."""
+
+    def __init__(self, inputs: list[NetInput], out_size: int, hidden: list[int]):
+        super().__init__()
+        self.inputs = list(inputs)
+        sizes = [sum(i.size for i in inputs), *hidden]
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        self.values = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in pairs)
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        self.gates = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in pairs)
+        self.out = nn.Linear(sizes[-1], out_size)
+
+    def forward(self, values: list[torch.Tensor]) -> torch.Tensor:
+        h = concat_inputs(values, self.inputs)
+        for value, gate in zip(self.values, self.gates, strict=True):
+            h = value(h) * torch.sigmoid(gate(h))
+        return self.out(h)
+
+
+def _gated_mlp_values(tally: Tally, shape: NetShape, entry: SpecEntry) -> None:
+    """The layers :class:`GatedMLP` builds: two Linears per hidden layer, then the output."""
+    widths = [sum_of(shape.inputs), *entry.sizes("hidden")]
+    for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+        tally.linear(n_in, n_out)
+        tally.linear(n_in, n_out)
+    tally.linear(widths[-1], shape.output)
+
+
+@register_net(
+    "gated_mlp",
+    options={"hidden": Option(list_of(positive_int), doc="hidden layer sizes, e.g. [300, 300]")},
+    count=_gated_mlp_values,
+)
+def gated_mlp(inputs, output: NetOutput, hidden):
+    return GatedMLP(inputs, output.size, hidden)
+
+
 @register_net("linear", count=_mlp_values)
 def linear(inputs, output: NetOutput):
     return MLP(inputs, output.size, hidden=[], activation="relu")

@@ -150,6 +150,10 @@ EXTRA_MODELS = {
     "linear": BERNOULLI_VAE.replace(
         'kind = "mlp", hidden = [200, 200], activation = "tanh"', 'kind = "linear"'
     ),
+    "gated": BERNOULLI_VAE.replace(
+        'kind = "mlp", hidden = [200, 200], activation = "tanh"',
+        'kind = "gated_mlp", hidden = [30, 20]',
+    ),
 }
 
 
