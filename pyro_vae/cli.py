@@ -308,7 +308,7 @@ def _cmd_sample(args) -> int:
     out = Path(args.output or Path(args.run) / "plots" / "samples.png")
     if out.suffix.lower() != ".png" or out.is_dir():
         raise PyroVaeError(f"--output {args.output}: expected the path of a .png file")
-    vae, config = load_run(args.run, device=device)
+    vae, config = load_run(args.run, device=device, checkpoint=args.checkpoint)
     torch.manual_seed(args.seed)
     if vae.model_spec.inputs:  # a conditional model: completions of test inputs
         from .runs.conditional import completion_grid
@@ -734,13 +734,7 @@ def _evaluate_command(sub) -> None:
         help="importance sampling and ELBO in float32, or with bfloat16 matrix products "
         "(default fp32)",
     )
-    own.add_argument(
-        "--checkpoint",
-        choices=list(CHECKPOINTS),
-        default="last",
-        help="the weights of the last epoch, or of the best by the validation ELBO "
-        "(best.safetensors of a run trained with --validation) (default last)",
-    )
+    _checkpoint_option(own)
     _evaluate_extras(own)
     parents = [own, _seed_parent("the subset and the samples", default=0), _running_parent()]
     summary = "log p(x) by importance sampling, ELBO and their gap"
@@ -860,6 +854,16 @@ def _compare_training_parent() -> argparse.ArgumentParser:
     return parent
 
 
+def _checkpoint_option(group) -> None:
+    group.add_argument(
+        "--checkpoint",
+        choices=list(CHECKPOINTS),
+        default="last",
+        help="the weights of the last epoch, or of the best by the validation ELBO "
+        "(best.safetensors of a run trained with --validation) (default last)",
+    )
+
+
 def _sample_command(sub) -> None:
     own, _ = _parent()
     own.add_argument("run", help="run directory (made by train)")
@@ -887,6 +891,7 @@ def _sample_command(sub) -> None:
         "repeatable (default none: every latent drawn from its prior). A model with inputs "
         "draws completions of test inputs instead",
     )
+    _checkpoint_option(own)
     parents = [own, _seed_parent("the samples", default=0), _running_parent(progress=False)]
     summary = "draw samples of a trained run as an image grid"
     _command(sub, "sample", summary, parents, _cmd_sample)

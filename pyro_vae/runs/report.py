@@ -28,7 +28,8 @@ REPORT = "report.json"
 def write_training_report(run_dir: Path, vae, dataset, config, history: list[dict]) -> dict:
     """Plots and reports of a finished run; returns the report as a dict."""
     run_dir = Path(run_dir)
-    title = f"{Path(vae.model_spec.path).stem} / {Path(vae.guide_spec.path).stem} on {dataset.name}"
+    model, guide = _spec_origins(run_dir, vae)
+    title = f"{Path(model).stem} / {Path(guide).stem} on {dataset.name}"
     figures = {"elbo": plots.elbo_curves(history, run_dir / "plots" / "elbo.png", title)}
     device = module_device(vae)
     with fork_rng(device):  # report sampling must not change a resumed run
@@ -36,9 +37,9 @@ def write_training_report(run_dir: Path, vae, dataset, config, history: list[dic
         figures.update(_sample_figures(run_dir, vae, dataset, title))
     final = history[-1] if history else {}
     report = {
-        "model": vae.model_spec.path,
+        "model": model,
         "model_description": vae.model_spec.description,
-        "guide": vae.guide_spec.path,
+        "guide": guide,
         "data": dataset.name,
         "data_shape": list(vae.data_shape),
         "num_train": len(dataset.train),
@@ -67,6 +68,16 @@ def write_training_report(run_dir: Path, vae, dataset, config, history: list[dic
         report["evaluation"] = evaluation
     render_report(run_dir, report)
     return report
+
+
+def _spec_origins(run_dir: Path, vae) -> tuple[str, str]:
+    """The spec files the run was made from, as ``config.json`` records them (a resumed run is
+    rebuilt from its own copies, ``model.toml`` and ``guide.toml``, which say nothing)."""
+    try:
+        meta = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        return str(meta["model_spec"]), str(meta["guide_spec"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return vae.model_spec.path, vae.guide_spec.path
 
 
 def _describes(evaluation: dict, report: dict) -> bool:

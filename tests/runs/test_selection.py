@@ -77,6 +77,10 @@ def test_a_run_with_validation_resumes_exactly(tmp_path, reference):
         r["valid_elbo"] for r in reference.history
     ]
     assert Checkpoint(tmp_path / "b" / BEST).epoch == reference.best_epoch
+    # The report names the specs the run was made from, not the run's own copies.
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["model"].endswith("bernoulli_vae.toml")
+    assert "bernoulli_vae / mean_field" in (tmp_path / "b" / "report.md").read_text()
 
 
 def test_best_weights_lost_after_their_checkpoint_are_restored_on_resume(tmp_path):
@@ -116,3 +120,11 @@ def test_evaluating_the_best_checkpoint_of_a_run_without_one_is_refused(run, ref
     before = snapshot(run)
     refused(["evaluate", str(run), "--checkpoint", "best"], "best.safetensors", "--validation")
     assert snapshot(run) == before
+
+
+def test_sample_draws_from_the_best_checkpoint(reference, tmp_path, capsys):
+    from pyro_vae.cli import main
+
+    out = tmp_path / "best.png"
+    code = main(["sample", str(reference.run_dir), "--checkpoint", "best", "--output", str(out)])
+    assert code == 0 and out.stat().st_size > 0
