@@ -219,8 +219,8 @@ def test_trace_enum_trains_the_mixture():
 
 
 def test_a_relative_cholesky_factor_scales_each_row_by_its_sigma(tmp_path):
-    """cholesky = "relative": L = diag(σ)(I + M), so Σ = diag(σ)(I+M)(I+M)ᵀdiag(σ); the default
-    reads the same outputs as L's entries (as runs made before the option were built)."""
+    """cholesky = "relative": L = diag(σ)(I + M/d); the default reads the same outputs as L's
+    entries (as runs made before the option were built)."""
     torch.manual_seed(0)
     raw = torch.randn(4, 2 * 3 + 3)
     sigma = F.softplus(raw[:, 3:6]) + MIN_SCALE
@@ -229,7 +229,7 @@ def test_a_relative_cholesky_factor_scales_each_row_by_its_sigma(tmp_path):
     absolute = FullNormal(3, True)(raw).scale_tril
     relative = FullNormal(3, True, cholesky="relative")(raw).scale_tril
     assert torch.allclose(absolute, M + torch.diag_embed(sigma))
-    assert torch.allclose(relative, sigma[..., None] * (torch.eye(3) + M))
+    assert torch.allclose(relative, sigma[..., None] * (torch.eye(3) + M / 3))
     spec = guide_spec(tmp_path, "full_normal", options='cholesky = "relative"')
     vae = pv.load("linear_gaussian", spec, data_shape=(D,), seed=0)
     assert vae.inference["z"].family.relative
@@ -239,3 +239,22 @@ def test_an_unknown_cholesky_parameterization_is_refused(tmp_path):
     spec = guide_spec(tmp_path, "full_normal", options='cholesky = "upper"')
     with pytest.raises(pv.SpecError, match="cholesky"):
         pv.load("linear_gaussian", spec, data_shape=(D,), seed=0)
+
+
+def test_the_kl_of_a_full_covariance_guide_to_a_factorized_prior_is_in_closed_form():
+    """Equal to torch's KL between the two as full-covariance Gaussians; other factorized
+    priors have none, and the ELBO samples their KL."""
+    from pyro.distributions.kl import kl_divergence
+
+    torch.manual_seed(0)
+    L = torch.randn(4, 3, 3).tril()
+    L.diagonal(dim1=-2, dim2=-1).copy_(torch.rand(4, 3) + 0.5)
+    loc, m, s = torch.randn(4, 3), torch.randn(4, 3), torch.rand(4, 3) + 0.5
+    q = dist.MultivariateNormal(loc, scale_tril=L)
+    exact = torch.distributions.kl_divergence(
+        torch.distributions.MultivariateNormal(loc, scale_tril=L),
+        torch.distributions.MultivariateNormal(m, scale_tril=torch.diag_embed(s)),
+    )
+    assert torch.allclose(kl_divergence(q, dist.Normal(m, s).to_event(1)), exact, atol=1e-5)
+    with pytest.raises(NotImplementedError):
+        kl_divergence(q, dist.Laplace(m, s).to_event(1))
