@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 import pyro_vae as pv
+from pyro_vae.results.stats import Difference
 from pyro_vae.runs.run_dir import CHECKPOINT, checkpoint_epoch
 
 SPECS = Path(__file__).parent / "specs" / "zoo"
@@ -116,8 +117,8 @@ def paired(baseline: dict, row: dict) -> tuple[float, float]:
     if row["test_index"] != baseline["test_index"]:
         raise ValueError(f"{row['label']}: scored on other test images than the baseline")
     both = np.isfinite(row["log_px"]) & np.isfinite(baseline["log_px"])
-    diff = -(np.asarray(row["log_px"]) - np.asarray(baseline["log_px"]))[both]
-    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    found = Difference.of(-(np.asarray(row["log_px"]) - np.asarray(baseline["log_px"]))[both])
+    return found.mean, found.stderr
 
 
 def markdown(rows: list[dict], args) -> str:

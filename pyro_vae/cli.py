@@ -18,6 +18,7 @@ from .data import DATASETS
 from .data.arrays import FILE_FORMATS
 from .data.dataset import BINARIZATIONS
 from .data.registry import DATA_ROOT_ENV
+from .data.validation import check_validation
 from .devices import resolve_device
 from .errors import PyroVaeError, did_you_mean
 from .objectives.comparison import DEFAULT_ESTIMATORS
@@ -97,18 +98,19 @@ SEED = setting("seed")
 
 
 def validation_split(text: str):
-    """argparse type of ``--validation``: ``own``, ``auto``, a number of rows or a fraction."""
-    if text in ("own", "auto"):
-        return text
+    """argparse type of ``--validation``: ``own``, ``auto``, a number of rows or a fraction,
+    checked by :func:`~pyro_vae.data.validation.check_validation`."""
     try:
-        value = float(text)
+        value = text if text in ("own", "auto") else float(text)
     except ValueError:
-        value = None
-    if value is None or not (0 < value < 1 or (value >= 1 and value.is_integer())):
-        raise argparse.ArgumentTypeError(
-            f"expected own, auto, a number of train rows or a fraction in (0, 1), got {text!r}"
-        )
-    return value if value < 1 else int(value)
+        value = text
+    if isinstance(value, float) and value >= 1 and value.is_integer():
+        value = int(value)
+    try:
+        check_validation(value)
+    except PyroVaeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
 def _cmd_check(args) -> int:

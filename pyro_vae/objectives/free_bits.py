@@ -85,7 +85,7 @@ class FreeBitsELBO:
             *args, **kwargs
         )
         sites = sample_sites(model_trace)
-        plate = data_plate_name(sites, None)
+        plate, per_dim = data_plate_name(sites, None), self.per == "dim"
         reconstruction, kls, rows = 0.0, {}, None
         for site in sites:
             if site["is_observed"]:
@@ -94,10 +94,9 @@ class FreeBitsELBO:
                 continue
             frame = next(f for f in site["cond_indep_stack"] if f.name == plate)
             kl = self._site_kl(guide_trace.nodes[site["name"]], site)
-            dim = frame.dim - (1 if self.per == "dim" else 0)  # past the coordinates' axis
+            dim = frame.dim - per_dim  # past the coordinates' axis
             rows = kl.shape[dim]
             kl = kl.mean(dim)
-            per_dim = self.per == "dim"
             kls[site["name"]] = kl.reshape(-1, kl.shape[-1]).sum(0) if per_dim else kl.sum()
         return reconstruction, kls, rows or 1
 

@@ -1,7 +1,8 @@
 """Learning-rate schedules: the factor each epoch's learning rate is multiplied by.
 
-A schedule is a function of the epoch (and the run's number of epochs) alone, with no state of
-its own, so that a run resumed at any epoch trains with exactly the rates it would have had.
+A schedule is a function of the epoch, the run's number of epochs and the metrics of the epochs
+before (which only ``plateau`` reads), with no state of its own, so that a run resumed at any
+epoch trains with exactly the rates it would have had.
 It is written as text, ``NAME`` or ``NAME:option=value,...`` (lists joined by ``+``), on the
 command line (``--lr-schedule``), in the API (``lr_schedule=``) and in ``config.json``:
 
@@ -107,18 +108,12 @@ def _non_negative(value) -> float:
     return float(value)
 
 
-def _count(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"expected a whole number >= 0, got {shown(value)}")
-    return value
-
-
 @_register(
     "plateau",
-    patience=Option(_count, 10, doc="epochs without improvement before a cut"),
+    patience=Option(int_at_least(0), 10, doc="epochs without improvement before a cut"),
     gamma=Option(_positive, 0.1, doc="the factor of each cut"),
     threshold=Option(_non_negative, 0.0, doc="nats the ELBO must rise by to improve"),
-    cooldown=Option(_count, 0, doc="epochs after a cut before counting again"),
+    cooldown=Option(int_at_least(0), 0, doc="epochs after a cut before counting again"),
 )
 def _plateau(epoch, epochs, history, patience, gamma, threshold, cooldown) -> float:
     best, bad, cool, factor = -math.inf, 0, 0, 1.0
