@@ -97,6 +97,10 @@ def session(device_kind: str = "cpu"):
     dist.init_process_group(backend, timeout=TIMEOUT)
     try:
         yield world()
+        # Leave together: a process that tears its gloo pairs down while rank 0 still writes
+        # the run's files can abort in C++ at exit ("terminate called without an active
+        # exception"), failing a command that had done all its work.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
