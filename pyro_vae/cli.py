@@ -21,6 +21,7 @@ from .data.registry import DATA_ROOT_ENV
 from .data.validation import check_validation
 from .devices import resolve_device
 from .errors import PyroVaeError, did_you_mean
+from .inference.surgery import COMPONENTS
 from .objectives.comparison import DEFAULT_ESTIMATORS
 from .objectives.free_bits import FREE_BITS_GROUPS
 from .objectives.registry import MAX_PARTICLES, OBJECTIVES, ObjectiveChoice
@@ -95,6 +96,11 @@ def setting(name: str):
 
 
 SEED = setting("seed")
+
+
+def components(text: str) -> int | None:
+    """argparse type for ``--surgery-components``: "all" (None: the exact sum) or a count."""
+    return None if text.strip().lower() == "all" else whole(2, 10**7)(text)
 
 
 def validation_split(text: str):
@@ -369,6 +375,7 @@ def _cmd_evaluate(args) -> int:
         ais_steps=args.ais_steps,
         decompose=args.decompose,
         surgery=args.surgery,
+        surgery_components=args.surgery_components,
         precision=args.precision,
         device=device,
         checkpoint=args.checkpoint,
@@ -773,6 +780,15 @@ def _evaluate_extras(own) -> None:
         action="store_true",
         help="ELBO surgery (mutual information, marginal KL), KL per dimension, active units "
         "(default off)",
+    )
+    own.add_argument(
+        "--surgery-components",
+        type=components,
+        default=COMPONENTS,
+        metavar="M|all",
+        help="ELBO surgery's aggregate posterior from M random components besides each draw's "
+        f"own, in O(N·M), or all N exactly, in O(N²) (default {COMPONENTS}; exact for fewer "
+        "datapoints)",
     )
 
 

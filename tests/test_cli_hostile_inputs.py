@@ -116,6 +116,8 @@ def option_cases():
         ["evaluate", f"{TMP}/missing"],
         ["evaluate", RUN, "--proposal", "posterior"],
         ["evaluate", RUN, "--precision", "fp8"],
+        ["evaluate", RUN, "--surgery", "--surgery-components", "1"],
+        ["evaluate", RUN, "--surgery", "--surgery-components", "some"],
         ["sample", RUN, "--output", "samples.txt"],
         ["sample", RUN, "--output", f"{TMP}"],
         ["compare"],

@@ -16,6 +16,30 @@ VampPrior approximates). All three are estimated from the same draws
 :math:`\log \bar q(z) = \operatorname{logsumexp}_m \log q(z \mid x_m) - \log N` evaluated against
 every datapoint (in blocks); the standard errors are Monte Carlo, over the draws.
 
+**At scale.** That sum costs S·N² guide densities. With ``components = M < N``, each draw's
+sum over the other datapoints is estimated from M components drawn at random (one set per block
+of draws), while its own component — the term that dominates, since z was drawn from it — is
+kept exactly (stratified):
+
+.. math:: \hat{\bar q}(z) = \frac1N \Big( q(z \mid x_n)
+          + \frac{N - 1}{|S_n|} \sum_{m \in S_n} q(z \mid x_m) \Big),
+          \qquad S_n = S \setminus \{n\},
+
+unbiased for :math:`\bar q(z)`, in S·N·M densities: the stratified estimator of Chen et al.
+(2018, "Isolating sources of disentanglement in VAEs") with the datapoint's own component as
+its stratum. Its logarithm is biased low, by O(1/M); the bias is estimated per draw by the
+jackknife over the sampled components (the M estimates with one left out), times the
+finite-population correction :math:`1 - |S_n| / (N - 1)`, and removed. The shortcut's
+standard error on the mean :math:`\log \bar q` comes from the spread, over the sampled
+components, of their summed contributions (the draws of a block share their components, so
+their errors are not independent); both are reported beside the result.
+
+Where the guide is one diagonal Gaussian site (a factorized encoder), every
+:math:`\log q(z_b \mid x_m)` is a sum of three matrix products of the draws against the
+components' precisions and means, in float64, instead of a (draws × components × dims) tensor:
+the components come from one run of the guide, and the products are checked against the traced
+densities on a few draws before they are used.
+
 **Latent usage.** Per latent dimension j, the KL between the marginals
 :math:`q(z_j \mid x)` and :math:`p(z_j)` averaged over the datapoints, and the activity
 :math:`A_j = \mathrm{Cov}_x\big(\mathbb E_{q(z \mid x)}[z_j]\big)`; a dimension is active when
@@ -35,6 +59,7 @@ from torch.distributions import Independent, Normal
 from ..results.estimand import LOG_PX, Estimand
 from ..results.result import Result
 from ..results.stats import mean_stderr
+from .arguments import take_rows
 from .latents import continuous_latents, log_densities, program_log_density, sample_latents
 from .particles import Particles
 from .weights import ROWS_PER_CHUNK
@@ -43,6 +68,12 @@ from .weights import ROWS_PER_CHUNK
 ACTIVE_THRESHOLD = 0.01
 #: Draws × datapoints evaluated at once against the aggregate posterior.
 PAIRS_PER_BLOCK = 1 << 22
+#: Mixture components the aggregate posterior's density is estimated from by default (all of
+#: them, exactly, where there are no more datapoints than this).
+COMPONENTS = 1024
+#: Draws that share one random set of components: few, so that the shortcut's errors of
+#: different draws are nearly independent and its standard error can treat them so.
+DRAWS_PER_SUBSET = 256
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -62,6 +93,17 @@ class ElboSurgery(Result):
     kl_per_datapoint: torch.Tensor  # (N,) float64
     estimand: Estimand = LOG_PX
     summed_out: tuple[str, ...] = ()  # discrete latents summed out of every density
+    #: Mixture components log q̄ was estimated from (``num_data``: the exact sum).
+    components: int | None = None
+    #: The shortcut's standard error on the mean log q̄, and the bias it removed from it (0
+    #: when exact): the mutual information carries minus these, the marginal KL plus.
+    aggregate_stderr: float = 0.0
+    aggregate_bias: float = 0.0
+
+    @property
+    def exact(self) -> bool:
+        """Whether q̄ was summed over every datapoint."""
+        return self.components is None or self.components >= self.num_data
 
     @property
     def log_num_data(self) -> float:
@@ -69,33 +111,151 @@ class ElboSurgery(Result):
         return math.log(self.num_data)
 
 
-def _aggregate_log_density(guide, args, kwargs, latents, values) -> torch.Tensor:
-    """log q̄(z) = logsumexp_m log q(z | x_m) − log N for each draw ``values`` (P, N): every
-    draw against every datapoint, a block of draws at a time."""
+@dataclass(frozen=True)
+class _Aggregate:
+    """log q̄ of every draw, ``(P, N)``, the bias removed from the shortcut's log per draw and
+    the variance of its error summed over all draws (zeros when exact)."""
+
+    log_density: torch.Tensor
+    bias: torch.Tensor
+    error_variance: float
+
+
+def _components_log_q(guide, args, kwargs, latents, part, rows) -> torch.Tensor:
+    """``(B, M)`` log q(z_b | x_m) of the draws ``part`` (B, D) against the datapoints
+    ``rows`` (all of them where None), the arguments cut to those rows."""
+    layout, n = latents.layout, latents.layout.num_data
+    if rows is not None:
+        args, kwargs = take_rows(args, kwargs, n, rows)
+    m = n if rows is None else len(rows)
+    particles = Particles(layout, len(part))
+    z = part[:, None, :] if particles.vectorized else part[:, None, :].expand(-1, m, -1)
+    z = {k: particles.to_program(v) for k, v in latents.unflatten(z).items()}
+    return program_log_density(guide, args, kwargs, latents, z, particles).cpu().double()
+
+
+@dataclass(frozen=True)
+class _GaussianComponents:
+    """Every datapoint's q(z | x_m) = N(loc_m, diag(scale_m²)), ``(N, D)`` in float64."""
+
+    loc: torch.Tensor
+    scale: torch.Tensor
+
+    def log_q(self, z: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        """``(B, M)`` log q(z_b | x_m) of the draws ``z`` (B, D) at the datapoints ``rows``."""
+        loc, scale = (self.loc, self.scale) if rows is None else (self.loc[rows], self.scale[rows])
+        precision, z = scale.pow(-2), z.double()
+        quadratic = (z * z) @ precision.T - 2 * z @ (loc * precision).T
+        quadratic = quadratic + (loc * loc * precision).sum(-1)
+        constant = scale.log().sum(-1) + loc.shape[-1] * math.log(2 * math.pi) / 2
+        return -quadratic / 2 - constant
+
+
+def _gaussian_components(guide, args, kwargs, latents, values) -> _GaussianComponents | None:
+    """The guide's components as Gaussians, where it is one diagonal Gaussian site whose
+    densities at a few of ``values`` match its traced ones; else None."""
+    if len(latents.names) != 1 or latents.discrete:
+        return None
+    name, n = latents.names[0], latents.layout.num_data
+    site = poutine.trace(guide).get_trace(*args, **kwargs).nodes[name]
+    d = site["fn"]
+    base = d.base_dist if isinstance(d, Independent) else d
+    if not isinstance(base, Normal) or tuple(d.batch_shape) != (n,):
+        return None
+    loc, scale = torch.broadcast_tensors(base.loc, base.scale)
+    found = _GaussianComponents(loc.reshape(n, -1).double(), scale.reshape(n, -1).double())
+    probe = latents.flatten(values).reshape(-1, latents.size)[:4]
+    traced = _components_log_q(guide, args, kwargs, latents, probe, None)
+    return found if torch.allclose(found.log_q(probe, None), traced, rtol=1e-4, atol=1e-3) else None
+
+
+def _estimated_sum(log_q: torch.Tensor, own: torch.Tensor, rows, owners, n: int):
+    """log Σ_m q(z | x_m) of each draw from its own component ``own`` and the sampled ones
+    ``log_q`` (B, M) at ``rows``, with its bias removed; the bias removed per draw; and the
+    variance of the sum of the draws' errors. The draws share one set of components, so their
+    errors are correlated: that variance is of the sampled components' summed terms."""
+    others = rows[None, :] != owners[:, None]  # (B, M): a draw's own row is its stratum
+    count = others.sum(-1).double()
+    log_q = log_q.masked_fill(~others, -math.inf)
+    peak = torch.maximum(log_q.max(-1).values, own)
+    w = (log_q - peak[:, None]).exp()  # scaled by the largest term, so no overflow
+    own_w, summed_w = (own - peak).exp(), w.sum(-1)
+    total = own_w + (n - 1) / count * summed_w
+    # Jackknife: the estimates with one sampled component left out show the bias of the log.
+    left_out = (summed_w[:, None] - w).clamp(min=0) * ((n - 1) / (count - 1).clamp(min=1))[:, None]
+    left_out = ((own_w[:, None] + left_out).log() * others).sum(-1) / count
+    fpc = (1 - count / (n - 1)).clamp(min=0)  # a sample without replacement, of N − 1
+    bias = torch.where(count > 1, fpc * (count - 1) * (left_out - total.log()), 0.0)
+    # Σ_b error_b ≈ (N − 1)·mean over the sampled m of u_m = Σ_b w_bm / total_b.
+    m = len(rows)
+    u = ((w / total[:, None]) * others / count[:, None] * m).sum(0)
+    spread = (n - 1) ** 2 * u.var() / m * max(0.0, 1 - m / (n - 1)) if m > 1 else u.sum() * 0
+    return total.log() + peak - bias, bias, spread.reshape(1)
+
+
+def _aggregate_log_density(guide, args, kwargs, latents, values, own, components, rng):
+    """log q̄(z) = log Σ_m q(z | x_m) − log N for each draw ``values`` (P, N), every draw
+    against every datapoint or, with ``components`` < N, against that many drawn at random
+    with its own component ``own`` (P, N) kept exactly; a block of draws at a time."""
     flat = latents.flatten(values).reshape(-1, latents.size)  # (P·N, D) draws
     layout, n = latents.layout, latents.layout.num_data
+    m = n if components is None else min(components, n)
     pairs = PAIRS_PER_BLOCK if layout.vectorized else ROWS_PER_CHUNK  # replicated: rows run
     pairs = max(1, pairs // layout.enumerated_values)  # each pair runs once per joint value
-    out = []
-    for part in flat.split(max(1, pairs // n)):
-        particles = Particles(layout, len(part))
-        z = part[:, None, :] if particles.vectorized else part[:, None, :].expand(-1, n, -1)
-        z = {k: particles.to_program(v) for k, v in latents.unflatten(z).items()}
-        log_q = program_log_density(guide, args, kwargs, latents, z, particles)
-        out.append(torch.logsumexp(log_q.cpu().double(), -1) - math.log(n))
-    return torch.cat(out).reshape(values[latents.names[0]].shape[:2])
+    gaussian = _gaussian_components(guide, args, kwargs, latents, values)
+    if gaussian is not None:  # products, not a (draws × components × dims) tensor
+        pairs = PAIRS_PER_BLOCK
+    owners, own = torch.arange(n).repeat(len(flat) // n), own.reshape(-1)
+    block = max(1, pairs // m) if m == n else max(1, min(pairs // m, DRAWS_PER_SUBSET))
+    found, start = [], 0
+    for part in flat.split(block):
+        stop = start + len(part)
+        rows = None if m == n else torch.randperm(n, generator=rng)[:m].sort().values
+        if gaussian is not None:
+            log_q = gaussian.log_q(part, rows)
+        else:
+            log_q = _components_log_q(guide, args, kwargs, latents, part, rows)
+        if rows is None:
+            zero = torch.zeros(len(part), dtype=torch.float64)
+            found.append((torch.logsumexp(log_q, -1), zero, zero[:1]))
+        else:
+            found.append(_estimated_sum(log_q, own[start:stop], rows, owners[start:stop], n))
+        start = stop
+    shape = values[latents.names[0]].shape[:2]
+    log_sum, bias, variance = (torch.cat(p) for p in zip(*found, strict=True))
+    return _Aggregate((log_sum - math.log(n)).reshape(shape), bias.reshape(shape), variance.sum())
+
+
+def check_components(components) -> int | None:
+    """``components`` as :func:`elbo_surgery` takes it: None (exact) or a count of at least 2."""
+    if components is None:
+        return None
+    if isinstance(components, bool) or not isinstance(components, int) or components < 2:
+        raise ValueError(f"components must be an integer >= 2 or None (exact), got {components!r}")
+    return components
 
 
 def elbo_surgery(
-    model, guide, *args, num_samples: int = 32, data_plate: str | None = None, **kwargs
+    model,
+    guide,
+    *args,
+    num_samples: int = 32,
+    components: int | None = COMPONENTS,
+    data_plate: str | None = None,
+    seed: int = 0,
+    **kwargs,
 ) -> ElboSurgery:
-    """Average KL, mutual information and marginal KL over the datapoints in ``args``."""
+    """Average KL, mutual information and marginal KL over the datapoints in ``args``; the
+    aggregate posterior's density from ``components`` random mixture components besides each
+    draw's own (None, or at least N: all of them, exactly), drawn with ``seed``."""
+    components = check_components(components)
     latents = continuous_latents(model, guide, args, kwargs, "guide", "ELBO surgery", data_plate)
+    rng = torch.Generator().manual_seed(seed)
     with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
         values = sample_latents(model, guide, args, kwargs, latents, num_samples)
         densities = log_densities(model, guide, args, kwargs, latents, values)
         log_q, log_p = densities.guide.cpu().double(), densities.prior.cpu().double()
-        log_agg = _aggregate_log_density(guide, args, kwargs, latents, values)
+        agg = _aggregate_log_density(guide, args, kwargs, latents, values, log_q, components, rng)
 
     def mean_and_stderr(terms: torch.Tensor) -> tuple[float, float, torch.Tensor]:
         per_datapoint = terms.mean(0)
@@ -103,8 +263,9 @@ def elbo_surgery(
         return per_datapoint.mean().item(), mean_stderr(stderr), per_datapoint
 
     kl, kl_se, kl_n = mean_and_stderr(log_q - log_p)
-    mi, mi_se, _ = mean_and_stderr(log_q - log_agg)
-    marginal, marginal_se, _ = mean_and_stderr(log_agg - log_p)
+    mi, mi_se, _ = mean_and_stderr(log_q - agg.log_density)
+    marginal, marginal_se, _ = mean_and_stderr(agg.log_density - log_p)
+    n = latents.layout.num_data
     return ElboSurgery(
         kl,
         kl_se,
@@ -112,11 +273,14 @@ def elbo_surgery(
         marginal_se,
         mi,
         mi_se,
-        latents.layout.num_data,
+        n,
         num_samples,
         kl_n,
         latents.estimand,
         latents.discrete,
+        components=n if components is None else min(components, n),
+        aggregate_stderr=math.sqrt(agg.error_variance) / agg.bias.numel(),
+        aggregate_bias=agg.bias.mean().item(),
     )
 
 

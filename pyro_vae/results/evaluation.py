@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .choices import Proposal
 from .estimand import LOG_PX, Estimand, short_names
-from .explanations import decomposition_warnings, surgery_rows
+from .explanations import aggregate_note, decomposition_warnings, surgery_rows
 from .schema import to_json
 from .stats import Difference, Stats
 from .tables import Table, fmt, markdown_table
@@ -110,6 +110,11 @@ class SurgerySection:
     log_num_data: float
     num_data: int
     num_samples: int
+    #: Components the aggregate posterior's density came from (None: all, in reports before
+    #: the shortcut) and the shortcut's standard error and bias on the mean log q̄.
+    components: int | None = None
+    aggregate_stderr: float = 0.0
+    aggregate_bias: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -449,6 +454,7 @@ def _surgery_markdown(r: EvaluationReport) -> list[str]:
         "",
         *markdown_table(["nats per datapoint", "value", "Monte Carlo stderr"], rows),
         "",
+        *_listed(aggregate_note(vars(s))),
     ]
     if usage:
         lines += markdown_table(

@@ -108,7 +108,24 @@ SURGERY = (
     "log_num_data",
     "num_data",
     "num_samples",
+    "components",
+    "aggregate_stderr",
+    "aggregate_bias",
 )
+
+
+def aggregate_note(s: dict) -> list[str]:
+    """How the aggregate posterior's density was found, where not from every datapoint: the
+    shortcut's error on the mutual information (the marginal KL carries its opposite)."""
+    m, n = s.get("components"), s["num_data"]
+    if m is None or m >= n:
+        return []
+    return [
+        f"q̄ from {m} of {n} random components besides each draw's own (O(N·M)); the "
+        f"shortcut's error on the mutual information: ±{fmt(s['aggregate_stderr'], '.4f')} "
+        f"after removing its bias, {fmt(-s['aggregate_bias'], '+.4f')} (jackknife; the "
+        "marginal KL carries the opposite)"
+    ]
 
 
 def surgery_rows(s: dict, estimand, log_n: str | None = None) -> list[list]:
@@ -140,7 +157,10 @@ register_view(
         f"ELBO surgery over {r.num_data} datapoints ({r.num_samples} draws each; nats)",
         ["", "value", "MC stderr"],
         surgery_rows({k: getattr(r, k) for k in SURGERY}, r.estimand),
-        [f"summed out of every density: {', '.join(r.summed_out)}"] if r.summed_out else [],
+        [
+            *aggregate_note({k: getattr(r, k) for k in SURGERY}),
+            *([f"summed out of every density: {', '.join(r.summed_out)}"] if r.summed_out else []),
+        ],
     ),
     line=lambda r: {
         "num_data": r.num_data,

@@ -42,7 +42,7 @@ from ..inference.log_likelihood import LogLikelihood, log_likelihood
 from ..inference.precision import check_precision
 from ..inference.steps import StepwiseEstimate, stepwise_estimate
 from ..inference.streams import datapoint_seeds
-from ..inference.surgery import elbo_surgery, latent_usage
+from ..inference.surgery import COMPONENTS, check_components, elbo_surgery, latent_usage
 from ..objectives.registry import ObjectiveChoice, default_objective
 from ..results.choices import Proposal
 from ..results.evaluation import ClassificationSection
@@ -117,6 +117,7 @@ def evaluate_run(
     ais_steps: int = 500,
     decompose: bool = False,
     surgery: bool = False,
+    surgery_components: int | None = COMPONENTS,
     steps: bool | None = None,
     precision: str = "fp32",
     device=None,
@@ -128,6 +129,7 @@ def evaluate_run(
     the weights of the ``"last"`` epoch, or the ``"best"`` by the validation ELBO."""
     run_dir = Path(run_dir)
     check_precision(precision)
+    check_components(surgery_components)
     # Refused before minutes of sampling, not after: a report.json that cannot be extended
     # and folders that cannot be written.
     report = on_main(lambda: _prepare_outputs(run_dir))
@@ -154,7 +156,7 @@ def evaluate_run(
     evaluation = _compose(setup, gathered, seconds)
     every = tuple(a[indices] for a in test)  # the explanations below run in one process
     if surgery:  # the aggregate posterior is over all datapoints
-        evaluation = _with_surgery(evaluation, vae, every)
+        evaluation = _with_surgery(evaluation, vae, every, surgery_components, seed)
     if vae.classifiers:
         evaluation = replace(evaluation, classification=classification(vae, dataset, indices))
     if steps or (steps is None and vae.model_spec.sequential):
@@ -186,11 +188,12 @@ def _stepwise(vae, data: tuple, sampling: _Sampling) -> StepwiseEstimate:
     return StepwiseEstimate.concatenate(parts)
 
 
-def _with_surgery(evaluation: Evaluation, vae, data: tuple) -> Evaluation:
-    """The evaluation with ELBO surgery and latent usage over all its datapoints ``data``."""
+def _with_surgery(evaluation: Evaluation, vae, data: tuple, components, seed) -> Evaluation:
+    """The evaluation with ELBO surgery and latent usage over all its datapoints ``data``, the
+    aggregate posterior from ``components`` of them (None: all)."""
     data = tuple(a.to(module_device(vae)) for a in data)
     with pyro.validation_enabled(False):
-        found = elbo_surgery(vae.model, vae.guide, *data)
+        found = elbo_surgery(vae.model, vae.guide, *data, components=components, seed=seed)
         usage = latent_usage(vae.model, vae.guide, *data)
     return replace(evaluation, surgery=found, usage=usage)
 

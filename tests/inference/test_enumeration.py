@@ -104,6 +104,15 @@ def test_the_estimators_that_move_latents_sum_the_label_out(x):
     assert ais.log_px.shape == (4,) and torch.isfinite(ais.log_px).all()
     surgery = pv.elbo_surgery(model, guide, x, num_samples=16)
     assert surgery.summed_out == ("y",) and surgery.estimand.latents == ("z",)
+    many = W[torch.arange(240) % C] + torch.randn(
+        240, D, generator=torch.Generator().manual_seed(4)
+    )
+    pyro.set_rng_seed(2)
+    exact = pv.elbo_surgery(model, guide, many, num_samples=8, components=None)
+    pyro.set_rng_seed(2)
+    short = pv.elbo_surgery(model, guide, many, num_samples=8, components=16)
+    error = short.mutual_information - exact.mutual_information
+    assert not short.exact and abs(error) < 4 * short.aggregate_stderr
     assert "KL(q(z|x) ‖ p(z))" in str(surgery)
     usage = pv.latent_usage(model, guide, x)
     assert usage.conditioned_on == ("y",) and set(usage.active_units) == {"z"}

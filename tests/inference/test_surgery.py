@@ -51,3 +51,74 @@ def test_latent_usage_counts_active_units_and_the_kl_of_each_dimension(ppca_pert
 def _flow_prior_pair():
     vae = pv.load("flow_prior_vae", data_shape=(64,), seed=0)
     return vae.model, vae.guide
+
+
+# -- the aggregate posterior at scale ----------------------------------------------------------
+
+
+def _hand_written(full_covariance: bool):
+    """A hand-written linear-Gaussian pair (its own site and plate names, a sizeless plate):
+    the guide's z | x is a diagonal Gaussian, written as one (the products apply) or as a
+    MultivariateNormal with the same diagonal (only the traced densities do)."""
+    weight = torch.tensor([[1.0, -0.5], [0.3, 0.8], [-0.7, 0.2]])
+
+    def model(x):
+        with pyro.plate("rows", dim=-1):
+            code = pyro.sample("code", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+            pyro.sample("obs", dist.Normal(code @ weight.T, 0.5).to_event(1), obs=x)
+
+    def guide(x):
+        loc, scale = x @ weight / 2, 0.3 + 0.2 * torch.sigmoid(x[..., :2])
+        with pyro.plate("rows", dim=-1):
+            if full_covariance:
+                q = dist.MultivariateNormal(loc, scale_tril=torch.diag_embed(scale))
+            else:
+                q = dist.Normal(loc, scale).to_event(1)
+            pyro.sample("code", q)
+
+    return model, guide
+
+
+def _data(n: int) -> torch.Tensor:
+    return torch.randn(n, 3, generator=torch.Generator().manual_seed(2)) * 1.5
+
+
+def test_the_products_of_a_diagonal_guide_give_the_traced_densities():
+    x = _data(150)
+    found = {}
+    for full in (False, True):
+        pyro.set_rng_seed(0)
+        found[full] = pv.elbo_surgery(*_hand_written(full), x, num_samples=8, components=None)
+    diagonal, traced = found[False], found[True]
+    assert diagonal.exact and diagonal.components == 150 and diagonal.aggregate_stderr == 0
+    assert diagonal.mutual_information == pytest.approx(traced.mutual_information, abs=1e-5)
+    assert diagonal.marginal_kl == pytest.approx(traced.marginal_kl, abs=1e-5)
+
+
+@pytest.mark.parametrize("full_covariance", [False, True])
+def test_the_shortcut_errs_by_its_own_standard_error_and_bias(full_covariance):
+    x = _data(600)
+    pair = _hand_written(full_covariance)
+    pyro.set_rng_seed(0)
+    exact = pv.elbo_surgery(*pair, x, num_samples=8, components=None)
+    pyro.set_rng_seed(0)  # the same draws: the two differ by the shortcut alone
+    short = pv.elbo_surgery(*pair, x, num_samples=8, components=24, seed=1)
+    assert not short.exact and short.components == 24 and short.aggregate_stderr > 0
+    assert short.average_kl == exact.average_kl
+    # Few components: the log of the estimate is biased by many standard errors, and once the
+    # jackknife's bias is removed it errs by its standard error.
+    assert -short.aggregate_bias > 4 * short.aggregate_stderr
+    error = short.mutual_information - exact.mutual_information
+    assert abs(error) < 4 * short.aggregate_stderr
+    assert short.marginal_kl - exact.marginal_kl == pytest.approx(-error, abs=1e-9)
+    assert "random components" in str(short)
+    pyro.set_rng_seed(0)
+    every = pv.elbo_surgery(*pair, x, num_samples=8, components=600)
+    assert every.exact and every.mutual_information == pytest.approx(exact.mutual_information)
+
+
+@pytest.mark.parametrize("bad", [0, 1, 2.5, True, "all"])
+def test_a_count_of_components_that_cannot_be_is_refused(bad, ppca_perturbed):
+    vae, x, _, _ = ppca_perturbed
+    with pytest.raises(ValueError, match="components"):
+        pv.elbo_surgery(vae.model, vae.guide, x, components=bad)

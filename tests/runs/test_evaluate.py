@@ -152,6 +152,8 @@ def test_evaluate_explains_the_gap_in_its_report(digits_run, capsys):
         "4",
         "--decompose",
         "--surgery",
+        "--surgery-components",
+        "12",
         "--no-progress",
     ]
     assert main(argv) == 0
@@ -163,6 +165,8 @@ def test_evaluate_explains_the_gap_in_its_report(digits_run, capsys):
     total = e["ais"]["log_px"]["mean"] - e["elbo"]["mean"]
     assert d["approximation_gap"]["mean"] + d["amortization_gap"]["mean"] == pytest.approx(total)
     assert e["surgery"]["mutual_information"] <= math.log(30)
+    assert e["surgery"]["components"] == 12 and e["surgery"]["aggregate_stderr"] > 0
+    assert "12 of 30 random components" in (digits_run / "report.md").read_text()
     report = (digits_run / "report.md").read_text()
     assert report.index("## In short") < report.index("| setting | value |")
     assert "approximation gap" in report.split("## In short")[1].split("| setting")[0]
