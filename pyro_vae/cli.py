@@ -21,7 +21,6 @@ from .data.registry import DATA_ROOT_ENV
 from .data.validation import check_validation
 from .devices import resolve_device
 from .errors import PyroVaeError, did_you_mean
-from .inference.surgery import COMPONENTS
 from .objectives.comparison import DEFAULT_ESTIMATORS
 from .objectives.free_bits import FREE_BITS_GROUPS
 from .objectives.registry import MAX_PARTICLES, OBJECTIVES, ObjectiveChoice
@@ -784,11 +783,11 @@ def _evaluate_extras(own) -> None:
     own.add_argument(
         "--surgery-components",
         type=components,
-        default=COMPONENTS,
+        default=None,
         metavar="M|all",
-        help="ELBO surgery's aggregate posterior from M random components besides each draw's "
-        f"own, in O(N·M), or all N exactly, in O(N²) (default {COMPONENTS}; exact for fewer "
-        "datapoints)",
+        help="ELBO surgery's aggregate posterior from all N components exactly, in O(N²) "
+        "(default all), or from M random ones besides each draw's own and its nearest, in "
+        "O(N·M)",
     )
 
 

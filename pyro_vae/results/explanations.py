@@ -121,10 +121,11 @@ def aggregate_note(s: dict) -> list[str]:
     if m is None or m >= n:
         return []
     return [
-        f"q̄ from {m} of {n} random components besides each draw's own (O(N·M)); the "
-        f"shortcut's error on the mutual information: ±{fmt(s['aggregate_stderr'], '.4f')} "
-        f"after removing its bias, {fmt(-s['aggregate_bias'], '+.4f')} (jackknife; the "
-        "marginal KL carries the opposite)"
+        f"q̄ from {m} of {n} random components besides each draw's own and its nearest "
+        f"(O(N·M)); bias removed from the mutual information: {fmt(-s['aggregate_bias'], '+.4f')}"
+        f" (jackknife); the sampled components' spread: ±{fmt(s['aggregate_stderr'], '.4f')}, "
+        "too small where a few components the sample missed carry the sum (the marginal KL "
+        "errs by the opposite; the exact sum is --surgery-components all)"
     ]
 
 

@@ -42,7 +42,7 @@ from ..inference.log_likelihood import LogLikelihood, log_likelihood
 from ..inference.precision import check_precision
 from ..inference.steps import StepwiseEstimate, stepwise_estimate
 from ..inference.streams import datapoint_seeds
-from ..inference.surgery import COMPONENTS, check_components, elbo_surgery, latent_usage
+from ..inference.surgery import check_components, elbo_surgery, latent_usage
 from ..objectives.registry import ObjectiveChoice, default_objective
 from ..results.choices import Proposal
 from ..results.evaluation import ClassificationSection
@@ -117,7 +117,7 @@ def evaluate_run(
     ais_steps: int = 500,
     decompose: bool = False,
     surgery: bool = False,
-    surgery_components: int | None = COMPONENTS,
+    surgery_components: int | None = None,
     steps: bool | None = None,
     precision: str = "fp32",
     device=None,
