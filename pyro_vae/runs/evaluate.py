@@ -130,8 +130,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     check_precision(precision)
     check_components(surgery_components)
-    # Refused before minutes of sampling, not after: a report.json that cannot be extended
-    # and folders that cannot be written.
+    # Refused before minutes of sampling: a report.json that cannot be extended, bad folders.
     report = on_main(lambda: _prepare_outputs(run_dir))
     vae, config = load_run(run_dir, device=device, checkpoint=checkpoint)
     vae.eval()
