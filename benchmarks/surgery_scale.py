@@ -14,7 +14,7 @@ Before that, on ``--traced-data`` images, the exact sum through the float64 prod
 the same sum through the guide's traced densities (what a guide other than one diagonal
 Gaussian site goes through, and what every guide went through before): their ratio and their
 difference. After, the time of :func:`pyro_vae.latent_usage` on all of them, the other half of
-``evaluate --surgery``.
+``evaluate --surgery``, and the peak resident memory of the process.
 
     PYRO_VAE_DATA=../shared/data python benchmarks/surgery_scale.py --run runs/vae \\
         --checkpoint best --json surgery.json
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -156,6 +157,8 @@ def main(argv=None) -> dict:
     pv.latent_usage(vae.model, vae.guide, test)
     results["latent_usage_seconds"] = time.perf_counter() - start
     print(f"\nlatent usage on all {len(test)}: {results['latent_usage_seconds']:.1f} s")
+    results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak resident memory of this process: {results['peak_rss_gb']:.2f} GB")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return results

@@ -65,7 +65,13 @@ from ..results.estimand import LOG_PX, Estimand
 from ..results.result import Result
 from ..results.stats import mean_stderr
 from .arguments import take_rows
-from .latents import continuous_latents, log_densities, program_log_density, sample_latents
+from .latents import (
+    Latents,
+    continuous_latents,
+    log_densities,
+    program_log_density,
+    sample_latents,
+)
 from .particles import Particles
 from .weights import ROWS_PER_CHUNK
 
@@ -78,6 +84,15 @@ PAIRS_PER_BLOCK = 1 << 22
 DRAWS_PER_SUBSET = 256
 #: Components nearest each datapoint's own, summed exactly besides it (Gaussian guides).
 NEIGHBOURS = 64
+#: Rows (draws × datapoints) the programs run on at once: a whole test set's draws would need
+#: tens of GB of activations.
+ROWS_PER_PASS = 1 << 16
+
+
+def _in_passes(num_samples: int, num_data: int) -> list[slice]:
+    """The draws of each datapoint, split into passes of at most ``ROWS_PER_PASS`` rows."""
+    step = max(1, ROWS_PER_PASS // max(num_data, 1))
+    return [slice(s, min(s + step, num_samples)) for s in range(0, num_samples, step)]
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -150,10 +165,11 @@ class _GaussianComponents:
         """``(B, M)`` log q(z_b | x_m) of the draws ``z`` (B, D) at the datapoints ``rows``."""
         loc, scale = (self.loc, self.scale) if rows is None else (self.loc[rows], self.scale[rows])
         precision, z = scale.pow(-2), z.double()
-        quadratic = (z * z) @ precision.T - 2 * z @ (loc * precision).T
-        quadratic = quadratic + (loc * loc * precision).sum(-1)
+        # In place: one (B, M) tensor, where each new one of tens of MB fragments the heap.
+        quadratic = (z * z) @ precision.T
+        quadratic.addmm_(z, (loc * precision).T, alpha=-2).add_((loc * loc * precision).sum(-1))
         constant = scale.log().sum(-1) + loc.shape[-1] * math.log(2 * math.pi) / 2
-        return -quadratic / 2 - constant
+        return quadratic.mul_(-0.5).sub_(constant)
 
     def log_q_at(self, z: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` log q(z_b | x_m) of each draw at its own K datapoints ``index`` (B, K)."""
@@ -244,7 +260,10 @@ def _aggregate_log_density(guide, args, kwargs, latents, values, own, components
     block = max(1, pairs // m) if m == n else max(1, min(pairs // m, DRAWS_PER_SUBSET))
     k = min(NEIGHBOURS, n - 1) if gaussian is not None and m < n else 0
     near = gaussian.neighbours(k) if k else None
-    found = []
+    # The results are written into tensors made once: small ones made between the blocks'
+    # large temporaries pin the heap, which then grows by a block each time (tens of GB).
+    log_sum, bias = torch.empty(len(flat), dtype=torch.float64), torch.zeros(len(flat)).double()
+    variance = 0.0
     for start in range(0, len(flat), block):
         part, span = flat[start : start + block], slice(start, start + block)
         rows = None if m == n else torch.randperm(n, generator=rng)[:m].sort().values
@@ -253,18 +272,18 @@ def _aggregate_log_density(guide, args, kwargs, latents, values, own, components
         else:
             log_q = _components_log_q(guide, args, kwargs, latents, part, rows)
         if rows is None:
-            zero = torch.zeros(len(part), dtype=torch.float64)
-            found.append((torch.logsumexp(log_q, -1), zero, zero[:1]))
+            torch.logsumexp(log_q, -1, out=log_sum[span])
         else:
             excluded, index = _stratum(owners[span], rows, near, n)
             exact = own[span]
             if k:  # the neighbours' terms, summed exactly beside the draw's own
                 exact = torch.logaddexp(exact, gaussian.log_q_at(part, index).logsumexp(-1))
-            found.append(_estimated_sum(log_q, exact, excluded, n - 1 - k))
+            log_sum[span], bias[span], spread = _estimated_sum(log_q, exact, excluded, n - 1 - k)
+            variance += spread.item()
+        del log_q
     shape = values[latents.names[0]].shape[:2]
-    log_sum, bias, variance = (torch.cat(p) for p in zip(*found, strict=True))
     log_density = (log_sum - math.log(n)).reshape(shape)
-    return _Aggregate(log_density, bias.reshape(shape), variance.sum().item(), m)
+    return _Aggregate(log_density, bias.reshape(shape), variance, m)
 
 
 def check_components(components) -> int | None:
@@ -294,8 +313,12 @@ def elbo_surgery(
     rng = torch.Generator().manual_seed(seed)
     with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
         values = sample_latents(model, guide, args, kwargs, latents, num_samples)
-        densities = log_densities(model, guide, args, kwargs, latents, values)
-        log_q, log_p = densities.guide.cpu().double(), densities.prior.cpu().double()
+        passes = [
+            log_densities(model, guide, args, kwargs, latents, {k: v[p] for k, v in values.items()})
+            for p in _in_passes(num_samples, latents.layout.num_data)
+        ]
+        log_q = torch.cat([d.guide.cpu().double() for d in passes])
+        log_p = torch.cat([d.prior.cpu().double() for d in passes])
         agg = _aggregate_log_density(guide, args, kwargs, latents, values, log_q, components, rng)
 
     def mean_and_stderr(terms: torch.Tensor) -> tuple[float, float, torch.Tensor]:
@@ -362,37 +385,54 @@ def _marginals(d, event_size: int):
     return None
 
 
+def _usage_sums(model, guide, args, kwargs, latents: Latents, k: int) -> dict:
+    """Per latent, from k draws per datapoint: the sum over the draws of E_q[z | x_n] (N, D),
+    and of each dimension's KL summed over datapoints (D; None without Gaussian marginals)."""
+    particles = Particles(latents.layout, k)
+    quiet = (torch.no_grad(), poutine.block(), pyro.validation_enabled(False))
+    with quiet[0], quiet[1], quiet[2], particles.running(args, kwargs) as (a, kw):
+        guide_trace = poutine.trace(guide).get_trace(*a, **kw)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*a, **kw)
+    sums = {}
+    for name, shape in zip(latents.names, latents.event_shapes, strict=True):
+        size = math.prod(shape)
+        q_site, p_site = guide_trace.nodes[name], model_trace.nodes[name]
+        value = q_site["value"].reshape(k, -1, size)
+        try:  # the mean of each draw's conditional: less noisy than the draws themselves
+            means = q_site["fn"].mean.expand(q_site["value"].shape).reshape(value.shape)
+        except NotImplementedError:  # a flow: the draws' average
+            means = value
+        q_marginal, p_marginal = _marginals(q_site["fn"], size), _marginals(p_site["fn"], size)
+        kl = None
+        if q_marginal is not None and p_marginal is not None:
+            kl = torch.distributions.kl_divergence(q_marginal, p_marginal)  # or broadcast
+            batch = q_site["value"].shape[: q_site["value"].dim() - len(shape)]
+            kl = kl.expand(*batch, size).reshape(k, -1, size).double().sum((0, 1))
+        sums[name] = (means.double().sum(0), kl)
+    return sums
+
+
 def latent_usage(
     model, guide, *args, num_samples: int = 64, data_plate: str | None = None, **kwargs
 ) -> LatentUsage:
     """KL per latent dimension and active units, over the datapoints in ``args``."""
     latents = continuous_latents(model, guide, args, kwargs, "guide", "latent usage", data_plate)
-    particles = Particles(latents.layout, num_samples)
-    quiet = (torch.no_grad(), poutine.block(), pyro.validation_enabled(False))
-    with quiet[0], quiet[1], quiet[2], particles.running(args, kwargs) as (a, kw):
-        guide_trace = poutine.trace(guide).get_trace(*a, **kw)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*a, **kw)
+    means, kls = {}, {}  # summed over the passes of draws
+    for p in _in_passes(num_samples, latents.layout.num_data):
+        for name, (mean_sum, kl_sum) in _usage_sums(
+            model, guide, args, kwargs, latents, p.stop - p.start
+        ).items():
+            means[name] = mean_sum + means.get(name, 0)
+            kls[name] = None if kl_sum is None else kl_sum + kls.get(name, 0)
     kl_per_dim, activity, active, notes = {}, {}, {}, {}
-    for name, shape in zip(latents.names, latents.event_shapes, strict=True):
-        size = math.prod(shape)
-        q_site, p_site = guide_trace.nodes[name], model_trace.nodes[name]
-        value = q_site["value"].reshape(num_samples, -1, size)
-        try:  # the mean of each draw's conditional: less noisy than the draws themselves
-            means = q_site["fn"].mean.expand(q_site["value"].shape).reshape(value.shape)
-        except NotImplementedError:  # a flow: the draws' average
-            means = value
-        posterior_mean = means.double().mean(0)  # (N, D): E_q[z | x_n]
+    for name, mean_sum in means.items():
+        kl_sum, posterior_mean = kls[name], mean_sum / num_samples  # (N, D): E_q[z | x_n]
         activity[name] = posterior_mean.var(0) if len(posterior_mean) > 1 else posterior_mean[0] * 0
         active[name] = int((activity[name] > ACTIVE_THRESHOLD).sum())
-        q_marginal, p_marginal = _marginals(q_site["fn"], size), _marginals(p_site["fn"], size)
-        if q_marginal is None or p_marginal is None:
+        if kl_sum is None:
             notes[name] = "KL per dimension needs Gaussian marginals of q and p"
             continue
-        kl = torch.distributions.kl_divergence(q_marginal, p_marginal)  # (S, N, D) or broadcast
-        batch = q_site["value"].shape[: q_site["value"].dim() - len(shape)]
-        kl = kl.expand(*batch, size).reshape(num_samples, -1, size)
-        kl = kl.double()
-        kl_per_dim[name] = kl.mean((0, 1))
+        kl_per_dim[name] = kl_sum / (num_samples * len(mean_sum))
     return LatentUsage(
         kl_per_dim, activity, active, ACTIVE_THRESHOLD, notes, latents.estimand, latents.discrete
     )

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import pyro_vae as pv
+from pyro_vae.inference import surgery
 
 
 def test_elbo_surgery_splits_the_average_kl_as_closed_forms_say(ppca_perturbed):
@@ -122,3 +123,20 @@ def test_a_count_of_components_that_cannot_be_is_refused(bad, ppca_perturbed):
     vae, x, _, _ = ppca_perturbed
     with pytest.raises(ValueError, match="components"):
         pv.elbo_surgery(vae.model, vae.guide, x, components=bad)
+
+
+def test_draws_scored_in_passes_give_the_numbers_of_one_pass(ppca_perturbed, monkeypatch):
+    # A whole test set's draws run through the programs a few rows at a time, so memory
+    # stays bounded; the passes change nothing but the order of the work.
+    vae, x, _, _ = ppca_perturbed
+    found = []
+    for rows in (1 << 16, 7):
+        monkeypatch.setattr(surgery, "ROWS_PER_PASS", rows)
+        pyro.set_rng_seed(0)
+        s = pv.elbo_surgery(vae.model, vae.guide, x, num_samples=16)
+        found.append((s, pv.latent_usage(vae.model, vae.guide, x, num_samples=16)))
+    (one, usage_one), (many, usage_many) = found
+    assert many.mutual_information == pytest.approx(one.mutual_information, abs=1e-12)
+    assert torch.allclose(many.kl_per_datapoint, one.kl_per_datapoint, atol=1e-12)
+    assert torch.allclose(usage_many.kl_per_dim["z"], usage_one.kl_per_dim["z"], atol=1e-12)
+    assert torch.allclose(usage_many.activity["z"], usage_one.activity["z"], atol=1e-12)
