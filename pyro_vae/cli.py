@@ -952,6 +952,20 @@ def _run(args) -> int:
             return args.handler(args)
 
 
+def entry() -> None:
+    """The ``pyro-vae`` command (and ``python -m pyro_vae``): :func:`main`, then exit with its
+    code. A process of torchrun leaves at once (``os._exit``) after its command returned, which
+    is after every process passed the command's last barrier and left the process group: the
+    interpreter's teardown of torch's threads then aborted one worker in a few dozen here
+    (SIGABRT, "terminate called without an active exception") with all its work written."""
+    code = main()
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _run(build_parser().parse_args(argv))

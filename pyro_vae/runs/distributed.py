@@ -97,10 +97,7 @@ def session(device_kind: str = "cpu"):
     dist.init_process_group(backend, timeout=TIMEOUT)
     try:
         yield world()
-        # Leave together: a process that tears its gloo pairs down while rank 0 still writes
-        # the run's files can abort in C++ at exit ("terminate called without an active
-        # exception"), failing a command that had done all its work.
-        dist.barrier()
+        dist.barrier()  # leave together, not while rank 0 still writes the run
     finally:
         dist.destroy_process_group()
 
