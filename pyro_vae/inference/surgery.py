@@ -229,8 +229,8 @@ def _estimated_sum(log_q, exact, excluded, population: int):
     m = log_q.shape[-1]
     u = ((w / total[:, None]) * others / count[:, None] * m).sum(0)
     fpc_all = max(0.0, 1 - m / max(population, 1))
-    spread = population**2 * u.var() / m * fpc_all if m > 1 else u.sum() * 0
-    return total.log() + peak - bias, bias, spread.reshape(1)
+    spread = population**2 * u.var().item() / m * fpc_all if m > 1 else 0.0
+    return total.log() + peak - bias, bias, spread
 
 
 def _stratum(owners, rows, near, n: int):
@@ -238,7 +238,7 @@ def _stratum(owners, rows, near, n: int):
     datapoint ``owners`` and their ``near`` neighbours), and the stratum's indices (B, K)."""
     mask = torch.zeros(len(owners), n, dtype=torch.bool)
     mask[torch.arange(len(owners)), owners] = True
-    index = near[owners] if near is not None else owners[:, None][:, :0]
+    index = near[owners] if near is not None else torch.empty(len(owners), 0, dtype=torch.long)
     mask[torch.arange(len(owners))[:, None], index] = True
     return mask[:, rows], index
 
@@ -262,7 +262,8 @@ def _aggregate_log_density(guide, args, kwargs, latents, values, own, components
     near = gaussian.neighbours(k) if k else None
     # The results are written into tensors made once: small ones made between the blocks'
     # large temporaries pin the heap, which then grows by a block each time (tens of GB).
-    log_sum, bias = torch.empty(len(flat), dtype=torch.float64), torch.zeros(len(flat)).double()
+    log_sum = torch.empty(len(flat), dtype=torch.float64)
+    bias = torch.zeros(len(flat), dtype=torch.float64)
     variance = 0.0
     for start in range(0, len(flat), block):
         part, span = flat[start : start + block], slice(start, start + block)
@@ -279,7 +280,7 @@ def _aggregate_log_density(guide, args, kwargs, latents, values, own, components
             if k:  # the neighbours' terms, summed exactly beside the draw's own
                 exact = torch.logaddexp(exact, gaussian.log_q_at(part, index).logsumexp(-1))
             log_sum[span], bias[span], spread = _estimated_sum(log_q, exact, excluded, n - 1 - k)
-            variance += spread.item()
+            variance += spread
         del log_q
     shape = values[latents.names[0]].shape[:2]
     log_density = (log_sum - math.log(n)).reshape(shape)
