@@ -118,6 +118,8 @@ class Combiner(nn.Module):
 
 
 def _combiner_count(tally: Tally, shape: NetShape, entry: SpecEntry) -> None:
+    if len(shape.vector_inputs) != 2 or len(shape.inputs) != 2:  # else the builder refuses it
+        return
     size, state = shape.inputs
     tally.linear(size, state)
     tally.linear(state, shape.output)

@@ -192,3 +192,14 @@ def test_a_trained_lgssm_recovers_the_simulating_process():
     # log of an average is biased low by about Var(w / p(x)) / 2K = (1/ESS − 1/K) / 2.
     bias = float((0.5 * (1 / found.ess.double() - 1 / 1000)).mean())
     assert -4 * stderr - bias < error < 4 * stderr, (error, stderr, bias)
+
+
+def test_a_combiner_on_one_input_is_refused_in_one_line(tmp_path):
+    # The net's size count runs before it is built: it must leave the refusal to the builder,
+    # which names the key, not fail unpacking the one input it was given.
+    guide = tmp_path / "g.toml"
+    guide.write_text(
+        '[latent.z]\nfamily = "diagonal_normal"\ngiven = ["x"]\nnet = { kind = "combiner" }\n'
+    )
+    with pytest.raises(pv.SpecError, match="latent.z.net: a 'combiner' net takes 2 real vector"):
+        pv.load("linear_gaussian", guide, data_shape=(8,), seed=0)
