@@ -157,6 +157,51 @@ def load(args, device) -> tuple[LatentModel, torch.Tensor, str]:
     return vae, x.to(device), f"{origin}; {images}"
 
 
+COMPILE_CHOICES = {"off": (False,), "on": (True,), "both": (False, True)}
+
+
+def estimate(vae, x, args, precision: str, compiled: bool, device):
+    """The estimate of every datapoint of ``x``, batch by batch, and its timing: the whole
+    time, compilation included (it happens in the first batch), and the compilation alone."""
+    k, n = args.num_samples, len(x)
+    if not compiled:  # warm up outside the timing; a compiled run pays its warm-up
+        pv.log_likelihood(vae.model, vae.guide, x[:2], num_samples=64, seed=0, precision=precision)
+    synchronize(device)
+    reset_high_water(device)
+    before = high_water_mb(device)
+    start = time.perf_counter()
+    parts = []
+    batches = range(0, n, args.batch_size)
+    if args.progress:
+        from tqdm.auto import tqdm
+
+        desc = f"log p(x), {precision}" + (", compiled" if compiled else "")
+        batches = tqdm(batches, desc=desc, unit="batch", leave=False)
+    for b in batches:
+        ids = torch.arange(b, min(b + args.batch_size, n))
+        options = {"datapoint_ids": ids, "precision": precision, "compile": compiled}
+        parts.append(
+            pv.log_likelihood(vae.model, vae.guide, x[ids], num_samples=k, seed=0, **options)
+        )
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    peak = high_water_mb(device)
+    compile_seconds = sum(p.details.get("compile_seconds", 0.0) for p in parts)
+    result = pv.LogLikelihood.concatenate(parts)
+    rate = n * k * DECODER_FLOPS / seconds / 1e9
+    return result, {
+        "seconds": seconds,
+        "compile_seconds": compile_seconds,
+        "datapoint_samples_per_second": n * k / seconds,
+        "decoder_gflops": rate,
+        "fraction_of_fp32_gemm": None,  # filled in once the roof is measured again
+        "test_set_seconds": (seconds - compile_seconds) * TEST_SET / n + compile_seconds,
+        "peak_memory_growth_mb": None if peak is None else peak - before,
+        "peak_memory_mb": peak,
+        "log_px_mean": result.mean,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="a run directory of bernoulli_vae (trained weights)")
@@ -164,6 +209,12 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=100, help="datapoints per call")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument(
+        "--compile",
+        choices=sorted(COMPILE_CHOICES),
+        default="both",
+        help="time the passes uncompiled, compiled by torch.compile, or both",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
@@ -189,58 +240,24 @@ def main() -> None:
     }
     results, estimates = {}, {}
     for precision in args.precisions:
-        pv.log_likelihood(vae.model, vae.guide, x[:2], num_samples=64, seed=0, precision=precision)
-        synchronize(device)
-        reset_high_water(device)
-        before = high_water_mb(device)
-        start = time.perf_counter()
-        parts = []
-        batches = range(0, n, args.batch_size)
-        if args.progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc=f"log p(x), {precision}", unit="batch", leave=False)
-        for b in batches:
-            ids = torch.arange(b, min(b + args.batch_size, n))
-            parts.append(
-                pv.log_likelihood(
-                    vae.model,
-                    vae.guide,
-                    x[ids],
-                    num_samples=k,
-                    seed=0,
-                    datapoint_ids=ids,
-                    precision=precision,
-                )
-            )
-        synchronize(device)
-        seconds = time.perf_counter() - start
-        peak = high_water_mb(device)
-        estimates[precision] = pv.LogLikelihood.concatenate(parts)
-        rate = n * k * DECODER_FLOPS / seconds / 1e9
-        results[precision] = {
-            "seconds": seconds,
-            "datapoint_samples_per_second": n * k / seconds,
-            "decoder_gflops": rate,
-            "fraction_of_fp32_gemm": None,  # filled in once the roof is measured again
-            "test_set_seconds": seconds * TEST_SET / n,
-            "peak_memory_growth_mb": None if peak is None else peak - before,
-            "peak_memory_mb": peak,
-            "log_px_mean": estimates[precision].mean,
-        }
+        for compiled in COMPILE_CHOICES[args.compile]:
+            name = f"{precision} compiled" if compiled else precision
+            estimates[name], results[name] = estimate(vae, x, args, precision, compiled, device)
     roof_after = roof()
     roof = {p: statistics.fmean([roof_before[p], roof_after[p]]) for p in roof_before}
     for r in results.values():
         r["fraction_of_fp32_gemm"] = r["decoder_gflops"] / roof["fp32"]
         r["fraction_of_bf16_gemm"] = r["decoder_gflops"] / roof["bf16"]
-    accuracy = None
-    if {"fp32", "bf16"} <= set(estimates):
-        change = (estimates["bf16"].log_px - estimates["fp32"].log_px).abs()
-        accuracy = {
-            "mean_abs_change": change.mean().item(),
-            "max_abs_change": change.max().item(),
-            "mean_mc_stderr_fp32": estimates["fp32"].stderr.mean().item(),
-        }
+    accuracy = {}
+    for reference, reduced in (("fp32", "bf16"), ("fp32 compiled", "bf16 compiled")):
+        if {reference, reduced} <= set(estimates):
+            change = (estimates[reduced].log_px - estimates[reference].log_px).abs()
+            accuracy[reduced] = {
+                "mean_abs_change": change.mean().item(),
+                "max_abs_change": change.max().item(),
+                "mean_mc_stderr_fp32": estimates[reference].stderr.mean().item(),
+                "speedup": results[reference]["seconds"] / results[reduced]["seconds"],
+            }
     split = split_bf16_experiment(vae, rows, device)
 
     print(
@@ -254,25 +271,24 @@ def main() -> None:
         f"{products['bf16']:.0f} ({products['bf16'] / roof['bf16']:.2f} of the bf16 roof)"
     )
     print(
-        f"\n| precision | seconds ({n} × K={k}) | decoder GFLOP/s | of fp32 roof | of bf16 "
-        f"roof | 10,000 images | peak memory (growth) |"
+        f"\n| pass | seconds ({n} × K={k}) | of which compiling | decoder GFLOP/s | of fp32 "
+        "roof | of bf16 roof | 10,000 images | peak memory (growth) |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for precision, r in results.items():
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
         memory = "–"
         if r["peak_memory_mb"] is not None:
             memory = f"{r['peak_memory_mb']:.0f} MB (+{r['peak_memory_growth_mb']:.0f})"
         print(
-            f"| {precision} | {r['seconds']:.1f} | {r['decoder_gflops']:.0f} | "
-            f"{r['fraction_of_fp32_gemm']:.2f} | {r['fraction_of_bf16_gemm']:.2f} | "
-            f"{r['test_set_seconds']:.0f} s | {memory} |"
+            f"| {name} | {r['seconds']:.1f} | {r['compile_seconds']:.1f} | "
+            f"{r['decoder_gflops']:.0f} | {r['fraction_of_fp32_gemm']:.2f} | "
+            f"{r['fraction_of_bf16_gemm']:.2f} | {r['test_set_seconds']:.0f} s | {memory} |"
         )
-    if accuracy:
-        speedup = results["fp32"]["seconds"] / results["bf16"]["seconds"]
+    for name, a in accuracy.items():
         print(
-            f"\nbf16 against fp32 on the same samples: mean |Δ log p̂| "
-            f"{accuracy['mean_abs_change']:.4f} nats, largest {accuracy['max_abs_change']:.4f} "
-            f"(Monte Carlo stderr {accuracy['mean_mc_stderr_fp32']:.4f}); {speedup:.2f}× faster"
+            f"\n{name} against fp32 on the same samples: mean |Δ log p̂| "
+            f"{a['mean_abs_change']:.4f} nats, largest {a['max_abs_change']:.4f} "
+            f"(Monte Carlo stderr {a['mean_mc_stderr_fp32']:.4f}); {a['speedup']:.2f}× faster"
         )
     print(
         "split bf16 on the decoder's last product: "
@@ -294,6 +310,7 @@ def main() -> None:
             "decoder_products_gflops": products,
             "results": results,
             "bf16_vs_fp32": accuracy,
+            "compile": args.compile,
             "split_bf16": split,
         }
         Path(args.json).write_text(json.dumps(payload, indent=2))

@@ -376,6 +376,7 @@ def _cmd_evaluate(args) -> int:
         surgery=args.surgery,
         surgery_components=args.surgery_components,
         precision=args.precision,
+        compile={"auto": None, "on": True, "off": False}[args.compile],
         device=device,
         checkpoint=args.checkpoint,
     )
@@ -741,6 +742,14 @@ def _evaluate_command(sub) -> None:
         default="fp32",
         help="importance sampling and ELBO in float32, or with bfloat16 matrix products "
         "(default fp32)",
+    )
+    own.add_argument(
+        "--compile",
+        choices=["auto", "on", "off"],
+        default="auto",
+        type=str.lower,
+        help="importance weights by passes compiled with torch.compile: auto turns it on "
+        "where the evaluation is large enough to pay for compiling (default auto)",
     )
     _checkpoint_option(own)
     _evaluate_extras(own)

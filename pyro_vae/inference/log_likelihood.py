@@ -20,14 +20,17 @@ after a check on a few samples that it gives the traced weights.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, replace
+from functools import partial
 
 import pyro
 import torch
 
 from ..results.choices import Method, Proposal
 from .ais import ais_log_likelihood
+from .compiled import check_compile, compile_pays, compiled_pass
 from .importance import log_weights
 from .layout import inspect_pair, owner_method
 from .particles import particles_of
@@ -65,6 +68,7 @@ def log_likelihood(
     datapoint_ids=None,
     precision: str = "fp32",
     data_plate: str | None = None,
+    compile: bool | None = None,
     **kwargs,
 ) -> LogLikelihood:
     """Estimate of log p(x) for every datapoint in the ``"data"`` plate.
@@ -92,10 +96,18 @@ def log_likelihood(
     :param data_plate: the name of the plate the datapoints are in, where several plates
         enclose every observed site and the outermost is not it
         (:mod:`~pyro_vae.inference.layout`).
+    :param compile: weigh a spec-built pair's samples with its pass compiled by
+        ``torch.compile`` (:mod:`pyro_vae.inference.compiled`): True, False, or None (the
+        default) for where the estimate is large enough to pay for compiling. The result's
+        ``details["compile_seconds"]`` is the time the first compiled pass took (the
+        compilation; near 0 once compiled in this process).
     """
+    check_compile(compile)
     if Method.of(method) is Method.AIS:
         if record_at or chunk_size is not None or seed is not None or precision != "fp32":
             raise ValueError("record_at, chunk_size, seed and precision are for method='is'")
+        if compile:
+            raise ValueError("compile is for method='is'")
         options = {"num_steps": num_steps or 500, "progress": progress, **(ais_options or {})}
         options["data_plate"] = data_plate
         return ais_log_likelihood(
@@ -106,7 +118,11 @@ def log_likelihood(
     _check_num_samples(num_samples)
     sampling = _Sampling(model, guide, Proposal.of(proposal), num_samples, chunk_size, precision)
     layout = inspect_pair(model, guide, args, kwargs, sampling.proposal, data_plate=data_plate)
-    weigh = sampling.weigher(args, kwargs, layout)
+    if compile is None:
+        compile = compile_pays(num_samples, layout.num_data)
+    # The passes' shape: each datapoint alone with a seed, else the whole batch.
+    rows = 1 if seed is not None else layout.num_data
+    weigh, details = sampling.weigher(args, kwargs, layout, compile and rows)
     # A curve was asked for (even one of K alone): it ends at K.
     curve = tuple(sorted(k for k in record_at if 0 < k < num_samples)) if record_at else None
     if seed is None:
@@ -118,7 +134,10 @@ def log_likelihood(
         result = LogLikelihood.concatenate(
             [sampling.estimate(weigh, a, k, 1, curve) for a, k in streams]
         )
-    return replace(result, estimand=layout.estimand, particles=particles_of(layout))
+    details = {**result.details, **details}
+    return replace(
+        result, estimand=layout.estimand, particles=particles_of(layout), details=details
+    )
 
 
 @dataclass(frozen=True)
@@ -149,9 +168,11 @@ class _Sampling:
         curve[self.num_samples] = (result.log_px, result.stderr)
         return replace(result, by_num_samples=dict(sorted(curve.items())))
 
-    def weigher(self, args, kwargs, layout):
-        """``weigh(args, kwargs, k)``: ``(k, N)`` log weights; from the modules of a spec-built
-        pair when they give the traced weights on a few samples, else from the traces."""
+    def weigher(self, args, kwargs, layout, compiled_rows):
+        """``(weigh, details)``: ``weigh(args, kwargs, k)`` gives ``(k, N)`` log weights; from
+        the modules of a spec-built pair (compiled for passes of ``compiled_rows``
+        datapoints, where that is not 0) when they give the traced weights on a few
+        samples, else from the traces. ``details``: the compilation's seconds, if any."""
         model, guide, proposal = self.model, self.guide, self.proposal
 
         def traced(args, kwargs, k):
@@ -160,14 +181,39 @@ class _Sampling:
             )
 
         fast = owner_method(model, guide, "importance_log_weights", args, kwargs)
-        if fast is None or layout.enumerated or not self._agrees(traced, fast, args[0][:2]):
-            return traced
-        return lambda args, kwargs, k: fast(args[0], k, proposal.value)
+        if fast is None or layout.enumerated:
+            return traced, {}
+        if compiled_rows:
+            compiled = self._compiled(traced, fast, args[0][:compiled_rows])
+            if compiled is not None:
+                return compiled
+        if not self._agrees(traced, fast, args[0][:2], FAST_CHECK_SAMPLES):
+            return traced, {}
+        return (lambda args, kwargs, k: fast(args[0], k, proposal.value)), {}
 
-    def _agrees(self, traced, fast, x) -> bool:
-        """Whether ``fast`` gives the traced weights of ``x`` from the same draws."""
+    def _compiled(self, traced, fast, x):
+        """The compiled weigher and its compile time, when compiling works and the compiled
+        pass gives the traced weights at the shape it runs at (``x``'s rows); else None."""
+        owner, proposal = fast.__self__, self.proposal.value
+        fast = partial(
+            fast, score=compiled_pass(owner), rows=owner.pass_samples(len(x), self.num_samples)
+        )
+        began = time.perf_counter()
+        try:
+            agrees = self._agrees(traced, fast, x, fast.keywords["rows"], compiled=True)
+        except Exception as error:  # noqa: BLE001 -- any failure to compile falls back
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            warnings.warn(f"torch.compile failed ({reason}); weighing uncompiled", stacklevel=4)
+            return None
+        if not agrees:
+            return None
+        seconds = time.perf_counter() - began
+        return (lambda args, kwargs, k: fast(args[0], k, proposal)), {"compile_seconds": seconds}
+
+    def _agrees(self, traced, fast, x, k, compiled=False) -> bool:
+        """Whether ``fast`` gives the traced weights of ``x`` from the same ``k`` draws."""
         device = x.device
-        k = min(self.num_samples, FAST_CHECK_SAMPLES)
+        k = min(self.num_samples, k)
         with (
             torch.no_grad(),
             pyro.validation_enabled(False),
@@ -182,8 +228,9 @@ class _Sampling:
         tolerance = FAST_RTOL * max(1.0, expected.abs().max().item())
         if got.shape == expected.shape and (got - expected).abs().max() <= tolerance:
             return True
+        what = "compiled importance_log_weights" if compiled else "importance_log_weights"
+        instead = "weighing uncompiled" if compiled else "using the traces"
         warnings.warn(
-            "the model's importance_log_weights disagree with the traced weights; using the traces",
-            stacklevel=4,
+            f"the model's {what} disagree with the traced weights; {instead}", stacklevel=4
         )
         return False

@@ -28,6 +28,7 @@ from ..spec.options import (
     one_of,
     positive_int,
 )
+from .compiling import compiling
 from .counting import FamilyShape, Size, SpecEntry, head_or_own, times
 
 # Keeps net-given scales away from 0, where log densities overflow.
@@ -294,6 +295,9 @@ class IndependentBernoulli(dist.Independent):
         logits = self.base_dist.logits
         if logits.requires_grad and torch.is_grad_enabled():
             return (logits * value).sum(-1) - F.softplus(logits).sum(-1)
+        if compiling():  # one fused loop over the logits, without softplus_sum's branch
+            with in_float32(logits):
+                return (logits.float() * value - F.softplus(logits.float())).sum(-1)
         with in_float32(logits):
             dot = torch.einsum("...d,...d->...", logits, value)
         return dot - softplus_sum(logits)

@@ -426,11 +426,11 @@ class LatentModel(nn.Module):
         the fast path :func:`pyro_vae.inference.latents.log_densities` takes for spec-built
         pairs (tests check it equal to the traced one). ``with_guide=False``: None for log q."""
         inputs = {DATA: x, **values}
-        prior = sum(node(inputs).log_prob(values[node.name]) for node in self.prior)
+        prior = _total(node(inputs).log_prob(values[node.name]) for node in self.prior)
         joint = prior + self.likelihood(inputs).log_prob(x)
         if not with_guide:
             return joint, prior, None
-        guide = sum(node(inputs).log_prob(values[n]) for n, node in self.inference.items())
+        guide = _total(node(inputs).log_prob(values[n]) for n, node in self.inference.items())
         return joint, prior, guide
 
     #: Rows (samples × datapoints) scored per pass by :meth:`importance_log_weights`: small
@@ -457,20 +457,55 @@ class LatentModel(nn.Module):
         del values[DATA]
         return values
 
-    def importance_log_weights(self, x: torch.Tensor, num_samples: int, proposal="guide"):
+    def importance_log_weights(
+        self,
+        x: torch.Tensor,
+        num_samples: int,
+        proposal="guide",
+        *,
+        score=None,
+        rows: int | None = None,
+    ) -> torch.Tensor:
         """``(K, N)`` importance log weights ``log p(x, z) − log r(z)``, z ~ r = q(z | x) (or
-        the prior), computed from the modules in passes of :attr:`SCORE_ROWS` rows: the fast
-        path of :func:`pyro_vae.log_likelihood` for spec-built pairs, which checks it against
-        the traced weights before using it."""
+        the prior), computed from the modules in passes of ``rows`` samples (default: as
+        many as make :attr:`SCORE_ROWS` rows): the fast path of :func:`pyro_vae.log_likelihood`
+        for spec-built pairs, which checks it against the traced weights before using it.
+
+        ``score``: what weighs one pass, called as :meth:`pass_log_weights` is (the default);
+        given one (a compiled copy, :mod:`pyro_vae.inference.compiled`), every pass has
+        ``rows`` samples, the last one padded with repeats of its own draws, so that a
+        function compiled for static shapes is compiled once."""
         values = self.draw_latents(x, num_samples, proposal)
         from_guide = Proposal.of(proposal).uses_guide
-        step = max(1, self.SCORE_ROWS // max(x.shape[0], 1))
+        step = rows or self.pass_samples(x.shape[0])
         parts = []
         for start in range(0, num_samples, step):
             block = {n: v[start : start + step] for n, v in values.items()}
-            joint, prior, guide = self.log_densities(x, block, with_guide=from_guide)
-            parts.append(joint - (guide if from_guide else prior))
+            drawn = min(step, num_samples - start)
+            if score is None:
+                parts.append(self.pass_log_weights(x, block, from_guide))
+                continue
+            if drawn < step:
+                block = {n: _padded(v, step) for n, v in block.items()}
+            parts.append(score(x, block, from_guide)[:drawn])
         return torch.cat(parts)
+
+    def pass_samples(self, num_data: int, num_samples: int | None = None) -> int:
+        """Samples per pass of :meth:`importance_log_weights` for ``num_data`` datapoints:
+        as many as make :attr:`SCORE_ROWS` rows, or, given the estimate's ``num_samples``,
+        the same number of passes with their samples spread evenly (no pass mostly padding)."""
+        most = max(1, self.SCORE_ROWS // max(num_data, 1))
+        if num_samples is None:
+            return most
+        return -(-num_samples // -(-num_samples // most))
+
+    def pass_log_weights(
+        self, x: torch.Tensor, values: dict[str, torch.Tensor], from_guide: bool
+    ) -> torch.Tensor:
+        """One pass of :meth:`importance_log_weights`: ``log p(x, z) − log q(z | x)`` (or
+        ``− log p(z)``, ``from_guide=False``) at ``values`` of shape ``(k, N, *event)``."""
+        joint, prior, guide = self.log_densities(x, values, with_guide=from_guide)
+        return joint - (guide if from_guide else prior)
 
     # --- the latent space ---------------------------------------------------------------
 
@@ -551,3 +586,19 @@ def _mean(d, draws: int) -> torch.Tensor:
         return d.mean
     except NotImplementedError:
         return d.sample((draws,)).mean(0)
+
+
+def _total(terms) -> torch.Tensor:
+    """The sum of ``terms`` as a loop (torch.compile traces a loop where ``sum`` of a
+    generator breaks its graph)."""
+    total = 0
+    for term in terms:
+        total = total + term
+    return total
+
+
+def _padded(value: torch.Tensor, rows: int) -> torch.Tensor:
+    """``value`` grown to ``rows`` along its first dimension by repeating its own rows (real
+    draws, so the padding's weights are finite; they are dropped)."""
+    repeats = -(-rows // value.shape[0])
+    return value.repeat(repeats, *([1] * (value.dim() - 1)))[:rows]

@@ -194,6 +194,8 @@ class EvaluationReport:
     khat_undefined: int = 0
     log_px_by_num_samples: list[CurvePoint] = field(default_factory=list)
     seconds: float = 0.0
+    #: Of ``seconds``, the compilation of the importance weights' passes (``--compile``).
+    compile_seconds: float | None = _optional()
     ais: AisSection | None = _optional()
     decomposition: DecompositionSection | None = _optional()
     surgery: SurgerySection | None = _optional()
@@ -365,12 +367,17 @@ def section(r: EvaluationReport) -> list[str]:
     return lines + (["", *skipped] if skipped else [])
 
 
+def _compiling(r: EvaluationReport) -> str:
+    return "" if r.compile_seconds is None else f" ({r.compile_seconds:.1f} s compiling)"
+
+
 def _diagnostics_markdown(r: EvaluationReport) -> list[str]:
     return [
         f"Median effective sample size {fmt(r.ess_median, '.1f')} of {r.num_samples}; median "
         f"Pareto k̂ {fmt(r.khat_median, '.3f')}; {r.khat_above} datapoints with k̂ > 0.7 "
         f"(estimate unreliable there), {r.khat_undefined} where k̂ is undefined (too few "
-        f"distinct weights). {r.seconds:.1f} s, peak memory {r.peak_rss_mb:.0f} MB.",
+        f"distinct weights). {r.seconds:.1f} s{_compiling(r)}, peak memory "
+        f"{r.peak_rss_mb:.0f} MB.",
         "",
         *markdown_table(
             ["K", r.estimand.log_p_hat, "Monte Carlo stderr"],

@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..devices import module_device
+from ..inference.compiled import check_compile, compile_pays
 from ..inference.elbo import ElboGap, elbo
 from ..inference.gap import GapDecomposition, Refinement, refined_elbo
 from ..inference.log_likelihood import LogLikelihood, log_likelihood
@@ -99,6 +100,7 @@ class _Sampling:
     ais_samples: int = 16
     ais_steps: int = 500
     decompose: bool = False
+    compile: bool = False  # the importance weights' passes, by torch.compile
 
 
 @one_writer
@@ -120,15 +122,19 @@ def evaluate_run(
     surgery_components: int | None = None,
     steps: bool | None = None,
     precision: str = "fp32",
+    compile: bool | None = None,
     device=None,
     checkpoint: str = "last",
 ) -> Evaluation | None:
     """Evaluate each test datapoint of a run and write the results (see the module docstring
     for what each option adds); returns the :class:`~pyro_vae.runs.evaluation.Evaluation`
     (None in a torchrun process other than rank 0, which gathers and writes). ``checkpoint``:
-    the weights of the ``"last"`` epoch, or the ``"best"`` by the validation ELBO."""
+    the weights of the ``"last"`` epoch, or the ``"best"`` by the validation ELBO.
+    ``compile``: importance weights by compiled passes (:mod:`~pyro_vae.inference.compiled`);
+    None: where the whole evaluation is large enough to pay for compiling."""
     run_dir = Path(run_dir)
     check_precision(precision)
+    check_compile(compile)
     check_components(surgery_components)
     # Refused before minutes of sampling: a report.json that cannot be extended, bad folders.
     report = on_main(lambda: _prepare_outputs(run_dir))
@@ -137,9 +143,11 @@ def evaluate_run(
     dataset = prepare_data(vae, config)
     indices = dataset.test_indices(max_data, seed=seed)
     estimator = "trace_mean_field" if default_objective(vae) == "trace_mean_field" else "trace"
+    if compile is None:  # decided for the whole evaluation, not batch by batch
+        compile = compile_pays(num_samples, len(indices))
     sampling = _Sampling(
         *(num_samples, elbo_samples, estimator, Proposal.of(proposal), batch_size, progress),
-        *(seed, precision, ais, ais_samples, ais_steps, decompose),
+        *(seed, precision, ais, ais_samples, ais_steps, decompose, compile),
     )
     pyro.set_rng_seed(seed)
     # Under torchrun each process takes a contiguous shard of the datapoints; rank 0 gathers.
@@ -254,6 +262,8 @@ def _estimate_shard(vae, x, ids, sampling: _Sampling) -> tuple[dict, dict[str, f
     seconds, began = {}, time.perf_counter()
     parts = {"gap": _importance_sampling(vae, x, ids, sampling)}
     seconds["importance_sampling"] = time.perf_counter() - began
+    if parts["gap"] is not None and "compile_seconds" in parts["gap"].log_likelihood.details:
+        seconds["compiling"] = parts["gap"].log_likelihood.details["compile_seconds"]
     w = world()
     if w.rank:  # AIS and refinement draw from the global stream: another one per process
         pyro.set_rng_seed(datapoint_seeds(sampling.seed, [w.rank])[0] % 2**32)
@@ -284,6 +294,7 @@ def _importance_sampling(vae, x, ids, sampling: _Sampling) -> ElboGap | None:
             record_at=_curve_points(sampling.num_samples),
             proposal=sampling.proposal,
             seed=sampling.seed,
+            compile=sampling.compile,
             **streams,
         )
         bound = elbo(

@@ -204,6 +204,7 @@ class Evaluation(SummaryKeys, Result):
             **_khat_fields(KhatCounts.of(arrays["khat"][keep])),
             log_px_by_num_samples=self._curve(),
             seconds=self.seconds.get("importance_sampling", 0.0),
+            compile_seconds=self.seconds.get("compiling"),
             ais=self._ais_section(),
             decomposition=self._decomposition_section(),
             surgery=_section(SurgerySection, self.surgery),

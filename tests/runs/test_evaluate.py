@@ -208,3 +208,29 @@ def test_evaluate_with_the_prior_as_proposal_is_the_naive_estimator(digits_run):
     arrays = np.load(digits_run / "evaluation.npz")
     assert np.allclose(arrays["log_px"], direct.log_px.numpy(), rtol=0, atol=1e-9)
     assert "samples from the prior (naive Monte Carlo)" in (digits_run / "report.md").read_text()
+
+
+def test_evaluate_compile_on_reports_the_compile_time(trained_run, monkeypatch, capsys):
+    import pyro_vae.inference.log_likelihood as log_likelihood_module
+
+    compiled = []
+
+    def counting_pass(owner):  # the eager pass standing in for the compiled one, counted
+        def score(x, values, from_guide):
+            compiled.append(x.shape)
+            return owner.pass_log_weights(x, values, from_guide)
+
+        return score
+
+    monkeypatch.setattr(log_likelihood_module, "compiled_pass", counting_pass)
+    args = ["evaluate", str(trained_run), "--num-samples", "60", "--max-data", "10"]
+    assert main([*args, "--compile", "on", "--no-progress"]) == 0
+    report = json.loads((trained_run / "report.json").read_text())["evaluation"]
+    assert compiled and report["compile_seconds"] >= 0
+    assert "s compiling)" in (trained_run / "report.md").read_text()
+    assert main([*args, "--compile", "off", "--no-progress"]) == 0
+    report = json.loads((trained_run / "report.json").read_text())["evaluation"]
+    assert "compile_seconds" not in report
+    capsys.readouterr()
+    assert main([*args, "--compile", "sometimes"]) == 2
+    assert "argument --compile: invalid choice" in capsys.readouterr().err
