@@ -1,17 +1,18 @@
 """Time per training step: pyro_vae's steps against a hand-written PyTorch VAE step.
 
-Two pyro_vae steps are timed: the one training takes for these objectives, the fused step
+Three pyro_vae steps are timed: the one training takes for these objectives, the fused step
 (:mod:`pyro_vae.objectives.fused`: the same loss computed from the modules without poutine
-traces), and
-Pyro's own estimator, ``elbo.differentiable_loss(vae.model, vae.guide, x)``, which training
-falls back to. All use the same nets (784-400-50, tanh; diagonal Gaussian encoder with softplus
-scales; Bernoulli decoder), the same batch (128 binarized MNIST images, or random binary images
-when the data set is not available), the same ``torch.optim.Adam``, and the same loss: the
-single-sample ELBO with the analytic KL (the reference for ``trace_mean_field``) or with the
-sampled log p(z) − log q(z|x) (the reference for ``trace``). The steps take turns, round by
-round, so a slow spell on a shared machine hits all alike; printed for each pyro_vae step is
-the median over rounds of its time over the hand-written step's time in the same round, with
-the quartiles of that ratio in brackets.
+traces); the fused step compiled by ``torch.compile`` (``train --compile``; its compile time,
+paid once on the first step, is printed apart); and Pyro's own estimator,
+``elbo.differentiable_loss(vae.model, vae.guide, x)``, which training falls back to. All use
+the same nets (784-400-50, tanh; diagonal Gaussian encoder with softplus scales; Bernoulli
+decoder), the same batch (128 binarized MNIST images, or random binary images when the data
+set is not available), the same ``torch.optim.Adam``, and the same loss: the single-sample
+ELBO with the analytic KL (the reference for ``trace_mean_field``) or with the sampled
+log p(z) − log q(z|x) (the reference for ``trace``). The steps take turns, round by round, so
+a slow spell on a shared machine hits all alike; printed for each pyro_vae step is the median
+over rounds of its time over the hand-written step's time in the same round, with the
+quartiles of that ratio in brackets.
 
     PYRO_VAE_DATA=../shared/data python benchmarks/svi_step.py
 """
@@ -85,7 +86,7 @@ def pyro_vae_step(vae, optimizer, elbo, x: torch.Tensor):
     return loss.item()
 
 
-STEPS = ("fused", "pyro", "hand_written")
+STEPS = ("fused", "compiled", "pyro", "hand_written")
 
 
 def measure(objective: str, x: torch.Tensor, steps: int, rounds: int) -> dict:
@@ -93,8 +94,13 @@ def measure(objective: str, x: torch.Tensor, steps: int, rounds: int) -> dict:
     optimizers = {name: torch.optim.Adam(v.parameters(), lr=1e-3) for name, v in vaes.items()}
     elbos = {
         "fused": ObjectiveChoice(objective).fused_step(vaes["fused"]),
+        "compiled": ObjectiveChoice(objective).fused_step(vaes["compiled"]),
         "pyro": ObjectiveChoice(objective).build(vaes["pyro"]),
     }
+    elbos["compiled"].compile()
+    began = time.perf_counter()  # the compilation, on the first step (forward and backward)
+    pyro_vae_step(vaes["compiled"], optimizers["compiled"], elbos["compiled"], x)
+    compile_seconds = time.perf_counter() - began
     analytic = objective == "trace_mean_field"
     runs = {name: [] for name in STEPS}
     for r in range(rounds + 1):  # round 0 warms up
@@ -114,13 +120,14 @@ def measure(objective: str, x: torch.Tensor, steps: int, rounds: int) -> dict:
     # spread.
     ratios = {
         k: sorted(a / b for a, b in zip(runs[k], runs["hand_written"], strict=True))
-        for k in ("fused", "pyro")
+        for k in ("fused", "compiled", "pyro")
     }
     return {
         "objective": objective,
         "ms_per_step": {k: 1000 * v for k, v in medians.items()},
         "ratio": {k: statistics.median(v) for k, v in ratios.items()},
         "ratio_quartiles": {k: statistics.quantiles(v, n=4)[::2] for k, v in ratios.items()},
+        "compile_seconds": compile_seconds,
         "all": runs,
     }
 
@@ -145,7 +152,9 @@ def main():
         print(
             f"{objective:>17}: hand-written {ms['hand_written']:.2f} ms per step; "
             f"fused {ms['fused']:.2f} ms, ratio {ratio['fused']:.2f}x "
-            f"[{q['fused'][0]:.2f}–{q['fused'][1]:.2f}] (target ≤ 1.05); "
+            f"[{q['fused'][0]:.2f}–{q['fused'][1]:.2f}]; compiled {ms['compiled']:.2f} ms, ratio "
+            f"{ratio['compiled']:.2f}x [{q['compiled'][0]:.2f}–{q['compiled'][1]:.2f}] "
+            f"(compiling {r['compile_seconds']:.0f} s once; target ≤ 1.05); "
             f"Pyro's estimator {ms['pyro']:.2f} ms, ratio {ratio['pyro']:.2f}x "
             f"[{q['pyro'][0]:.2f}–{q['pyro'][1]:.2f}]"
         )

@@ -276,6 +276,7 @@ RUN_SETTINGS = (
     "seed",
     "binarization",
     "fused",
+    "compile",
 )
 
 
@@ -696,6 +697,13 @@ def _objective_options(group) -> None:
         default=None,
         help="fused single-particle step for trace/trace_mean_field, checked against Pyro's "
         "(default on; --no-fused always steps with Pyro's estimator)",
+    )
+    group.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the fused step compiled by torch.compile, forward and backward, checked against "
+        "Pyro's like the fused step (default off: compiling takes tens of seconds)",
     )
 
 

@@ -41,11 +41,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import torch
+from pyro.distributions.util import sum_rightmost
+from torch.distributions import Independent
+from torch.distributions.kl import _dispatch_kl
 
 from ..devices import fork_rng, rng_state, set_rng_state
 from ..inference.importance import closed_form_kl
+from ..model.compiling import compiling
 from ..model.latent_model import LatentModel
 from ..spec.parse import DATA
 
@@ -64,6 +69,22 @@ class FusedELBO:
 
     def __init__(self, vae: LatentModel, analytic_kl: bool, kl_weight: float = 1.0):
         self.vae, self.analytic_kl, self.kl_weight = vae, analytic_kl, kl_weight
+        self._compiled = None  # the loss through torch.compile, once compile() was called
+        self._beta = None  # β as a tensor for the compiled loss: a new β is not a new graph
+        self._kl_plans: dict[str, KLPlan] = {}  # per latent, its KL for the compiled loss
+
+    def compile(self, enabled: bool = True) -> None:
+        """Compute the loss, forward and backward, through ``torch.compile``: TorchInductor
+        fuses each stretch of elementwise work between the products. The draws stay
+        PyTorch's own (inductor's random operations fall back to them: the same stream, the
+        same values), so :func:`checked_step` still compares the compiled loss and gradients
+        with Pyro's on the same latents. Data-parallel shards (``rows``) stay uncompiled.
+        ``enabled=False``: back to the uncompiled loss."""
+        self._compiled = torch.compile(self._negative_elbo, dynamic=False) if enabled else None
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
 
     def differentiable_loss(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         """Drop-in for a Pyro estimator's ``differentiable_loss(vae.model, vae.guide, x)``."""
@@ -76,6 +97,20 @@ class FusedELBO:
         of every row still drawn as for the whole batch: data-parallel training, where each
         process scores its shard of the batch and all draw what one process would
         (:mod:`pyro_vae.runs.distributed`)."""
+        if self._compiled is None or rows is not None:
+            return self._negative_elbo(x, rows)
+        if self._beta is None or self._beta.device != x.device:
+            self._beta = torch.ones((), device=x.device)
+        self._beta.fill_(self.kl_weight)
+        if self.analytic_kl and len(self._kl_plans) < len(self.vae.prior):
+            with fork_rng(x.device), torch.no_grad():  # an eager pass finds each latent's KL
+                self._negative_elbo(x)
+        from torch._inductor import config as inductor_config  # imported where compiling
+
+        with inductor_config.patch(fallback_random=True):
+            return self._compiled(x)
+
+    def _negative_elbo(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         batch = x.shape[:1]
 
         def mine(t):  # this process's rows (without a slice op when it has them all)
@@ -93,7 +128,7 @@ class FusedELBO:
         # Pyro's order of summation (model sites in model order, then the guide's), so that the
         # two agree to the last few bits, not just in value.
         model_terms = [
-            mine(self._latent_term(node(values), guide[node.name], values[node.name])).sum()
+            mine(self._latent_term(node.name, node(values), guide[node.name], values)).sum()
             for node in self.vae.prior
         ]
         scored = values if rows is None else {k: v[rows] for k, v in values.items()}
@@ -118,19 +153,66 @@ class FusedELBO:
 
     def _weighted(self, log_density: torch.Tensor) -> torch.Tensor:
         """A latent's per-datapoint term times β, before summing, as Pyro scales a site."""
+        if compiling():  # β read from a tensor: changing it does not recompile
+            return log_density * self._beta
         return log_density if self.kl_weight == 1 else log_density * self.kl_weight
 
-    def _latent_term(self, p, q, z: torch.Tensor) -> torch.Tensor:
+    def _latent_term(self, name: str, p, q, values) -> torch.Tensor:
         """This latent's part of the ELBO per datapoint, less log q for the sampled estimator."""
+        z = values[name]
         if self.analytic_kl:
             # As TraceMeanField_ELBO: −KL(q‖p) where a closed form is registered, else sampled.
-            kl = closed_form_kl(q, p)
+            kl = self._closed_form_kl(name, q, p)
             if kl is None:
                 return self._weighted(p.log_prob(z)) - self._weighted(q.log_prob(z))
             if not torch.is_tensor(kl):
                 kl = torch.as_tensor(kl)
             return -self._weighted(kl.expand(q.batch_shape))
         return self._weighted(p.log_prob(z))  # log q(z) is subtracted after the model's
+
+    def _closed_form_kl(self, name: str, q, p):
+        """KL(q ‖ p) of latent ``name`` in closed form, or None; while compiling, by the
+        function an eager call found for it (torch's lookup of a KL cannot be traced)."""
+        if not compiling():
+            if self._compiled is not None:
+                self._kl_plans[name] = KLPlan.of(q, p)
+            return closed_form_kl(q, p)
+        return self._kl_plans[name](q, p)
+
+
+@dataclass(frozen=True)
+class KLPlan:
+    """How to compute KL(q ‖ p) of a pair of distributions inside a compiled graph: the
+    registered function of the pair's types, applied under ``levels`` layers of matching
+    ``Independent`` wrappers and summed over the ``dims`` dimensions they reinterpret (what
+    Pyro's KL of two Independents does, without a second lookup); ``function`` None: no
+    closed form."""
+
+    function: object
+    levels: int = 0
+    dims: int = 0
+
+    @classmethod
+    def of(cls, q, p) -> KLPlan:
+        levels, dims, base_q, base_p = 0, 0, q, p
+        while (
+            isinstance(base_q, Independent)
+            and isinstance(base_p, Independent)
+            and base_q.reinterpreted_batch_ndims == base_p.reinterpreted_batch_ndims
+        ):
+            levels, dims = levels + 1, dims + base_q.reinterpreted_batch_ndims
+            base_q, base_p = base_q.base_dist, base_p.base_dist
+        function = _dispatch_kl(type(base_q), type(base_p))
+        if function is NotImplemented:  # then only the wrapped pair may have one
+            levels, dims, function = 0, 0, _dispatch_kl(type(q), type(p))
+        return cls(None if function is NotImplemented else function, levels, dims)
+
+    def __call__(self, q, p):
+        if self.function is None:
+            return None
+        for _ in range(self.levels):
+            q, p = q.base_dist, p.base_dist
+        return sum_rightmost(self.function(q, p), self.dims)
 
 
 def fused_elbo(vae: LatentModel, analytic_kl: bool) -> FusedELBO | None:
@@ -148,12 +230,12 @@ def checked_step(vae: LatentModel, elbo, fused: FusedELBO, batch: torch.Tensor):
 
     Runs inside a forked random state, so the check does not shift the caller's stream.
     """
-    device = (batch[0] if isinstance(batch, tuple) else batch).device
+    device = _batch_device(batch)
     with fork_rng(device):
         state = rng_state(device)
         expected = _loss_and_gradients(vae, elbo, batch)
         set_rng_state(device, state)
-        got = _loss_and_gradients(vae, fused, batch)  # non-finite here: a disagreement
+        got = _fused_loss_and_gradients(vae, fused, batch, state)
     disagreement = _disagreement(expected, got)
     if disagreement is None:
         return fused
@@ -163,6 +245,24 @@ def checked_step(vae: LatentModel, elbo, fused: FusedELBO, batch: torch.Tensor):
         stacklevel=3,
     )
     return elbo
+
+
+def _fused_loss_and_gradients(vae: LatentModel, fused: FusedELBO, batch, state):
+    """The fused step's loss and gradients from the random ``state``; where its compilation
+    fails, the uncompiled step's, with a warning."""
+    try:
+        return _loss_and_gradients(vae, fused, batch)  # non-finite here: a disagreement
+    except Exception as error:  # noqa: BLE001 -- any failure to compile falls back
+        if not fused.compiled:
+            raise
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        warnings.warn(
+            f"torch.compile failed ({lines[0]}); training with the uncompiled fused step",
+            stacklevel=4,
+        )
+    fused.compile(False)
+    set_rng_state(_batch_device(batch), state)
+    return _loss_and_gradients(vae, fused, batch)
 
 
 def _loss_and_gradients(vae: LatentModel, elbo, batch) -> tuple[float, dict[str, torch.Tensor]]:
@@ -178,6 +278,11 @@ def _loss_and_gradients(vae: LatentModel, elbo, batch) -> tuple[float, dict[str,
         name: torch.zeros_like(p) if g is None else g
         for (name, p), g in zip(params.items(), grads, strict=True)
     }
+
+
+def _batch_device(batch) -> torch.device:
+    """The device of a batch: a tensor, or a tuple of them (a sequence model's)."""
+    return (batch[0] if isinstance(batch, tuple) else batch).device
 
 
 def _disagreement(expected, got) -> str | None:

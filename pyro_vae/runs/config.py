@@ -98,6 +98,7 @@ class TrainConfig:
     binarization: str | None = None  # None: "dynamic" for binary likelihoods on grey data
     data_options: dict = field(default_factory=dict)
     fused: bool = True  # use the fused step (pyro_vae.objectives.fused) where it applies
+    compile: bool = False  # the fused step through torch.compile (FusedELBO.compile)
     #: The data set's arrays the pair is called with, in order: model(x), model(x, labels).
     args: tuple[str, ...] = JUST_X
 
@@ -110,8 +111,9 @@ class TrainConfig:
             raise PyroVaeError(f"data must be a data set name or file, got {self.data!r}")
         if not isinstance(self.data_options, dict):
             raise PyroVaeError(f"data_options must be a table, got {self.data_options!r}")
-        if not isinstance(self.fused, bool):
-            raise PyroVaeError(f"fused must be true or false, got {self.fused!r}")
+        for name in ("fused", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise PyroVaeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if (
             not isinstance(self.args, tuple | list)
             or not self.args

@@ -360,6 +360,8 @@ class _Loop:
                 with torch.no_grad(), pyro.validation_enabled(True), quiet:
                     elbo.loss(vae.model, vae.guide, *as_args(batch))
                 return elbo
+        if config.compile:
+            fused.compile()
         with pyro.validation_enabled(True):
             return checked_step(vae, elbo, fused, batch)
 
@@ -409,7 +411,7 @@ class _Loop:
                 vae, self.dataset.arrays("test", names), evaluator, device=self.device
             ),
             "seconds": time.perf_counter() - began,
-            "step": "fused" if isinstance(elbo, FusedELBO) else "pyro",
+            "step": _step_name(elbo),
         }
         if config.validation is not None:  # after the test ELBO: its draws come first
             valid = self.dataset.arrays("valid", names)
@@ -523,3 +525,11 @@ def quiet_unenumerated(apart: tuple[str, ...]):
         if apart:
             warnings.filterwarnings("ignore", "TraceEnum_ELBO found no sample sites")
         yield
+
+
+def _step_name(elbo) -> str:
+    """What ``metrics.jsonl`` records of an epoch's step: Pyro's estimator, the fused step, or
+    the fused step compiled."""
+    if not isinstance(elbo, FusedELBO):
+        return "pyro"
+    return "compiled" if elbo.compiled else "fused"

@@ -6,6 +6,7 @@ import torch
 
 import pyro_vae as pv
 from pyro_vae.objectives.fused import FusedELBO
+from pyro_vae.objectives.kl_weight import KLWeighted
 from pyro_vae.objectives.registry import ObjectiveChoice
 from tests.helpers import SPECS
 
@@ -161,3 +162,81 @@ def test_a_fused_gradient_that_disagrees_falls_back_to_pyros(monkeypatch):
     with pytest.warns(UserWarning, match="fused training step disagrees.*gradient"):
         result = train(pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0))
     assert result.final["step"] == "pyro"
+
+
+@pytest.mark.parametrize("objective", ["trace", "trace_mean_field"])
+def test_the_compiled_fused_step_equals_pyros_on_the_same_draws(objective):
+    vae = pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0)
+    x = torch.rand(16, 64, generator=torch.Generator().manual_seed(1)).round()
+    choice = ObjectiveChoice(objective)
+    compiled = choice.fused_step(vae)
+    compiled.compile()
+    assert compiled.compiled
+    for beta in (1.0, 0.25):  # β is a tensor of the compiled graph, not a constant in it
+        compiled.kl_weight = beta
+        expected = KLWeighted(choice.build(vae), beta) if beta != 1 else choice.build(vae)
+        loss, grads = loss_and_gradients(vae, expected, x)
+        got, got_grads = loss_and_gradients(vae, compiled, x)
+        assert got.item() == pytest.approx(loss.item(), rel=1e-5)
+        for name, g in grads.items():
+            assert torch.allclose(got_grads[name], g, rtol=1e-4, atol=1e-5 * g.abs().max()), name
+    # The draws are PyTorch's own: the random stream is left where Pyro's estimator leaves it.
+    torch.manual_seed(3)
+    choice.build(vae).differentiable_loss(vae.model, vae.guide, x)
+    after_pyro = torch.rand(1)
+    torch.manual_seed(3)
+    compiled.differentiable_loss(vae.model, vae.guide, x)
+    assert torch.equal(torch.rand(1), after_pyro)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("pair", "objective"), CASES)
+def test_compiled_fused_steps_of_every_pair_equal_pyros(pair, objective):
+    model, guide, dim, binary, _ = PAIRS[pair]
+    vae = pv.load(model, guide, data_shape=(dim,), seed=0)
+    x = torch.rand(16, dim, generator=torch.Generator().manual_seed(1))
+    x = x.round() if binary else x
+    choice = ObjectiveChoice(objective)
+    compiled = choice.fused_step(vae)
+    compiled.compile()
+    loss, grads = loss_and_gradients(vae, choice.build(vae), x)
+    got, got_grads = loss_and_gradients(vae, compiled, x)
+    assert got.item() == pytest.approx(loss.item(), rel=1e-5)
+    for name, g in grads.items():
+        if g is not None:
+            assert torch.allclose(got_grads[name], g, rtol=1e-4, atol=1e-5 * g.abs().max()), name
+
+
+def test_training_with_the_compiled_step_follows_the_fused_run():
+    fused = train(pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0))
+    compiled = train(pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0), compile=True)
+    assert [r["step"] for r in compiled.history] == ["compiled"]
+    assert compiled.final["train_elbo"] == pytest.approx(fused.final["train_elbo"], rel=1e-5)
+    expected = fused.vae.state_dict()
+    for name, value in compiled.vae.state_dict().items():
+        assert torch.allclose(value, expected[name], rtol=1e-4, atol=1e-5), name
+
+
+def test_a_compilation_that_fails_trains_with_the_uncompiled_fused_step(monkeypatch):
+    expected = train(pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0))
+
+    def failing_compile(fn, **options):
+        def compiled(*args, **kwargs):
+            raise RuntimeError("InductorError: no working C++ compiler\ndetails")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    with pytest.warns(UserWarning, match=r"torch.compile failed \(InductorError: no working"):
+        result = train(
+            pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0), compile=True
+        )
+    assert result.final["step"] == "fused"
+    for name, value in result.vae.state_dict().items():  # the fused run, bit for bit
+        assert torch.equal(value, expected.vae.state_dict()[name]), name
+
+
+def test_compile_must_be_a_boolean():
+    vae = pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0)
+    with pytest.raises(pv.PyroVaeError, match="compile must be true or false, got 'yes'"):
+        train(vae, compile="yes")
