@@ -60,7 +60,7 @@ NEEDS_VALIDATION = {"early_stop": "stops on the validation ELBO"}
 #: Settings written to ``config.json`` only when they differ from their default, so that the
 #: files of runs made before they existed read back the same.
 OPTIONAL = {"lr_schedule": None, "validation": None, "early_stop": None, "free_bits": 0.0,
-            "free_bits_per": "site", "tensorboard": False}  # fmt: skip
+            "free_bits_per": "site", "tensorboard": False, "compile": False}  # fmt: skip
 
 
 @dataclass

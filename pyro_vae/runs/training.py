@@ -372,6 +372,8 @@ class _Loop:
             raise PyroVaeError("torchrun trains spec-built models only")
         if self.vae.model_spec.sequential:
             raise PyroVaeError("torchrun: sequence models train in one process (not sharded yet)")
+        if self.config.compile:  # each process scores a shard: the uncompiled fused loss
+            raise PyroVaeError("--compile: torchrun trains with the uncompiled step; leave it out")
         if not isinstance(elbo, FusedELBO) and not self.own_stream:
             # Pyro's estimators draw the latents of their own shard: from a stream of their own.
             torch.manual_seed(hash((self.config.seed, self.world.rank)) % 2**62)
