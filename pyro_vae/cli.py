@@ -165,10 +165,15 @@ def _cmd_check(args) -> int:
                 parents = f"  <- {node.name}[t-1], rnn({rnn}) over x via {node.net.describe()}"
             options = ", ".join(f"{k}={v}" for k, v in node.options.items() if v is not None)
             print(f"  {node.name:<6} {node.family}{f'({options})' if options else ''}{parents}")
-        usable = [n for n in OBJECTIVES.names() if ObjectiveChoice(n).usable_with(vae)]
+        usable = [n for n in OBJECTIVES.names() if _fewest_particles(n).usable_with(vae)]
         print(f"objectives: {', '.join(usable)}")
     print("ok")
     return 0
+
+
+def _fewest_particles(name: str) -> ObjectiveChoice:
+    """The objective ``name`` with the fewest particles it takes (VIMCO's are 2)."""
+    return ObjectiveChoice(name, OBJECTIVES.get(name).min_particles)
 
 
 #: The datapoint shape ``check`` builds nets for without ``--data``: a small grey image, so

@@ -97,12 +97,15 @@ def _traces(model, guide, args, kwargs, num_samples, layout, from_guide, path_gr
 @dataclass(frozen=True)
 class WeightTerm:
     """One site's signed part of the log weights, per (particle, datapoint): ``+log p`` of a
-    model site (``observed`` or not), ``−log q`` of a guide site (``in_guide``)."""
+    model site (``observed`` or not), ``−log q`` of a guide site (``in_guide``; whether it was
+    drawn by reparameterization, ``reparameterized``, decides if it needs a score-function
+    term)."""
 
     name: str
     value: torch.Tensor
     observed: bool = False
     in_guide: bool = False
+    reparameterized: bool = True
 
 
 def log_weight_terms(
@@ -124,7 +127,8 @@ def log_weight_terms(
             (sign * reduced(log_density, site, layout, 0)).expand(shape)
         )
         observed = bool(site["is_observed"]) and sign > 0
-        terms.append(WeightTerm(site["name"], value, observed, in_guide=sign < 0))
+        drawn = sign > 0 or bool(getattr(site["fn"], "has_rsample", False))
+        terms.append(WeightTerm(site["name"], value, observed, sign < 0, drawn))
     return terms
 
 

@@ -35,17 +35,19 @@ def check_reparameterized(vae: LatentModel, objective: str) -> None:
             )
 
 
-def check_dreg(vae: LatentModel) -> None:
-    """DReG holds log q's parameters fixed, which is exact only if guide sites see x alone."""
-    check_reparameterized(vae, objective="iwae_dreg")
+def check_dreg(vae: LatentModel, objective: str = "iwae_dreg") -> None:
+    """DReG and STL hold log q's parameters fixed, which keeps every path term only if guide
+    sites see x alone (a latent parent's path runs through those parameters)."""
+    check_reparameterized(vae, objective=objective)
     for name, node in vae.guide_spec.latents.items():
         latents = [p for p in node.given if p != "x"]
         if latents:
+            instead = "iwae" if objective == "iwae_dreg" else "trace"
             raise SpecError(
                 vae.guide_spec.path,
                 f"latent.{name}.given",
-                f"objective 'iwae_dreg' supports guides conditioned on x only, but '{name}' "
-                f"also sees {latents}; use objective 'iwae'",
+                f"objective '{objective}' supports guides conditioned on x only, but '{name}' "
+                f"also sees {latents}; use objective '{instead}'",
             )
 
 

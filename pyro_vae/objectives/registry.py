@@ -12,6 +12,12 @@
 ``iwae_dreg``
     :class:`~pyro_vae.objectives.dreg.IWAE_DReG`: the same bound with doubly reparameterized
     gradients.
+``stl``
+    :class:`~pyro_vae.objectives.stl.STL_ELBO`: the ELBO with the sticking-the-landing gradient
+    (log q's score term dropped), averaged over K = num_particles draws.
+``vimco``
+    :class:`~pyro_vae.objectives.vimco.VIMCO`: the K-sample bound with per-sample leave-one-out
+    baselines for guide sites drawn without reparameterization (discrete latents), K ≥ 2.
 ``renyi``
     :class:`~pyro_vae.objectives.renyi.RenyiBound`: the variational Rényi bound of order ``alpha``
     (default 0.5) with K = num_particles samples; IWAE at α = 0, the ELBO as α → 1.
@@ -57,7 +63,9 @@ from .fused import FusedELBO, fused_elbo
 from .fused_sequence import FusedSequenceELBO
 from .iwae import IWAE_ELBO
 from .renyi import RenyiBound
+from .stl import STL_ELBO
 from .trace_graph import TraceGraph_ELBO
+from .vimco import VIMCO
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class Objective:
     kl_weight: bool = False
     free_bits_kl: str | None = None
     description: str = ""
+    min_particles: int = 1  # VIMCO's baselines come from the other samples: at least 2
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
@@ -196,6 +205,24 @@ OBJECTIVES.register("renyi")(
     )
 )
 
+OBJECTIVES.register("stl")(
+    Objective(
+        lambda k, vectorize=True: STL_ELBO(num_particles=k),
+        partial(check_dreg, objective="stl"),
+        description="the ELBO with the sticking-the-landing gradient (Roeder et al. 2017); "
+        "k=K draws averaged",
+    )
+)
+OBJECTIVES.register("vimco")(
+    Objective(
+        lambda k, vectorize=True: VIMCO(num_particles=k),
+        no_enumeration,
+        min_particles=2,
+        description="the K-sample bound with VIMCO's per-sample baselines for discrete latents "
+        "(Mnih & Rezende 2016); k=K >= 2",
+    )
+)
+
 
 #: The most particles an objective may take. A bound on the setting alone, against typos
 #: (``k=99999999999`` would ask for an 800 GB tensor); whether a step with this many fits the
@@ -227,12 +254,12 @@ class ObjectiveChoice:
             raise PyroVaeError(f"objective: expected a name, got {shown(self.name)}")
         if self.name not in OBJECTIVES:
             raise PyroVaeError(OBJECTIVES.unknown_message(shown(self.name)[1:-1]))
-        k = self.num_particles
-        whole = f"a whole number from 1 to {MAX_PARTICLES:,}"
+        k, least = self.num_particles, OBJECTIVES.get(self.name).min_particles
+        whole = f"a whole number from {least} to {MAX_PARTICLES:,}"
         if isinstance(k, bool) or not isinstance(k, int):
             raise PyroVaeError(f"objective '{self.name}': k must be {whole}, got {shown(k)}")
-        if not 1 <= k <= MAX_PARTICLES:
-            bound = "k must be >= 1" if k < 1 else f"k must be <= {MAX_PARTICLES:,}"
+        if not least <= k <= MAX_PARTICLES:
+            bound = f"k must be >= {least}" if k < least else f"k must be <= {MAX_PARTICLES:,}"
             raise PyroVaeError(f"objective '{self.name}': {bound}, got {shown(k)} ({whole})")
         if not isinstance(self.options, dict):
             raise PyroVaeError(
