@@ -80,12 +80,30 @@ def log_weights(
     return particles.per_datapoint(_total(terms, layout, shape, enumerated))
 
 
-def _traces(model, guide, args, kwargs, num_samples, layout, from_guide, path_grad_scale=None):
+def _traces(
+    model,
+    guide,
+    args,
+    kwargs,
+    num_samples,
+    layout,
+    from_guide,
+    path_grad_scale=None,
+    fixed_draws=False,
+):
     """``(particles, model trace, guide trace)``: K samples per datapoint drawn from the guide
-    (or, ``from_guide`` False, the prior: no guide trace) and the model replayed on them."""
+    (or, ``from_guide`` False, the prior: no guide trace) and the model replayed on them;
+    ``fixed_draws``: the guide run again on its draws detached, so that no gradient flows
+    through a draw (each density's gradient is taken at a fixed z)."""
     particles = Particles(layout, num_samples)
     with particles.running(args, kwargs) as (args, kwargs), enumerating(layout):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs) if from_guide else None
+        if guide_trace is not None and fixed_draws:
+            for site in sample_sites(guide_trace):
+                site["value"] = site["value"].detach()
+            guide_trace = poutine.trace(poutine.replay(guide, trace=guide_trace)).get_trace(
+                *args, **kwargs
+            )
         if guide_trace is not None and path_grad_scale is not None:
             _scale_value_grads(guide_trace, layout, particles, path_grad_scale)
         model_trace = poutine.trace(
@@ -109,12 +127,20 @@ class WeightTerm:
 
 
 def log_weight_terms(
-    model, guide, args=(), kwargs=None, *, num_samples: int, layout: PlateLayout
+    model,
+    guide,
+    args=(),
+    kwargs=None,
+    *,
+    num_samples: int,
+    layout: PlateLayout,
+    fixed_draws: bool = False,
 ) -> list[WeightTerm]:
     """The ``(K, N)`` terms of :func:`log_weights`, site by site (model sites in model order,
-    then the guide's), for a pair without enumerated latents; they sum to the log weights."""
+    then the guide's), for a pair without enumerated latents; they sum to the log weights.
+    ``fixed_draws``: no gradient through the draws (reweighted wake-sleep's densities)."""
     particles, model_trace, guide_trace = _traces(
-        model, guide, args, kwargs or {}, num_samples, layout, from_guide=True
+        model, guide, args, kwargs or {}, num_samples, layout, True, fixed_draws=fixed_draws
     )
     shape = particles.program_shape(layout.batch_size(sample_sites(model_trace)))
     terms = []

@@ -18,6 +18,10 @@
 ``vimco``
     :class:`~pyro_vae.objectives.vimco.VIMCO`: the K-sample bound with per-sample leave-one-out
     baselines for guide sites drawn without reparameterization (discrete latents), K ≥ 2.
+``rws``
+    :class:`~pyro_vae.objectives.rws.ReweightedWakeSleep`: the K-sample bound's gradient for the
+    model (wake-θ), the self-normalized wake-φ update for the guide, no gradient through the
+    draws; K ≥ 2.
 ``renyi``
     :class:`~pyro_vae.objectives.renyi.RenyiBound`: the variational Rényi bound of order ``alpha``
     (default 0.5) with K = num_particles samples; IWAE at α = 0, the ELBO as α → 1.
@@ -63,6 +67,7 @@ from .fused import FusedELBO, fused_elbo
 from .fused_sequence import FusedSequenceELBO
 from .iwae import IWAE_ELBO
 from .renyi import RenyiBound
+from .rws import ReweightedWakeSleep
 from .stl import STL_ELBO
 from .trace_graph import TraceGraph_ELBO
 from .vimco import VIMCO
@@ -220,6 +225,15 @@ OBJECTIVES.register("vimco")(
         min_particles=2,
         description="the K-sample bound with VIMCO's per-sample baselines for discrete latents "
         "(Mnih & Rezende 2016); k=K >= 2",
+    )
+)
+OBJECTIVES.register("rws")(
+    Objective(
+        lambda k, vectorize=True: ReweightedWakeSleep(num_particles=k),
+        no_enumeration,
+        min_particles=2,
+        description="reweighted wake-sleep (Bornschein & Bengio 2015): the K-sample bound for "
+        "the model, wake-phi for the guide; k=K >= 2",
     )
 )
 
