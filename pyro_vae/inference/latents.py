@@ -118,7 +118,10 @@ def _kind(site) -> str:
     if support is constraints.real:
         return "real"
     if support.is_discrete:
-        return "discrete" if fn.has_enumerate_support else "discrete with an infinite support"
+        if fn.has_enumerate_support:
+            return "discrete"
+        # Independent binary units (a sigmoid belief network's) have 2^dim values: too many
+        return "discrete without an enumerable support (infinite, or a product of many units)"
     return f"constrained ({support})"
 
 

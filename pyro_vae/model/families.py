@@ -346,9 +346,14 @@ class PixelLogits(Family):
 
 @FAMILIES.register("bernoulli")
 class Bernoulli(PixelLogits):
-    """Independent Bernoulli pixels with logits from the net (binary data)."""
+    """Independent Bernoulli units with logits from the net: binary pixels of an observed
+    node, or ``dim`` binary latent units (a sigmoid belief network's layer; without parents,
+    learned logits). A latent Bernoulli has no reparameterization: train it with an objective
+    that has score-function terms (``trace``, ``vimco``, ``rws``)."""
 
     support = "binary"
+    roles = frozenset({Role.OBSERVED, Role.LATENT})
+    reparameterized = False
 
     @staticmethod
     def distribution(logits):

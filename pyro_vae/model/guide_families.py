@@ -25,6 +25,8 @@ when it has none.
     affine autoregressive flows whose networks also see a context vector from the same net.
 ``categorical`` / ``enumerate``
     an amortized categorical, or no guide site at all: the model sums the latent out.
+``bernoulli``
+    independent amortized Bernoulli units, for binary latents (a sigmoid belief network's).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from torch import nn
 from ..registry import Registry
 from ..spec.options import Option, one_of, positive_int
 from .counting import FamilyShape, Size, head_or_own, sum_of, times
-from .families import MIN_SCALE, Categorical, Family, Normal, OptionError
+from .families import MIN_SCALE, Bernoulli, Categorical, Family, Normal, OptionError
 from .flows import (
     FLOW_OPTIONS,
     autoregressive_flows,
@@ -293,6 +295,12 @@ ENUMERATE = "enumerate"
 )
 def categorical(target: Family, conditional: bool, enumerate: str | None = None) -> Family:
     return Categorical(target.size, conditional, weights=None if conditional else "learned")
+
+
+@register_guide_family("bernoulli", {"binary"}, count=Bernoulli.count)
+def bernoulli(target: Family, conditional: bool) -> Family:
+    """Independent Bernoulli units, logits from the net (or learned, without parents)."""
+    return Bernoulli(target.size, conditional)
 
 
 @register_guide_family("enumerate", {"categorical"}, sampled=False)
