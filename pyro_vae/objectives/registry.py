@@ -22,6 +22,10 @@
     :class:`~pyro_vae.objectives.rws.ReweightedWakeSleep`: the K-sample bound's gradient for the
     model (wake-θ), the self-normalized wake-φ update for the guide, no gradient through the
     draws; K ≥ 2.
+``tvo``
+    :class:`~pyro_vae.objectives.tvo.TVO`: the thermodynamic variational objective, a left
+    Riemann sum over ``partitions`` points of β from the ELBO (one partition) toward log p(x),
+    with covariance gradients at fixed draws (discrete latents too).
 ``renyi``
     :class:`~pyro_vae.objectives.renyi.RenyiBound`: the variational Rényi bound of order ``alpha``
     (default 0.5) with K = num_particles samples; IWAE at α = 0, the ELBO as α → 1.
@@ -70,6 +74,7 @@ from .renyi import RenyiBound
 from .rws import ReweightedWakeSleep
 from .stl import STL_ELBO
 from .trace_graph import TraceGraph_ELBO
+from .tvo import TVO
 from .vimco import VIMCO
 
 
@@ -147,6 +152,16 @@ def renyi_order(value) -> float:
     if value == 1:
         raise ValueError("alpha = 1 is the ELBO; use objective 'trace'")
     return float(value)
+
+
+def partition_count(value) -> int:
+    """P of the TVO: a whole number from 1 to 1000 (written ``partitions=10``, read as 10.0)."""
+    whole = isinstance(value, int | float) and math.isfinite(value) and value == int(value)
+    if isinstance(value, bool) or not whole:
+        raise ValueError(f"must be a whole number, got {value!r}")
+    if not 1 <= value <= 1000:
+        raise ValueError(f"must be from 1 to 1000, got {int(value)}")
+    return int(value)
 
 
 OBJECTIVES.register("trace")(
@@ -234,6 +249,15 @@ OBJECTIVES.register("rws")(
         min_particles=2,
         description="reweighted wake-sleep (Bornschein & Bengio 2015): the K-sample bound for "
         "the model, wake-phi for the guide; k=K >= 2",
+    )
+)
+OBJECTIVES.register("tvo")(
+    Objective(
+        lambda k, partitions, vectorize=True: TVO(num_particles=k, partitions=partitions),
+        no_enumeration,
+        {"partitions": Option(partition_count, 10, "P: terms of the Riemann sum over β, 1-1000")},
+        description="the thermodynamic variational objective (Masrani et al. 2019): a P-term "
+        "Riemann sum from the ELBO (P=1) toward log p(x); k=K draws",
     )
 )
 
