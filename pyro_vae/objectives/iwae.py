@@ -16,13 +16,11 @@ from __future__ import annotations
 import math
 
 import torch
-from pyro.infer import ELBO
 
-from ..inference.importance import log_weights
-from ..inference.layout import inspect_pair
+from .weighted import WeightedObjective
 
 
-class IWAE_ELBO(ELBO):
+class IWAE_ELBO(WeightedObjective):
     """The K-sample importance-weighted bound; ``num_particles`` is K.
 
     Every guide site must be reparameterizable (there is no score-function term).
@@ -30,36 +28,23 @@ class IWAE_ELBO(ELBO):
 
     detach_guide_params = False
     alpha = 0.0  # the Rényi order; IWAE is α = 0
+    require_rsample = True
 
     def __init__(self, num_particles: int = 5, **kwargs):
         super().__init__(num_particles=num_particles, **kwargs)
-        self._layouts: dict = {}
-
-    def _layout(self, model, guide, args, kwargs):
-        # The plate structure is static, so one inspection per (model, guide) pair suffices.
-        key = (model, guide)
-        if key not in self._layouts:
-            self._layouts[key] = inspect_pair(model, guide, args, kwargs, require_rsample=True)
-        return self._layouts[key]
 
     def _bound_and_weights(self, model, guide, args, kwargs, holder=None):
-        layout = self._layout(model, guide, args, kwargs)
-        lw = log_weights(
+        lw = self.log_weights(
             model,
             guide,
             args,
             kwargs,
-            num_samples=self.num_particles,
-            layout=layout,
             detach_guide_params=self.detach_guide_params,
             path_grad_scale=holder,
         )
         scaled = (1.0 - self.alpha) * lw
         bound = (torch.logsumexp(scaled, 0) - math.log(self.num_particles)) / (1.0 - self.alpha)
         return bound, lw
-
-    def _get_trace(self, model, guide, args, kwargs):
-        raise NotImplementedError("IWAE_ELBO computes its weights with inference.importance")
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """−L_K summed over the batch; its gradient is the IWAE gradient."""
@@ -70,8 +55,3 @@ class IWAE_ELBO(ELBO):
         with torch.no_grad():
             bound, _ = self._bound_and_weights(model, guide, args, kwargs)
         return -bound.sum().item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()

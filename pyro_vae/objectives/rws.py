@@ -23,58 +23,25 @@ from __future__ import annotations
 import math
 
 import torch
-from pyro.infer import ELBO
 
-from ..inference.importance import log_weight_terms
-from ..inference.layout import inspect_pair
+from .weighted import WeightedObjective
 
 
-class ReweightedWakeSleep(ELBO):
+class ReweightedWakeSleep(WeightedObjective):
     """Reweighted wake-sleep with the wake-φ guide update; ``num_particles`` is K ≥ 2."""
 
     def __init__(self, num_particles: int = 5, **kwargs):
         if num_particles < 2:
             raise ValueError(f"reweighted wake-sleep needs 2 or more samples, got {num_particles}")
         super().__init__(num_particles=num_particles, **kwargs)
-        self._layouts: dict = {}
-
-    def _densities(self, model, guide, args, kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log p(x, z), log q(z | x))`` at K fixed draws, each ``(K, N)``."""
-        key = (model, guide)  # the plate structure is static: one inspection per pair
-        if key not in self._layouts:
-            self._layouts[key] = inspect_pair(model, guide, args, kwargs)
-        terms = log_weight_terms(
-            model,
-            guide,
-            args,
-            kwargs,
-            num_samples=self.num_particles,
-            layout=self._layouts[key],
-            fixed_draws=True,
-        )
-        log_p = sum(t.value for t in terms if not t.in_guide)
-        log_q = -sum(t.value for t in terms if t.in_guide)
-        return log_p, log_q
-
-    def _get_trace(self, model, guide, args, kwargs):
-        raise NotImplementedError("ReweightedWakeSleep weighs its draws with inference.importance")
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """−bound summed over the batch; its gradient is wake-θ for the model's parameters and
         wake-φ for the guide's."""
-        log_p, log_q = self._densities(model, guide, args, kwargs)
+        terms = self.terms(model, guide, args, kwargs, fixed_draws=True)
+        log_p = sum(t.value for t in terms if not t.in_guide)
+        log_q = -sum(t.value for t in terms if t.in_guide)
         lw = (log_p - log_q).detach()
         bound = torch.logsumexp(lw, 0) - math.log(self.num_particles)
         surrogate = (torch.softmax(lw, 0) * (log_p + log_q)).sum()
         return -(bound.sum() + surrogate - surrogate.detach())
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        with torch.no_grad():
-            log_p, log_q = self._densities(model, guide, args, kwargs)
-            bound = torch.logsumexp(log_p - log_q, 0) - math.log(self.num_particles)
-        return -bound.sum().item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()

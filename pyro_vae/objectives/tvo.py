@@ -23,10 +23,8 @@ vanishes), the bias falling as K grows.
 from __future__ import annotations
 
 import torch
-from pyro.infer import ELBO
 
-from ..inference.importance import log_weight_terms
-from ..inference.layout import inspect_pair
+from .weighted import WeightedObjective
 
 
 def partition_points(partitions: int) -> torch.Tensor:
@@ -34,30 +32,13 @@ def partition_points(partitions: int) -> torch.Tensor:
     return torch.linspace(0.0, 1.0, partitions + 1)
 
 
-class TVO(ELBO):
+class TVO(WeightedObjective):
     """The TVO lower bound with ``partitions`` terms from ``num_particles`` draws per
     datapoint."""
 
     def __init__(self, num_particles: int = 5, partitions: int = 10, **kwargs):
         super().__init__(num_particles=num_particles, **kwargs)
         self.partitions = partitions
-        self._layouts: dict = {}
-
-    def _densities(self, model, guide, args, kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log w, log q)`` at K fixed draws, each ``(K, N)``."""
-        key = (model, guide)  # the plate structure is static: one inspection per pair
-        if key not in self._layouts:
-            self._layouts[key] = inspect_pair(model, guide, args, kwargs)
-        terms = log_weight_terms(
-            model,
-            guide,
-            args,
-            kwargs,
-            num_samples=self.num_particles,
-            layout=self._layouts[key],
-            fixed_draws=True,
-        )
-        return sum(t.value for t in terms), -sum(t.value for t in terms if t.in_guide)
 
     def _bound_and_surrogate(self, lw: torch.Tensor, log_q: torch.Tensor):
         """The ``(N,)`` TVO estimates and a scalar whose gradient is the estimated gradient."""
@@ -75,20 +56,10 @@ class TVO(ELBO):
             )
         return bound, surrogate
 
-    def _get_trace(self, model, guide, args, kwargs):
-        raise NotImplementedError("TVO weighs its draws with inference.importance")
-
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """−TVO summed over the batch; its gradient is the covariance estimate."""
-        bound, surrogate = self._bound_and_surrogate(*self._densities(model, guide, args, kwargs))
+        terms = self.terms(model, guide, args, kwargs, fixed_draws=True)
+        lw = sum(t.value for t in terms)
+        log_q = -sum(t.value for t in terms if t.in_guide)
+        bound, surrogate = self._bound_and_surrogate(lw, log_q)
         return -(bound.sum() + surrogate - surrogate.detach())
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        with torch.no_grad():
-            bound, _ = self._bound_and_surrogate(*self._densities(model, guide, args, kwargs))
-        return -bound.sum().item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()

@@ -22,10 +22,8 @@ from __future__ import annotations
 import math
 
 import torch
-from pyro.infer import ELBO
 
-from ..inference.importance import log_weight_terms
-from ..inference.layout import inspect_pair
+from .weighted import WeightedObjective
 
 
 def leave_one_out_bounds(lw: torch.Tensor) -> torch.Tensor:
@@ -39,29 +37,20 @@ def leave_one_out_bounds(lw: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(replaced, 1) - math.log(k)
 
 
-class VIMCO(ELBO):
+class VIMCO(WeightedObjective):
     """The K-sample bound with VIMCO's gradient; ``num_particles`` is K ≥ 2."""
 
     def __init__(self, num_particles: int = 5, **kwargs):
         if num_particles < 2:
             raise ValueError(f"VIMCO needs at least 2 samples per datapoint, got {num_particles}")
         super().__init__(num_particles=num_particles, **kwargs)
-        self._layouts: dict = {}
 
     def _weights(self, model, guide, args, kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log w, log q of the sites drawn without reparameterization)``, each ``(K, N)``."""
-        key = (model, guide)  # the plate structure is static: one inspection per pair
-        if key not in self._layouts:
-            self._layouts[key] = inspect_pair(model, guide, args, kwargs)
-        terms = log_weight_terms(
-            model, guide, args, kwargs, num_samples=self.num_particles, layout=self._layouts[key]
-        )
+        terms = self.terms(model, guide, args, kwargs)
         lw = sum(t.value for t in terms)
         scored = [-t.value for t in terms if t.in_guide and not t.reparameterized]
         return lw, sum(scored) if scored else torch.zeros_like(lw)
-
-    def _get_trace(self, model, guide, args, kwargs):
-        raise NotImplementedError("VIMCO computes its weights with inference.importance")
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """−bound summed over the batch; its gradient is VIMCO's estimate."""
@@ -70,14 +59,3 @@ class VIMCO(ELBO):
         signal = bound.detach() - leave_one_out_bounds(lw.detach())  # (K, N)
         surrogate = bound.sum() + (signal * log_q).sum()
         return -(bound.sum().detach() + surrogate - surrogate.detach())
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        with torch.no_grad():
-            lw, _ = self._weights(model, guide, args, kwargs)
-            bound = torch.logsumexp(lw, 0) - math.log(self.num_particles)
-        return -bound.sum().item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()
