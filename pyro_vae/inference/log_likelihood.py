@@ -104,10 +104,7 @@ def log_likelihood(
     """
     check_compile(compile)
     if Method.of(method) is Method.AIS:
-        if record_at or chunk_size is not None or seed is not None or precision != "fp32":
-            raise ValueError("record_at, chunk_size, seed and precision are for method='is'")
-        if compile:
-            raise ValueError("compile is for method='is'")
+        _refuse_for_ais(record_at, chunk_size, seed, precision, compile)
         options = {"num_steps": num_steps or 500, "progress": progress, **(ais_options or {})}
         options["data_plate"] = data_plate
         return ais_log_likelihood(
@@ -118,26 +115,15 @@ def log_likelihood(
     _check_num_samples(num_samples)
     sampling = _Sampling(model, guide, Proposal.of(proposal), num_samples, chunk_size, precision)
     layout = inspect_pair(model, guide, args, kwargs, sampling.proposal, data_plate=data_plate)
-    if compile is None:
-        compile = compile_pays(num_samples, layout.num_data)
-    # The passes' shape: each datapoint alone with a seed, else the whole batch.
-    rows = 1 if seed is not None else layout.num_data
-    weigh, details = sampling.weigher(args, kwargs, layout, compile and rows)
-    # A curve was asked for (even one of K alone): it ends at K.
-    curve = tuple(sorted(k for k in record_at if 0 < k < num_samples)) if record_at else None
-    if seed is None:
-        result = sampling.estimate(weigh, args, kwargs, layout.num_data, curve)
-    else:
-        streams = each_datapoint(
-            model, guide, args, kwargs, layout, seed, datapoint_ids, proposal, data_plate
-        )
-        result = LogLikelihood.concatenate(
-            [sampling.estimate(weigh, a, k, 1, curve) for a, k in streams]
-        )
-    details = {**result.details, **details}
-    return replace(
-        result, estimand=layout.estimand, particles=particles_of(layout), details=details
-    )
+    return sampling.run(args, kwargs, layout, seed, datapoint_ids, record_at, compile)
+
+
+def _refuse_for_ais(record_at, chunk_size, seed, precision, compile) -> None:
+    """Importance sampling's own options, refused with ``method="ais"``."""
+    if record_at or chunk_size is not None or seed is not None or precision != "fp32":
+        raise ValueError("record_at, chunk_size, seed and precision are for method='is'")
+    if compile:
+        raise ValueError("compile is for method='is'")
 
 
 @dataclass(frozen=True)
@@ -150,6 +136,31 @@ class _Sampling:
     num_samples: int
     chunk_size: int | None
     precision: str
+
+    def run(self, args, kwargs, layout, seed, datapoint_ids, record_at, compile):
+        """The estimate of every datapoint of the call (see :func:`log_likelihood`)."""
+        if compile is None:
+            compile = compile_pays(self.num_samples, layout.num_data)
+        # The passes' shape: each datapoint alone with a seed, else the whole batch.
+        rows = 1 if seed is not None else layout.num_data
+        weigh, details = self.weigher(args, kwargs, layout, compile and rows)
+        # A curve was asked for (even one of K alone): it ends at K.
+        k = self.num_samples
+        curve = tuple(sorted(j for j in record_at if 0 < j < k)) if record_at else None
+        if seed is None:
+            result = self.estimate(weigh, args, kwargs, layout.num_data, curve)
+        else:
+            streams = each_datapoint(
+                self.model, self.guide, args, kwargs, layout, seed, datapoint_ids,
+                self.proposal.value, layout.data_plate,
+            )  # fmt: skip
+            result = LogLikelihood.concatenate(
+                [self.estimate(weigh, a, kw, 1, curve) for a, kw in streams]
+            )
+        details = {**result.details, **details}
+        return replace(
+            result, estimand=layout.estimand, particles=particles_of(layout), details=details
+        )
 
     def estimate(self, weigh, args, kwargs, num_data, record_at) -> LogLikelihood:
         """The estimate of ``num_data`` datapoints, with the curve at ``record_at`` (None: no

@@ -129,13 +129,10 @@ def evaluate_run(
     """Evaluate each test datapoint of a run and write the results (see the module docstring
     for what each option adds); returns the :class:`~pyro_vae.runs.evaluation.Evaluation`
     (None in a torchrun process other than rank 0, which gathers and writes). ``checkpoint``:
-    the weights of the ``"last"`` epoch, or the ``"best"`` by the validation ELBO.
-    ``compile``: importance weights by compiled passes (:mod:`~pyro_vae.inference.compiled`);
-    None: where the whole evaluation is large enough to pay for compiling."""
+    the weights of the ``"last"`` epoch, or the ``"best"`` by the validation ELBO; ``compile``:
+    :mod:`~pyro_vae.inference.compiled` (None: where the whole evaluation pays for it)."""
     run_dir = Path(run_dir)
-    check_precision(precision)
-    check_compile(compile)
-    check_components(surgery_components)
+    _check_options(precision, compile, surgery_components)
     # Refused before minutes of sampling: a report.json that cannot be extended, bad folders.
     report = on_main(lambda: _prepare_outputs(run_dir))
     vae, config = load_run(run_dir, device=device, checkpoint=checkpoint)
@@ -143,8 +140,8 @@ def evaluate_run(
     dataset = prepare_data(vae, config)
     indices = dataset.test_indices(max_data, seed=seed)
     estimator = "trace_mean_field" if default_objective(vae) == "trace_mean_field" else "trace"
-    if compile is None:  # decided for the whole evaluation, not batch by batch
-        compile = compile_pays(num_samples, len(indices))
+    # compile=None: decided for the whole evaluation, not batch by batch
+    compile = compile_pays(num_samples, len(indices)) if compile is None else compile
     sampling = _Sampling(
         *(num_samples, elbo_samples, estimator, Proposal.of(proposal), batch_size, progress),
         *(seed, precision, ais, ais_samples, ais_steps, decompose, compile),
@@ -170,6 +167,13 @@ def evaluate_run(
         evaluation = replace(evaluation, steps=_stepwise(vae, every, sampling))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return _write(run_dir, replace(evaluation, peak_rss_mb=peak), report)
+
+
+def _check_options(precision: str, compile, surgery_components) -> None:
+    """Options refused before any work: each raises one line naming itself."""
+    check_precision(precision)
+    check_compile(compile)
+    check_components(surgery_components)
 
 
 def _setup(run_dir, checkpoint, vae, data, indices, num_test, s: _Sampling) -> EvaluationSetup:
