@@ -12,8 +12,9 @@ cast of the logits and the sum included, so a pass costs little more than its pr
 Compiling costs seconds (a few with the inductor's on-disk cache warm, up to about ten
 cold), once per model and pass shape in a process, so ``compile=None`` turns it on only for
 estimates large enough to pay for it: :data:`COMPILE_ROWS` importance-weighted rows or more.
-The compiled function is compiled for static shapes: every pass has
-:attr:`~pyro_vae.LatentModel.SCORE_ROWS` // N samples, the last one padded.
+The compiled function is compiled for static shapes: every pass of an estimate has the same
+number of samples (:meth:`~pyro_vae.LatentModel.pass_samples`: K spread evenly over passes of
+at most :attr:`~pyro_vae.LatentModel.SCORE_ROWS` rows), a shorter last pass padded.
 
 The compiled weights are checked before use, as the eager ones are, against the traced
 weights from the same draws, at the shape they were compiled for; where compilation fails or

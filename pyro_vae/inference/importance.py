@@ -153,8 +153,8 @@ def log_weight_terms(
             (sign * reduced(log_density, site, layout, 0)).expand(shape)
         )
         observed = bool(site["is_observed"]) and sign > 0
-        drawn = sign > 0 or bool(getattr(site["fn"], "has_rsample", False))
-        terms.append(WeightTerm(site["name"], value, observed, sign < 0, drawn))
+        reparameterized = sign > 0 or bool(getattr(site["fn"], "has_rsample", False))
+        terms.append(WeightTerm(site["name"], value, observed, sign < 0, reparameterized))
     return terms
 
 

@@ -206,14 +206,13 @@ class _Sampling:
         """The compiled weigher and its compile time, when compiling works and the compiled
         pass gives the traced weights at the shape it runs at (``x``'s rows); else None."""
         owner, proposal = fast.__self__, self.proposal.value
-        fast = partial(
-            fast, score=compiled_pass(owner), rows=owner.pass_samples(len(x), self.num_samples)
-        )
+        rows = owner.pass_samples(len(x), self.num_samples)
+        fast = partial(fast, score=compiled_pass(owner), rows=rows)
         began = time.perf_counter()
         try:
-            agrees = self._agrees(traced, fast, x, fast.keywords["rows"], compiled=True)
+            agrees = self._agrees(traced, fast, x, rows, compiled=True)
         except Exception as error:  # noqa: BLE001 -- any failure to compile falls back
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             warnings.warn(f"torch.compile failed ({reason}); weighing uncompiled", stacklevel=4)
             return None
         if not agrees:

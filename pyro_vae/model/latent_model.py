@@ -478,16 +478,14 @@ class LatentModel(nn.Module):
         values = self.draw_latents(x, num_samples, proposal)
         from_guide = Proposal.of(proposal).uses_guide
         step = rows or self.pass_samples(x.shape[0])
+        weigh = score or self.pass_log_weights
         parts = []
         for start in range(0, num_samples, step):
             block = {n: v[start : start + step] for n, v in values.items()}
             drawn = min(step, num_samples - start)
-            if score is None:
-                parts.append(self.pass_log_weights(x, block, from_guide))
-                continue
-            if drawn < step:
+            if score is not None and drawn < step:
                 block = {n: _padded(v, step) for n, v in block.items()}
-            parts.append(score(x, block, from_guide)[:drawn])
+            parts.append(weigh(x, block, from_guide)[:drawn])
         return torch.cat(parts)
 
     def pass_samples(self, num_data: int, num_samples: int | None = None) -> int:

@@ -338,6 +338,8 @@ class _Loop:
         fork_rng: the checks must not shift the random stream, or resumed runs would differ.
         """
         vae, choice, config = self.vae, self.config.objective, self.config
+        if config.compile and self.world.parallel:  # each process scores a shard, uncompiled
+            raise PyroVaeError("--compile: torchrun trains with the uncompiled step; leave it out")
         elbo = choice.build(vae, vectorized(vae))
         fused = choice.fused_step(vae) if config.fused else None
         if config.free_bits > 0:  # its own estimator, with β on its floored KL sum
@@ -372,8 +374,6 @@ class _Loop:
             raise PyroVaeError("torchrun trains spec-built models only")
         if self.vae.model_spec.sequential:
             raise PyroVaeError("torchrun: sequence models train in one process (not sharded yet)")
-        if self.config.compile:  # each process scores a shard: the uncompiled fused loss
-            raise PyroVaeError("--compile: torchrun trains with the uncompiled step; leave it out")
         if not isinstance(elbo, FusedELBO) and not self.own_stream:
             # Pyro's estimators draw the latents of their own shard: from a stream of their own.
             torch.manual_seed(hash((self.config.seed, self.world.rank)) % 2**62)
