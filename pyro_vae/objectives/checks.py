@@ -79,3 +79,18 @@ def check_mean_field(vae: LatentModel) -> None:
                     f"'{name}' (its model parent) without depending on it; order the guide like "
                     f"the model, or use objective 'trace'",
                 )
+
+
+def check_baseline(vae: LatentModel, options: dict) -> None:
+    """A baseline acts on score-function terms: refused where every guide site is
+    reparameterized (there are none)."""
+    if options.get("baseline") is None:
+        return
+    if all(node.family.reparameterized for node in vae.inference.values()):
+        name = next(iter(vae.guide_spec.latents))
+        raise SpecError(
+            vae.guide_spec.path,
+            f"latent.{name}.family",
+            "objective 'trace_graph' setting baseline: every guide site is reparameterized, so "
+            "there is no score-function term to subtract a baseline from; leave it out",
+        )

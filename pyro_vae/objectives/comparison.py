@@ -338,9 +338,12 @@ def _measure(choice: ObjectiveChoice, elbo, pair: _Pair, repeats: int, seed: int
     values, seconds = [], []
     with torch.random.fork_rng():
         pyro.set_rng_seed(seed)
-        # One checked, untimed call: Pyro's validation and any lazy set-up happen here.
+        # One checked, untimed call: Pyro's validation and any lazy set-up happen here; an
+        # estimator with a state of its own (NVIL's baseline) fits it to the pair first.
         with pyro.validation_enabled(True):
             pair.loss(elbo)
+        if hasattr(elbo, "prepare"):
+            elbo.prepare(pair.model, pair.guide, *pair.args, **pair.kwargs)
         with pyro.validation_enabled(False):
             for _ in range(repeats):
                 start = time.perf_counter()

@@ -32,7 +32,9 @@
 ``trace_graph``
     :class:`TraceGraph_ELBO`: the ELBO with Rao-Blackwellized score-function terms (each
     non-reparameterized site is weighted by its downstream cost only); same value and, for
-    reparameterized guides, the same gradient as ``trace``.
+    reparameterized guides, the same gradient as ``trace``. ``trace_graph:baseline=nn``
+    subtracts NVIL's learned baselines from those terms (:mod:`~pyro_vae.objectives.nvil`;
+    ``baseline=mean``: the running mean alone).
 ``trace_enum``
     :class:`~pyro.infer.TraceEnum_ELBO`: discrete latents whose guide family is ``enumerate``
     are summed out exactly (for a mixture, the ELBO is then log p(x) itself); guide sites with
@@ -57,19 +59,27 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import pyro.infer
+from torch import nn
 
 from ..errors import PyroVaeError, SpecError, shown
 from ..model.latent_model import MAX_PLATE_NESTING, LatentModel
 from ..model.sequence_model import SequenceModel
 from ..registry import Registry
 from ..spec.options import Option
-from .checks import check_dreg, check_mean_field, check_reparameterized, no_enumeration
+from .checks import (
+    check_baseline,
+    check_dreg,
+    check_mean_field,
+    check_reparameterized,
+    no_enumeration,
+)
 from .classify import CLASSIFY, Classified, classification_weight
 from .dreg import IWAE_DReG
 from .free_bits import FreeBitsELBO
 from .fused import FusedELBO, fused_elbo
 from .fused_sequence import FusedSequenceELBO
 from .iwae import IWAE_ELBO
+from .nvil import BASELINES, NVIL_ELBO, baseline_module
 from .renyi import RenyiBound
 from .rws import ReweightedWakeSleep
 from .stl import STL_ELBO
@@ -95,6 +105,11 @@ class Objective:
         (:mod:`pyro_vae.objectives.free_bits`) computes that KL: ``"closed_form"`` where torch
         has one, or ``"sampled"``; None where free bits is undefined.
     :param description: one line on what it estimates (``print(pv.OBJECTIVES)`` lists them).
+    :param check_settings: ``check_settings(vae, options)``, a check of the pair that depends on
+        the settings (a baseline needs a score-function term to act on).
+    :param state: ``state(options, model, guide, args)`` builds the objective's own trained
+        module (NVIL's baseline net) from one batch, or returns None where its settings need
+        none; ``build`` then takes it as ``state=``.
     """
 
     build: Callable[..., pyro.infer.ELBO]
@@ -105,6 +120,8 @@ class Objective:
     free_bits_kl: str | None = None
     description: str = ""
     min_particles: int = 1  # VIMCO's baselines come from the other samples: at least 2
+    check_settings: Callable[[LatentModel, dict], None] | None = None
+    state: Callable[..., nn.Module | None] | None = None
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
@@ -154,6 +171,27 @@ def renyi_order(value) -> float:
     return float(value)
 
 
+def baseline_kind(value) -> str:
+    """The baseline of ``trace_graph``'s score-function terms: a word of :data:`BASELINES`."""
+    if value not in BASELINES:
+        raise ValueError(f"must be one of {', '.join(BASELINES)}, got {shown(value)}")
+    return value
+
+
+def _trace_graph(k, vectorize=True, classify=None, baseline=None, state=None):
+    """TraceGraph_ELBO, with NVIL's baselines where ``baseline`` is set (``state``: their
+    module, trained with the pair; None: built on the first batch)."""
+    if baseline is None:
+        return TraceGraph_ELBO(**_particles(k, vectorize))
+    return NVIL_ELBO(state, baseline, **_particles(k, vectorize))
+
+
+def _baseline_state(options: dict, model, guide, args) -> nn.Module | None:
+    """The baseline module ``trace_graph`` trains with the pair (None without a baseline)."""
+    kind = options.get("baseline")
+    return None if kind is None else baseline_module(kind, model, guide, args)
+
+
 def partition_count(value) -> int:
     """P of the TVO: a whole number from 1 to 1000 (written ``partitions=10``, read as 10.0)."""
     whole = isinstance(value, int | float) and math.isfinite(value) and value == int(value)
@@ -188,11 +226,22 @@ OBJECTIVES.register("trace_mean_field")(
 )
 OBJECTIVES.register("trace_graph")(
     Objective(
-        _elbo(TraceGraph_ELBO),
+        _trace_graph,
         no_enumeration,
-        options=ELBO_OPTIONS,
+        options={
+            **ELBO_OPTIONS,
+            "baseline": Option(
+                baseline_kind,
+                None,
+                "the score terms' baseline: mean (a running mean) or nn (NVIL's learned net "
+                "of x, with the running mean); unset: none",
+            ),
+        },
         kl_weight=True,
-        description="TraceGraph_ELBO: Rao-Blackwellized score-function terms",
+        description="TraceGraph_ELBO: Rao-Blackwellized score-function terms; baseline=nn: "
+        "NVIL's learned baselines (Mnih & Gregor 2014)",
+        check_settings=check_baseline,
+        state=_baseline_state,
     )
 )
 OBJECTIVES.register("trace_enum")(
@@ -270,6 +319,7 @@ MAX_PARTICLES = 100_000
 #: A setting's value as written: a whole number for ``k``, a decimal number for the others
 #: (ASCII digits only: Python's ``int`` would also take ``1_000`` and Arabic-Indic digits).
 _WHOLE = re.compile(r"[+-]?[0-9]+")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _DECIMAL = re.compile(
     r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|nan|inf|infinity)", re.IGNORECASE
 )
@@ -364,24 +414,34 @@ class ObjectiveChoice:
     @property
     def label(self) -> str:
         extra = [f"K={self.num_particles}"] if self.num_particles > 1 else []
-        extra += [f"{k}={v:g}" for k, v in self.options.items()]
+        extra += [f"{k}={setting_text(v)}" for k, v in self.options.items()]
         return f"{self.name}({', '.join(extra)})" if extra else self.name
 
-    def build(self, vae=None, vectorize: bool = True) -> pyro.infer.ELBO:
+    def build(self, vae=None, vectorize: bool = True, state: nn.Module | None = None):
         """The estimator; for a spec-built ``vae``, after the objective's check of the pair
         (other Pyro pairs are checked by the estimator itself as it runs). ``vectorize``
         False: Pyro's estimators loop over their particles (a pair that cannot take a
-        particle dimension; ours replicate its rows themselves)."""
+        particle dimension; ours replicate its rows themselves). ``state``: the objective's
+        own trained module, from :meth:`state_module`."""
         objective = OBJECTIVES.get(self.name)
         if isinstance(vae, LatentModel) and objective.check is not None:
             objective.check(vae)
-        elbo = objective.build(self.num_particles, vectorize=vectorize, **self.options)
+        if isinstance(vae, LatentModel) and objective.check_settings is not None:
+            objective.check_settings(vae, self.options)
+        extra = {} if objective.state is None else {"state": state}
+        elbo = objective.build(self.num_particles, vectorize=vectorize, **self.options, **extra)
         weight = self.options.get(CLASSIFY)
         if not weight:
             return elbo
         if not isinstance(vae, LatentModel):
             raise PyroVaeError(f"objective setting {CLASSIFY}: only for a spec-built model")
         return Classified(elbo, vae, weight)
+
+    def state_module(self, pair, args: tuple) -> nn.Module | None:
+        """The objective's own module to train with ``pair`` (a LatentModel or a hand-written
+        pair), built from the batch ``args``; None where it has none."""
+        make = OBJECTIVES.get(self.name).state
+        return None if make is None else make(self.options, pair.model, pair.guide, args)
 
     def fused_step(self, vae: LatentModel) -> FusedELBO | None:
         """The trace-free step equal to this estimator on ``vae``, or None where there is none
@@ -430,9 +490,9 @@ class ObjectiveChoice:
         return True
 
 
-def _setting(text: str, pair: str) -> tuple[str, int | float]:
+def _setting(text: str, pair: str) -> tuple[str, int | float | str]:
     """One ``key=value`` of the settings in ``text``: ``k`` a whole number, the others numbers
-    (their ranges are checked by the objective's options)."""
+    or words (``baseline=nn``; their values are checked by the objective's options)."""
     key, sep, value = (part.strip() for part in pair.partition("="))
     expected = f"objective {shown(text)}: expected name:k=K,option=value, got {shown(pair.strip())}"
     if not key:
@@ -447,9 +507,16 @@ def _setting(text: str, pair: str) -> tuple[str, int | float]:
         if len(value) > 20:  # beyond any bound, and int() refuses 4,301 digits and more
             raise PyroVaeError(expected + f" (k must be <= {MAX_PARTICLES:,})")
         return key, int(value)
-    if not _DECIMAL.fullmatch(value):
-        raise PyroVaeError(expected + f" ({_name(key)} must be a number)")
-    return key, float(value)
+    if _DECIMAL.fullmatch(value):
+        return key, float(value)
+    if _WORD.fullmatch(value):
+        return key, value
+    raise PyroVaeError(expected + f" ({_name(key)} must be a number or a word)")
+
+
+def setting_text(value) -> str:
+    """A setting's value as written: a word as it is, a number in its shortest form."""
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 def default_objective(vae: LatentModel) -> str:

@@ -58,11 +58,16 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, torch.Tensor] | None = None,
     info: dict | None = None,
+    objective: torch.nn.Module | None = None,
 ) -> None:
-    """Write ``module``'s weights (and optionally optimizer, RNG states, JSON ``info``)."""
+    """Write ``module``'s weights (and optionally optimizer, RNG states, JSON ``info``, and
+    the ``objective``'s own trained module: NVIL's baseline)."""
     path = Path(path)
     tensors = {
-        f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()
+        f"{prefix}/{k}": v.detach().cpu().contiguous().clone()
+        for prefix, owner in (("model", module), ("objective", objective))
+        if owner is not None
+        for k, v in owner.state_dict().items()
     }
     meta = {"format": FORMAT, "info": json.dumps(info or {})}
     if optimizer is not None:
@@ -117,13 +122,15 @@ class Checkpoint:
                 f"them; restore it from a copy (the run cannot continue from this file)"
             )
         for key, value in tensors.items():
-            weight = key.startswith("model/") and value.is_floating_point()
+            weight = key.startswith(("model/", "objective/")) and value.is_floating_point()
             if weight and not torch.isfinite(value).all():
                 raise CheckpointError(
-                    f"{self.path}: weight '{key[6:]}' holds NaN or infinite values; the "
-                    f"run diverged before this checkpoint was written"
+                    f"{self.path}: weight '{key.split('/', 1)[1]}' holds NaN or infinite "
+                    f"values; the run diverged before this checkpoint was written"
                 )
         self.model = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+        #: The objective's own weights (NVIL's baseline), empty where it has none.
+        self.objective = {k[10:]: v for k, v in tensors.items() if k.startswith("objective/")}
         self.rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng/")}
         optim = {k: v for k, v in tensors.items() if k.startswith("optim/")}
         self.optimizer = _unflatten_optimizer(optim, optim_meta) if optim_meta else None
@@ -142,17 +149,19 @@ class Checkpoint:
             return None
         return records
 
-    def load_into(self, module: torch.nn.Module) -> None:
-        """Copy the weights into ``module``; a mismatch names the checkpoint and the keys."""
-        missing = set(module.state_dict()) - set(self.model)
-        unexpected = set(self.model) - set(module.state_dict())
+    def load_into(self, module: torch.nn.Module, part: str = "model") -> None:
+        """Copy the weights into ``module``; a mismatch names the checkpoint and the keys.
+        ``part="objective"``: the objective's own module's weights instead of the model's."""
+        weights = getattr(self, part)
+        missing = set(module.state_dict()) - set(weights)
+        unexpected = set(weights) - set(module.state_dict())
         if missing or unexpected:
             raise CheckpointError(
-                f"{self.path}: does not match the model (missing {sorted(missing)[:3]}, "
+                f"{self.path}: does not match the {part} (missing {sorted(missing)[:3]}, "
                 f"unexpected {sorted(unexpected)[:3]})"
             )
         try:
-            module.load_state_dict(self.model)
+            module.load_state_dict(weights)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[-1].strip()
-            raise CheckpointError(f"{self.path}: does not match the model ({first})") from None
+            raise CheckpointError(f"{self.path}: does not match the {part} ({first})") from None

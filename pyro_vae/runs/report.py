@@ -14,6 +14,7 @@ import torch
 
 from ..devices import fork_rng, module_device
 from ..errors import CheckpointError
+from ..objectives.registry import setting_text
 from ..results.evaluation import EvaluationReport, headline, section
 from ..results.schema import from_json
 from ..results.tables import fmt, markdown_table
@@ -148,7 +149,9 @@ def _markdown(r: dict) -> str:
         body = section(evaluation) if evaluation else []
         return "\n".join(["# Report", "", *head, *body]) + "\n"
     c = r["config"]
-    options = "".join(f", {k} = {v:g}" for k, v in c.get("objective_options", {}).items())
+    options = "".join(
+        f", {k} = {setting_text(v)}" for k, v in c.get("objective_options", {}).items()
+    )
     lines = [
         f"# Training report: {Path(r['model']).stem} / {Path(r['guide']).stem} on {r['data']}",
         "",

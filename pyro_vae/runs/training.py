@@ -133,6 +133,7 @@ def train(
     )
     steps = trainable(vae, first, collate, config.objective.num_particles)
     check_step_memory(steps, config, first, device)
+    state = objective_state(config, steps, first, device)
     with holding(run, new=True):
         if run:
             on_main(lambda: run.create(vae, config, dataset))
@@ -141,16 +142,34 @@ def train(
             steps,
             dataset,
             config,
-            torch.optim.Adam(steps.parameters(), lr=config.lr, eps=config.eps),
+            _optimizer(config, steps, state),
             torch.Generator().manual_seed(config.seed),
             run,
             progress,
             device,
+            state=state,
         )
         if run:  # epoch 0: a run stopped in its first epoch resumes from its start
             loop.commit(0)
         loop.fit()
     return TrainResult(vae, config, dataset, loop.history, run.path if run else None)
+
+
+def objective_state(config: TrainConfig, steps, batch, device) -> nn.Module | None:
+    """The objective's own module trained with the pair (NVIL's baseline net), built from one
+    batch with weights drawn from the run's seed, without touching the random stream; None
+    for the objectives that have none."""
+    with fork_rng(device):
+        torch.manual_seed(config.seed)
+        state = config.objective.state_module(steps, as_args(batch))
+    return None if state is None else state.to(device)
+
+
+def _optimizer(config: TrainConfig, steps, state: nn.Module | None) -> torch.optim.Optimizer:
+    """One Adam over the pair's parameters, then the objective's own (in that order, which the
+    checkpoints' optimizer state follows)."""
+    own = [] if state is None else list(state.parameters())
+    return torch.optim.Adam([*steps.parameters(), *own], lr=config.lr, eps=config.eps)
 
 
 def _new_run(vae, out, config: TrainConfig) -> RunDir | None:
@@ -248,7 +267,11 @@ def resume(
             on_main(lambda folder=folder: check_writable(folder))
         device = _placed(vae, device)
         dataset = prepare_data(vae, config)
-        optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, eps=config.eps)
+        first = next(iter(dataset.test_batches(config.batch_size, names_of(config.args))))
+        state = objective_state(config, vae, moved(first, device), device)
+        if state is not None:
+            checkpoint.load_into(state, "objective")
+        optimizer = _optimizer(config, vae, state)
         try:
             optimizer.load_state_dict(checkpoint.optimizer)
             # Under torchrun each process continues its own stream (saved beside rank 0's).
@@ -260,7 +283,7 @@ def resume(
             batches.set_state(checkpoint.rng["batches"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{checkpoint.path}: incomplete training state ({e})") from None
-        loop = _Loop(vae, dataset, config, optimizer, batches, run, progress, device)
+        loop = _Loop(vae, dataset, config, optimizer, batches, run, progress, device, state=state)
         loop.own_stream = rank_state is not None
         loop.history = run.history(checkpoint)
         on_main(lambda: repair_best(run.path / BEST, vae, loop.history))
@@ -286,6 +309,7 @@ class _Loop:
     history: list[dict] = dataclasses.field(default_factory=list)
     world: World = dataclasses.field(default_factory=world)
     own_stream: bool = False  # this process's random stream was restored (torchrun, resume)
+    state: nn.Module | None = None  # the objective's own trained module (NVIL's baseline)
 
     def fit(self, start: int = 0) -> None:
         """Train epochs ``start + 1`` to ``config.epochs``, then write the report."""
@@ -340,7 +364,7 @@ class _Loop:
         vae, choice, config = self.vae, self.config.objective, self.config
         if config.compile and self.world.parallel:  # each process scores a shard, uncompiled
             raise PyroVaeError("--compile: torchrun trains with the uncompiled step; leave it out")
-        elbo = choice.build(vae, vectorized(vae))
+        elbo = choice.build(vae, vectorized(vae), state=self.state)
         fused = choice.fused_step(vae) if config.fused else None
         if config.free_bits > 0:  # its own estimator, with β on its floored KL sum
             elbo, fused = choice.free_bits(vae, config.free_bits, config.free_bits_per), None
@@ -374,6 +398,11 @@ class _Loop:
             raise PyroVaeError("torchrun trains spec-built models only")
         if self.vae.model_spec.sequential:
             raise PyroVaeError("torchrun: sequence models train in one process (not sharded yet)")
+        if self.state is not None:
+            raise PyroVaeError(
+                f"torchrun: objective '{self.config.objective.label}' trains a module of its "
+                "own (a baseline), in one process only; train it without torchrun"
+            )
         if not isinstance(elbo, FusedELBO) and not self.own_stream:
             # Pyro's estimators draw the latents of their own shard: from a stream of their own.
             torch.manual_seed(hash((self.config.seed, self.world.rank)) % 2**62)
@@ -473,6 +502,7 @@ class _Loop:
             self.optimizer,
             rng=rng,
             info={"epoch": epoch, "metrics": self.history},
+            objective=self.state,
         )
         self.run.write_metrics(self.history)
         keep_best(self.run.path / BEST, self.vae, self.history)  # after its epoch is committed
