@@ -267,24 +267,9 @@ def resume(
             on_main(lambda folder=folder: check_writable(folder))
         device = _placed(vae, device)
         dataset = prepare_data(vae, config)
-        first = next(iter(dataset.test_batches(config.batch_size, names_of(config.args))))
-        state = objective_state(config, vae, moved(first, device), device)
-        if state is not None:
-            checkpoint.load_into(state, "objective")
-        optimizer = _optimizer(config, vae, state)
-        try:
-            optimizer.load_state_dict(checkpoint.optimizer)
-            # Under torchrun each process continues its own stream (saved beside rank 0's).
-            rank_state = checkpoint.rng.get(f"torch.rank{world().rank}")
-            torch.set_rng_state(checkpoint.rng["torch"] if rank_state is None else rank_state)
-            if device.type != "cpu" and device.type in checkpoint.rng:
-                set_rng_state(device, checkpoint.rng[device.type])
-            batches = torch.Generator()
-            batches.set_state(checkpoint.rng["batches"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{checkpoint.path}: incomplete training state ({e})") from None
-        loop = _Loop(vae, dataset, config, optimizer, batches, run, progress, device, state=state)
-        loop.own_stream = rank_state is not None
+        loop = _restored_loop(
+            checkpoint, _Loop(vae, dataset, config, None, None, run, progress, device)
+        )
         loop.history = run.history(checkpoint)
         on_main(lambda: repair_best(run.path / BEST, vae, loop.history))
         if changes:
@@ -292,6 +277,31 @@ def resume(
         on_main(lambda: run.write_metrics(loop.history))  # torn or stale lines are dropped
         loop.fit(start=done)
     return TrainResult(vae, config, dataset, loop.history, run.path)
+
+
+def _restored_loop(checkpoint: Checkpoint, loop: _Loop) -> _Loop:
+    """``loop`` as the checkpoint left it: the objective's own module, the optimizer's state,
+    the random streams (under torchrun each process continues its own, saved beside rank 0's).
+    """
+    vae, dataset, config, device = loop.vae, loop.dataset, loop.config, loop.device
+    first = next(iter(dataset.test_batches(config.batch_size, names_of(config.args))))
+    state = objective_state(config, vae, moved(first, device), device)
+    if state is not None:
+        checkpoint.load_into(state, "objective")
+    optimizer = _optimizer(config, vae, state)
+    try:
+        optimizer.load_state_dict(checkpoint.optimizer)
+        rank_state = checkpoint.rng.get(f"torch.rank{world().rank}")
+        torch.set_rng_state(checkpoint.rng["torch"] if rank_state is None else rank_state)
+        if device.type != "cpu" and device.type in checkpoint.rng:
+            set_rng_state(device, checkpoint.rng[device.type])
+        batches = torch.Generator()
+        batches.set_state(checkpoint.rng["batches"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{checkpoint.path}: incomplete training state ({e})") from None
+    return dataclasses.replace(
+        loop, optimizer=optimizer, batches=batches, state=state, own_stream=rank_state is not None
+    )
 
 
 @dataclass
