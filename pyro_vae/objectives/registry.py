@@ -26,6 +26,10 @@
     :class:`~pyro_vae.objectives.tvo.TVO`: the thermodynamic variational objective, a left
     Riemann sum over ``partitions`` points of β from the ELBO (one partition) toward log p(x),
     with covariance gradients at fixed draws (discrete latents too).
+``relaxed``
+    :class:`~pyro_vae.objectives.relaxed.RelaxedELBO`: the ELBO of the pair with its Bernoulli
+    and one-hot categorical latents relaxed (Gumbel-softmax / Concrete) at ``temperature``
+    (default 0.5): reparameterized gradients, biased for the discrete ELBO.
 ``renyi``
     :class:`~pyro_vae.objectives.renyi.RenyiBound`: the variational Rényi bound of order ``alpha``
     (default 0.5) with K = num_particles samples; IWAE at α = 0, the ELBO as α → 1.
@@ -70,6 +74,7 @@ from .checks import (
     check_baseline,
     check_dreg,
     check_mean_field,
+    check_relaxable,
     check_reparameterized,
     no_enumeration,
 )
@@ -80,6 +85,7 @@ from .fused import FusedELBO, fused_elbo
 from .fused_sequence import FusedSequenceELBO
 from .iwae import IWAE_ELBO
 from .nvil import BASELINES, NVIL_ELBO, baseline_module
+from .relaxed import RelaxedELBO
 from .renyi import RenyiBound
 from .rws import ReweightedWakeSleep
 from .stl import STL_ELBO
@@ -190,6 +196,15 @@ def _baseline_state(options: dict, model, guide, args) -> nn.Module | None:
     """The baseline module ``trace_graph`` trains with the pair (None without a baseline)."""
     kind = options.get("baseline")
     return None if kind is None else baseline_module(kind, model, guide, args)
+
+
+def relaxation_temperature(value) -> float:
+    """τ of the relaxation: a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {shown(value)}")
+    if value <= 0:
+        raise ValueError(f"must be > 0, got {value:g}")
+    return float(value)
 
 
 def partition_count(value) -> int:
@@ -307,6 +322,15 @@ OBJECTIVES.register("tvo")(
         {"partitions": Option(partition_count, 10, "P: terms of the Riemann sum over β, 1-1000")},
         description="the thermodynamic variational objective (Masrani et al. 2019): a P-term "
         "Riemann sum from the ELBO (P=1) toward log p(x); k=K draws",
+    )
+)
+OBJECTIVES.register("relaxed")(
+    Objective(
+        lambda k, temperature, vectorize=True: RelaxedELBO(temperature, **_particles(k, vectorize)),
+        check_relaxable,
+        {"temperature": Option(relaxation_temperature, 0.5, "τ of the relaxation, > 0")},
+        description="the ELBO with Bernoulli and one-hot categorical latents relaxed to "
+        "Gumbel-softmax/Concrete ones (Jang et al. 2017; Maddison et al. 2017); k=K draws",
     )
 )
 

@@ -18,13 +18,22 @@ def test_the_sbn_is_declared_with_binary_latents():
     h = latents["h"]
     assert h.shape == (5, 200) and set(h.unique().tolist()) <= {0.0, 1.0}
     assert not vae.inference["h"].family.reparameterized
-    for name in ("rws", "vimco", "trace", "trace_graph", "tvo"):
+    for name in ("rws", "vimco", "trace", "trace_graph", "tvo", "relaxed"):
         assert ObjectiveChoice(name, 2 if name in ("rws", "vimco") else 1).usable_with(vae)
     for name in ("trace_mean_field", "iwae", "stl"):  # no reparameterization: refused
         assert not ObjectiveChoice(name).usable_with(vae)
 
 
-@pytest.mark.parametrize("objective", ["vimco:k=5", "rws:k=5", "tvo:k=5,partitions=5"])
+@pytest.mark.parametrize(
+    "objective",
+    [
+        "vimco:k=5",
+        "rws:k=5",
+        "tvo:k=5,partitions=5",
+        "trace_graph:baseline=nn",
+        "relaxed:temperature=0.5",
+    ],
+)
 def test_the_sbn_trains_and_its_log_likelihood_rises(objective, tmp_path):
     vae = pv.load("sbn", data_shape=(64,), seed=0)
     x = pv.load_dataset("digits", binarization="static").test[:40]
