@@ -17,6 +17,14 @@ For each estimator :math:`\\hat{\\mathcal{L}}` (an objective with its settings, 
   \\mathbb{E} g\\rVert^2}` beside it;
 - the wall time of one gradient (loss plus backward).
 
+Where the exact ELBO gradient exists (every guide latent discrete, with an enumerable
+support of at most :data:`EXACT_MAX_VALUES` joint values per datapoint), it is computed once by
+enumeration (Pyro's ``TraceEnum_ELBO`` over the guide's values) and each group's statistics add
+the gradient's bias against it, :math:`\\lVert\\bar g - \\nabla\\mathcal L\\rVert /
+\\lVert\\nabla\\mathcal L\\rVert` beside the floor the R draws' noise alone gives it, and the
+SNR against the exact gradient, :math:`|\\nabla_i\\mathcal L| / \\sigma[g_i]`. The estimators
+of the ELBO itself should sit at the floor; the others target other bounds.
+
 With R repetitions an SNR below about :math:`1/\\sqrt{R}` cannot be told from zero. A program
 without parameters (no ``pyro.param`` site, no module) has no gradient statistics: they are None,
 the result says why in its ``notes``, and for a pair with no parameters at all the time is that
@@ -34,10 +42,12 @@ from dataclasses import dataclass, field, replace
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.infer import config_enumerate
 from tqdm.auto import tqdm
 
 from ..errors import ModelGuideError, PyroVaeError, SpecError
-from ..inference.layout import takes_particles
+from ..inference.estimand import sample_sites
+from ..inference.layout import inspect_pair, takes_particles
 from ..inference.log_likelihood import log_likelihood
 from ..model.latent_model import LatentModel
 from ..results.comparisons import GROUPS
@@ -80,12 +90,38 @@ class _Moments:
 
 @dataclass(frozen=True, repr=False, eq=False)
 class GradientStats(Result):
-    """Gradients of one parameter group over R repetitions (per-datapoint objective)."""
+    """Gradients of one parameter group over R repetitions (per-datapoint objective), and the
+    exact ELBO gradient where the pair has one (None elsewhere)."""
 
     names: list[str]
     mean: torch.Tensor  # per coordinate, all parameters of the group flattened in order
     var: torch.Tensor
     repeats: int
+    exact: torch.Tensor | None = None
+
+    @property
+    def relative_bias(self) -> float | None:
+        """‖mean − exact‖ / ‖exact‖ (None without an exact gradient)."""
+        if self.exact is None or not self.exact.norm() > 0:
+            return None
+        return ((self.mean - self.exact).norm() / self.exact.norm()).item()
+
+    @property
+    def bias_floor(self) -> float | None:
+        """What :attr:`relative_bias` is from the repetitions' noise alone, √Σ stderr² / ‖exact‖:
+        an unbiased estimator's bias sits near it."""
+        if self.exact is None or not self.exact.norm() > 0:
+            return None
+        return (self.stderr.norm() / self.exact.norm()).item()
+
+    @property
+    def exact_snr(self) -> float | None:
+        """Mean over coordinates of |exact_i| / σ(g_i) (coordinates with σ = 0 left out)."""
+        if self.exact is None:
+            return None
+        std = self.var.sqrt()
+        moving = std > 0
+        return (self.exact[moving].abs() / std[moving]).mean().item() if moving.any() else None
 
     @property
     def stderr(self) -> torch.Tensor:
@@ -144,6 +180,8 @@ class Comparison(Result):
     differentiated: bool = True
     notes: list[str] = field(default_factory=list)
     estimand: Estimand = LOG_PX
+    #: How the exact ELBO gradient was found, or why there is none.
+    exact_gradient: str = "none"
 
     def __getitem__(self, label: str) -> EstimatorResult:
         return next(r for r in self.results if r.label == label)
@@ -192,6 +230,7 @@ class _Pair:
     groups: dict[str, list[tuple[str, torch.Tensor]]]
     num_data: int
     vectorized: bool = True  # whether the pair takes a particle dimension
+    exact: dict[str, torch.Tensor] | None = None  # the exact ELBO gradient of each group
 
     def loss(self, elbo) -> torch.Tensor:
         return elbo.differentiable_loss(self.model, self.guide, *self.args, **self.kwargs)
@@ -272,6 +311,7 @@ def compare_estimators(
     groups = parameter_groups(model, guide, *args, **kwargs)
     vectorized = _takes_particles(model, guide, args, kwargs, reference)
     pair = _Pair(model, guide, args, kwargs, groups, num_data, vectorized)
+    pair.exact, exact_kind = exact_elbo_gradient(pair)
     differentiated, notes = _parameter_notes(pair.groups)
     bar = tqdm(total=repeats * len(choices), disable=None if progress is None else not progress)
     with bar:
@@ -290,6 +330,7 @@ def compare_estimators(
         differentiated,
         notes,
         reference.estimand,
+        exact_kind,
     )
 
 
@@ -356,28 +397,67 @@ def _measure(choice: ObjectiveChoice, elbo, pair: _Pair, repeats: int, seed: int
                     grads = [None] * len(params)
                 seconds.append(time.perf_counter() - start)
                 values.append(-loss.item() / pair.num_data)
-                flat = iter(
-                    p.new_zeros(p.numel()) if g is None else g.reshape(-1)
-                    for p, g in zip(params, grads, strict=True)
-                )
-                for group, members in pair.groups.items():
-                    vector = [next(flat) for _ in members]
-                    # The gradient of the per-datapoint objective (−loss / N).
-                    vec = (
-                        -torch.cat(vector).cpu().double() / pair.num_data
-                        if vector
-                        else torch.zeros(0, dtype=torch.float64)
-                    )
-                    moments[group].add(vec)
+                for group, vector in _group_vectors(pair, params, grads).items():
+                    moments[group].add(vector)
                 bar.update()
+    exact = pair.exact or {}
     return EstimatorResult(
         choice.label,
         value=statistics.fmean(values),
         value_std=statistics.stdev(values),
         seconds_per_step=statistics.median(seconds),
         gradients={
-            g: GradientStats([n for n, _ in pair.groups[g]], m.mean, m.var, repeats)
+            g: GradientStats([n for n, _ in pair.groups[g]], m.mean, m.var, repeats, exact.get(g))
             for g, m in moments.items()
             if sizes[g]
         },
     )
+
+
+def _group_vectors(pair: _Pair, params: list, grads) -> dict[str, torch.Tensor]:
+    """Each group's gradient of the per-datapoint objective (−loss / N, from ``grads`` of the
+    loss), flattened in float64; zeros where a parameter got none."""
+    flat = iter(
+        p.new_zeros(p.numel()) if g is None else g.reshape(-1)
+        for p, g in zip(params, grads, strict=True)
+    )
+    vectors = {}
+    for group, members in pair.groups.items():
+        vector = [next(flat) for _ in members]
+        vectors[group] = (
+            -torch.cat(vector).cpu().double() / pair.num_data
+            if vector
+            else torch.zeros(0, dtype=torch.float64)
+        )
+    return vectors
+
+
+#: The most joint values of the guide's latents per datapoint the exact gradient enumerates.
+EXACT_MAX_VALUES = 4096
+
+
+def exact_elbo_gradient(pair: _Pair) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The exact gradient of the per-datapoint ELBO in each group, by enumerating the guide's
+    discrete latents, with how it was found; ``(None, why not)`` where it cannot be."""
+    try:
+        layout = inspect_pair(pair.model, pair.guide, pair.args, pair.kwargs)
+    except ModelGuideError as e:
+        return None, f"none ({str(e).splitlines()[0]})"
+    with torch.random.fork_rng(), poutine.block():
+        trace = poutine.trace(pair.guide).get_trace(*pair.args, **pair.kwargs)
+    latents = [s for s in sample_sites(trace) if not s["is_observed"]]
+    if not latents or not all(s["fn"].has_enumerate_support for s in latents):
+        return None, "none (the guide has latents without an enumerable support)"
+    values = math.prod(len(s["fn"].enumerate_support(expand=False)) for s in latents)
+    if values > EXACT_MAX_VALUES:
+        return None, f"none ({values:,} joint values per datapoint, above {EXACT_MAX_VALUES:,})"
+    params = [p for members in pair.groups.values() for _, p in members]
+    if not params:
+        return None, "none (no parameters)"
+    enumerated = config_enumerate(pair.guide, "parallel")
+    elbo = pyro.infer.TraceEnum_ELBO(max_plate_nesting=layout.max_plate_nesting)
+    with torch.random.fork_rng():
+        loss = elbo.differentiable_loss(pair.model, enumerated, *pair.args, **pair.kwargs)
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    how = f"exact ELBO gradient by enumeration ({values} joint values of the guide's latents)"
+    return _group_vectors(pair, params, grads), how
