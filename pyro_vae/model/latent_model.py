@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import pyro
 import pyro.poutine as poutine
 import torch
+import torch.nn.functional as F
 from pyro.infer import infer_discrete
 from torch import nn
 
@@ -22,6 +23,7 @@ from ..spec.parse import DATA, GuideSpec, ModelSpec, NodeSpec, check_pair
 from .families import FAMILIES, Family, OptionError
 from .guide_families import ENUMERATE, GUIDE_FAMILIES
 from .nets import NETS, NetInput, NetOutput
+from .relaxing import categories_as_vectors
 from .sizes import check_sizes
 
 MAX_PLATE_NESTING = 1  # only the "data" plate; vectorized particles go to dim -2
@@ -301,6 +303,12 @@ class LatentModel(nn.Module):
         values = {DATA: x, **dict(zip(names[1:], data, strict=False))}
         for name in self.model_spec.partial:
             values[name] = _labels(name, values.get(name))
+        if categories_as_vectors():  # a relaxed run: categorical data as one-hot vectors too
+            for name, value in values.items():
+                family = self.generative[name].family if name in self.generative else None
+                if value is not None and family is not None and family.support == "categorical":
+                    size = family.value_size
+                    values[name] = F.one_hot(value.long(), size).to(torch.get_default_dtype())
         return values
 
     def model(self, x: torch.Tensor, *data) -> None:

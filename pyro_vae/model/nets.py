@@ -20,6 +20,7 @@ from torch import nn
 from ..registry import Registry
 from ..spec.options import Option, list_of, one_of, positive_int
 from .counting import NetShape, SpecEntry, Tally, sum_of
+from .relaxing import categories_as_vectors
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,11 @@ def register_net(
 
 def concat_inputs(values: list[torch.Tensor], inputs: list[NetInput]) -> torch.Tensor:
     """One-hot encode categorical inputs and concatenate all, broadcasting leading dims."""
+    coded = not categories_as_vectors()  # else a relaxation's points of the simplex
     parts = [
-        F.one_hot(v.long(), spec.size).to(torch.get_default_dtype()) if spec.categorical else v
+        F.one_hot(v.long(), spec.size).to(torch.get_default_dtype())
+        if spec.categorical and coded
+        else v
         for v, spec in zip(values, inputs, strict=True)
     ]
     if len(parts) == 1:
@@ -140,6 +144,8 @@ class Table(nn.Module):
         self.rows = nn.Parameter(torch.randn(inputs[0].size, out_size))
 
     def forward(self, values: list[torch.Tensor]) -> torch.Tensor:
+        if categories_as_vectors():  # a point of the simplex weighs the rows
+            return values[0] @ self.rows
         return self.rows[values[0].long()]
 
 

@@ -94,18 +94,3 @@ def check_baseline(vae: LatentModel, options: dict) -> None:
             "objective 'trace_graph' setting baseline: every guide site is reparameterized, so "
             "there is no score-function term to subtract a baseline from; leave it out",
         )
-
-
-def check_relaxable(vae: LatentModel) -> None:
-    """The relaxation replaces Bernoulli latents; a spec-built categorical latent is an
-    integer code that indexes its children's nets, which a point of the simplex cannot do."""
-    no_enumeration(vae)
-    for name, node in vae.inference.items():
-        if not node.family.reparameterized and node.family.support != "binary":
-            raise SpecError(
-                vae.guide_spec.path,
-                f"latent.{name}.family",
-                f"objective 'relaxed' relaxes Bernoulli latents, but '{name}' is "
-                f"{vae.guide_spec.latents[name].family} (integer codes); use objective 'vimco' "
-                f"or 'trace_graph'",
-            )

@@ -176,7 +176,10 @@ class NVIL_ELBO(TraceGraph_ELBO):
         signals = learning_signals(model_trace, guide_trace, self.baseline.sites)
         elbo, surrogate_loss = super()._loss_and_surrogate_loss_particle(model_trace, guide_trace)
         learned = self.baseline(model_trace)
-        for index, (name, signal) in enumerate(signals.items()):
+        for index, name in enumerate(self.baseline.sites):
+            if name not in signals:  # a site this run of the guide did not draw
+                continue
+            signal = signals[name]
             value = self.baseline.centers[index].clone()  # the update below is in place
             if learned is not None:
                 value = value + _placed(learned[:, index], signal, self.baseline.data_dim)
