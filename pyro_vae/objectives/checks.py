@@ -94,3 +94,17 @@ def check_baseline(vae: LatentModel, options: dict) -> None:
             "objective 'trace_graph' setting baseline: every guide site is reparameterized, so "
             "there is no score-function term to subtract a baseline from; leave it out",
         )
+
+
+def check_relaxable(vae: LatentModel) -> None:
+    """A relaxation replaces the latents drawn without reparameterization: refused where the
+    guide has none (the objective would be ``trace`` under another name)."""
+    no_enumeration(vae)
+    if all(node.family.reparameterized for node in vae.inference.values()):
+        name = next(iter(vae.guide_spec.latents))
+        raise SpecError(
+            vae.guide_spec.path,
+            f"latent.{name}.family",
+            "objective 'relaxed' relaxes discrete latents, and every guide site is "
+            "reparameterized already; use objective 'trace'",
+        )

@@ -74,6 +74,7 @@ from .checks import (
     check_baseline,
     check_dreg,
     check_mean_field,
+    check_relaxable,
     check_reparameterized,
     no_enumeration,
 )
@@ -326,7 +327,7 @@ OBJECTIVES.register("tvo")(
 OBJECTIVES.register("relaxed")(
     Objective(
         lambda k, temperature, vectorize=True: RelaxedELBO(temperature, **_particles(k, vectorize)),
-        no_enumeration,
+        check_relaxable,
         {"temperature": Option(relaxation_temperature, 0.5, "τ of the relaxation, > 0")},
         description="the ELBO with Bernoulli and categorical latents relaxed to "
         "Gumbel-softmax/Concrete ones (Jang et al. 2017; Maddison et al. 2017); k=K draws",

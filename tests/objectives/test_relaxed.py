@@ -126,6 +126,9 @@ def test_relaxed_settings_and_what_cannot_be_relaxed_are_refused_in_one_line():
     assert ObjectiveChoice.parse("relaxed").options == {"temperature": 0.5}
     with pytest.raises(pv.PyroVaeError, match="option temperature: must be > 0, got 0"):
         ObjectiveChoice.parse("relaxed:temperature=0")
+    gaussian = pv.load("gaussian_vae", data_shape=(8,), seed=0)
+    with pytest.raises(pv.SpecError, match="every guide site is reparameterized already"):
+        ObjectiveChoice.parse("relaxed").build(gaussian)
     enumerated = pv.load("mixture_1d", "mixture_1d_enumerate", data_shape=(1,), seed=0)
     with pytest.raises(pv.SpecError, match="latent.c.family: an enumerated latent is summed"):
         ObjectiveChoice.parse("relaxed").build(enumerated)
