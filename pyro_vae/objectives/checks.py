@@ -84,10 +84,8 @@ def check_mean_field(vae: LatentModel) -> None:
 def check_baseline(vae: LatentModel, options: dict) -> None:
     """A baseline acts on score-function terms: refused where every guide site is
     reparameterized (there are none)."""
-    if options.get("baseline") is None:
-        return
-    if all(node.family.reparameterized for node in vae.inference.values()):
-        name = next(iter(vae.guide_spec.latents))
+    name = _all_reparameterized(vae)
+    if options.get("baseline") is not None and name is not None:
         raise SpecError(
             vae.guide_spec.path,
             f"latent.{name}.family",
@@ -100,11 +98,19 @@ def check_relaxable(vae: LatentModel) -> None:
     """A relaxation replaces the latents drawn without reparameterization: refused where the
     guide has none (the objective would be ``trace`` under another name)."""
     no_enumeration(vae)
-    if all(node.family.reparameterized for node in vae.inference.values()):
-        name = next(iter(vae.guide_spec.latents))
+    name = _all_reparameterized(vae)
+    if name is not None:
         raise SpecError(
             vae.guide_spec.path,
             f"latent.{name}.family",
             "objective 'relaxed' relaxes discrete latents, and every guide site is "
             "reparameterized already; use objective 'trace'",
         )
+
+
+def _all_reparameterized(vae: LatentModel) -> str | None:
+    """The guide's first latent, where every guide site is drawn by reparameterization (a
+    key to name in a refusal); None where some site has a score-function term."""
+    if all(node.family.reparameterized for node in vae.inference.values()):
+        return next(iter(vae.guide_spec.latents))
+    return None

@@ -28,8 +28,8 @@
     with covariance gradients at fixed draws (discrete latents too).
 ``relaxed``
     :class:`~pyro_vae.objectives.relaxed.RelaxedELBO`: the ELBO of the pair with its Bernoulli
-    and one-hot categorical latents relaxed (Gumbel-softmax / Concrete) at ``temperature``
-    (default 0.5): reparameterized gradients, biased for the discrete ELBO.
+    and categorical latents relaxed (Gumbel-softmax / Concrete) at ``temperature`` (default
+    0.5): reparameterized gradients, biased for the discrete ELBO.
 ``renyi``
     :class:`~pyro_vae.objectives.renyi.RenyiBound`: the variational Rényi bound of order ``alpha``
     (default 0.5) with K = num_particles samples; IWAE at α = 0, the ELBO as α → 1.
