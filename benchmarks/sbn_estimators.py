@@ -193,6 +193,7 @@ def measured_rows(run_dir: Path, data, seed: int) -> list[dict]:
             "bound": r.value,
             "guide_variance": r.gradients["guide"].variance,
             "guide_snr": r.gradients["guide"].snr,
+            "guide_snr_vector": r.gradients["guide"].snr_norm,
             "model_snr": r.gradients["model"].snr,
             "ms_per_step": 1000 * r.seconds_per_step,
         }
@@ -229,13 +230,14 @@ def markdown(settings: dict, trained: list[dict], measured: list[dict]) -> str:
         f"At the vimco:k=5 run's weights, 100 test images, 100 repetitions (reference log p̂ "
         f"{reference['reference']:.2f} ± {reference['reference_stderr']:.2f}, K = 5000):",
         "",
-        "| estimator | bound | guide gradient variance | guide SNR | model SNR | ms/step |",
-        "|---|---|---|---|---|---|",
+        "| estimator | bound | guide gradient variance | guide SNR | guide SNR, vector | "
+        "model SNR | ms/step |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in measured[:-1]:
         lines.append(
             f"| {r['estimator']} | {r['bound']:.2f} | {r['guide_variance']:.2e} | "
-            f"{r['guide_snr']:.2f} | "
+            f"{r['guide_snr']:.2f} | {r['guide_snr_vector']:.3f} | "
             f"{r['model_snr']:.2f} | {r['ms_per_step']:.1f} |"
         )
     return "\n".join(lines) + "\n"

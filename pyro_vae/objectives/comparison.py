@@ -119,8 +119,7 @@ class GradientStats(Result):
         """Mean over coordinates of |exact_i| / σ(g_i) (coordinates with σ = 0 left out)."""
         if self.exact is None:
             return None
-        std = self.var.sqrt()
-        moving = std > 0
+        std, moving = self._moving()
         return (self.exact[moving].abs() / std[moving]).mean().item() if moving.any() else None
 
     @property
@@ -135,9 +134,19 @@ class GradientStats(Result):
     @property
     def snr(self) -> float:
         """Mean over coordinates of |E g_i| / σ(g_i) (coordinates with σ = 0 left out)."""
-        std = self.var.sqrt()
-        moving = std > 0
+        std, moving = self._moving()
         return (self.mean[moving].abs() / std[moving]).mean().item() if moving.any() else math.nan
+
+    def _moving(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """σ per coordinate, and which coordinates vary: σ above the float32 rounding of the
+        group's gradients. A coordinate held fixed by the estimator (RWS's and TVO's guide
+        terms at fixed draws, say) varies only by rounding, and |mean| / rounding would be an
+        SNR of 10⁵ that says nothing."""
+        std = self.var.sqrt()
+        scale = (
+            torch.maximum(self.mean.abs().max(), std.max()) if std.numel() else std.new_zeros(())
+        )
+        return std, std > ROUNDING * scale
 
     @property
     def snr_norm(self) -> float:
@@ -431,6 +440,9 @@ def _group_vectors(pair: _Pair, params: list, grads) -> dict[str, torch.Tensor]:
         )
     return vectors
 
+
+#: The relative size of float32 rounding: a coordinate whose spread is below it does not vary.
+ROUNDING = float(torch.finfo(torch.float32).eps)
 
 #: The most joint values of the guide's latents per datapoint the exact gradient enumerates.
 EXACT_MAX_VALUES = 4096

@@ -9,7 +9,7 @@ import pyro.distributions as dist
 import torch
 
 import pyro_vae as pv
-from pyro_vae.objectives.comparison import compare_estimators
+from pyro_vae.objectives.comparison import GradientStats, compare_estimators
 from tests.objectives.two_bit_pair import X, exact_bound, flat_gradient, params
 
 
@@ -77,3 +77,10 @@ def test_too_many_joint_values_are_not_enumerated(monkeypatch):
         bit_model, bit_guide, X, estimators=["trace"], repeats=2, reference_samples=None
     )
     assert c.exact_gradient == "none (4 joint values per datapoint, above 2)"
+
+
+def test_a_coordinate_that_varies_only_by_float_rounding_has_no_snr():
+    mean = torch.tensor([0.5, 1e-5], dtype=torch.float64)
+    var = torch.tensor([0.25, 1e-26], dtype=torch.float64)  # σ = 10⁻¹³: rounding, not noise
+    stats = GradientStats(["w"], mean, var, repeats=100)
+    assert stats.snr == 1.0  # the first coordinate alone, not (1 + 10⁸) / 2
