@@ -162,6 +162,11 @@ def objective_state(config: TrainConfig, steps, batch, device) -> nn.Module | No
     with fork_rng(device):
         torch.manual_seed(config.seed)
         state = config.objective.state_module(steps, as_args(batch))
+    if state is not None and world().parallel:  # refused before the run directory is made
+        raise PyroVaeError(
+            f"torchrun: objective '{config.objective.label}' trains a module of its own (a "
+            "baseline), in one process only; train it without torchrun"
+        )
     return None if state is None else state.to(device)
 
 
@@ -408,11 +413,6 @@ class _Loop:
             raise PyroVaeError("torchrun trains spec-built models only")
         if self.vae.model_spec.sequential:
             raise PyroVaeError("torchrun: sequence models train in one process (not sharded yet)")
-        if self.state is not None:
-            raise PyroVaeError(
-                f"torchrun: objective '{self.config.objective.label}' trains a module of its "
-                "own (a baseline), in one process only; train it without torchrun"
-            )
         if not isinstance(elbo, FusedELBO) and not self.own_stream:
             # Pyro's estimators draw the latents of their own shard: from a stream of their own.
             torch.manual_seed(hash((self.config.seed, self.world.rank)) % 2**62)

@@ -16,7 +16,9 @@ from torch import nn
 import pyro_vae as pv
 from pyro_vae.objectives.nvil import learning_signals
 from pyro_vae.objectives.registry import ObjectiveChoice
+from pyro_vae.runs import training
 from pyro_vae.runs.checkpoint import Checkpoint, save_checkpoint
+from pyro_vae.runs.distributed import World
 from tests.objectives.two_bit_pair import (
     STATES,
     X,
@@ -185,3 +187,11 @@ def test_a_hand_written_pair_with_a_sizeless_plate_trains_with_learned_baselines
     elbos = [r["test_elbo"] for r in result.history]
     assert all(math.isfinite(e) for e in elbos) and elbos[-1] > elbos[0]
     assert pair.means[1] - pair.means[0] > 1.0  # the two components move apart
+
+
+def test_torchrun_refuses_a_baseline_before_the_run_directory_is_made(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "world", lambda: World(rank=0, size=2))
+    with pytest.raises(pv.PyroVaeError, match="torchrun: objective 'trace_graph\\(baseline=nn\\)'"):
+        pv.train(pv.load("sbn", data_shape=(64,), seed=0), "digits", out=tmp_path / "run",
+                 objective="trace_graph:baseline=nn", epochs=1, progress=False)  # fmt: skip
+    assert not (tmp_path / "run").exists()
