@@ -33,6 +33,7 @@ of the estimate alone.
 
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
 import time
@@ -314,6 +315,13 @@ def compare_estimators(
     """
     if repeats < 2:
         raise PyroVaeError(f"repeats must be >= 2 to estimate a spread, got {repeats}")
+    taken = sorted(set(kwargs) & set(inspect.signature(log_likelihood).parameters))
+    if taken:  # keywords go to the pair; these would also reach the reference's estimator
+        raise PyroVaeError(
+            f"compare_estimators: keyword {taken[0]!r} is not one of its options (estimators, "
+            f"repeats, exact, reference_samples, seed, progress); other keywords go to the "
+            f"pair, and this one is also the reference log_likelihood's"
+        )
     choices = [ObjectiveChoice.of(e) for e in estimators]
     num_data = _num_data(args)
     reference = _Reference.of(model, guide, args, kwargs, exact, reference_samples, seed)

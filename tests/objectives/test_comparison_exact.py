@@ -6,6 +6,7 @@ many binary units (the SBN) has no exact gradient, and says why."""
 
 import pyro
 import pyro.distributions as dist
+import pytest
 import torch
 
 import pyro_vae as pv
@@ -84,3 +85,9 @@ def test_a_coordinate_that_varies_only_by_float_rounding_has_no_snr():
     var = torch.tensor([0.25, 1e-26], dtype=torch.float64)  # σ = 10⁻¹³: rounding, not noise
     stats = GradientStats(["w"], mean, var, repeats=100)
     assert stats.snr == 1.0  # the first coordinate alone, not (1 + 10⁸) / 2
+
+
+def test_a_keyword_that_would_reach_the_reference_estimator_is_refused_in_one_line():
+    params()
+    with pytest.raises(pv.PyroVaeError, match="keyword 'num_samples' is not one of its options"):
+        compare_estimators(bit_model, bit_guide, X, estimators=["trace"], num_samples=10)
