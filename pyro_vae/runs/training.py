@@ -215,6 +215,13 @@ def _train_config(vae, data, settings, num_particles, objective_options) -> Trai
         settings.setdefault("args", vae.data_names)
     config = TrainConfig(data=data, objective=objective, **settings)
     config.validate()  # a KL weight for an objective without one is refused here
+    fused = config.fused and not config.free_bits and objective.fused_step(vae) is not None
+    if config.compile and not fused:  # else --compile would be accepted and do nothing
+        raise PyroVaeError(
+            f"--compile: objective '{objective.label}' has no fused step for this pair to "
+            "compile (trace and trace_mean_field with one particle on a spec-built model, "
+            "without --free-bits or --no-fused); leave --compile out"
+        )
     return config
 
 

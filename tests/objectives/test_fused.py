@@ -240,3 +240,15 @@ def test_compile_must_be_a_boolean():
     vae = pv.load("bernoulli_vae", "mean_field", data_shape=(64,), seed=0)
     with pytest.raises(pv.PyroVaeError, match="compile must be true or false, got 'yes'"):
         train(vae, compile="yes")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"objective": "vimco:k=2"}, {"fused": False}, {"free_bits": 0.5}],
+    ids=["no fused step", "no-fused", "free bits"],
+)
+def test_compile_without_a_fused_step_to_compile_is_refused_in_one_line(settings, tmp_path):
+    vae = pv.load("sbn" if "objective" in settings else "bernoulli_vae", data_shape=(64,), seed=0)
+    with pytest.raises(pv.PyroVaeError, match="--compile: objective '.*' has no fused step"):
+        pv.train(vae, "digits", out=tmp_path / "run", compile=True, epochs=1, **settings)
+    assert not (tmp_path / "run").exists()
