@@ -117,7 +117,7 @@ class GradientStats(Result):
 
     @property
     def exact_snr(self) -> float | None:
-        """Mean over coordinates of |exact_i| / σ(g_i) (coordinates with σ = 0 left out)."""
+        """Mean over coordinates of |exact_i| / σ(g_i), over the coordinates that vary."""
         if self.exact is None:
             return None
         std, moving = self._moving()
@@ -134,7 +134,8 @@ class GradientStats(Result):
 
     @property
     def snr(self) -> float:
-        """Mean over coordinates of |E g_i| / σ(g_i) (coordinates with σ = 0 left out)."""
+        """Mean over coordinates of |E g_i| / σ(g_i), over the coordinates that vary (σ above
+        float32 rounding: :meth:`_moving`)."""
         std, moving = self._moving()
         return (self.mean[moving].abs() / std[moving]).mean().item() if moving.any() else math.nan
 
