@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ModelGuideError, PyroVaeError, SpecError
 from ..inference.estimand import sample_sites
-from ..inference.layout import inspect_pair, takes_particles
+from ..inference.layout import inspect_pair, takes_particles, traced_pair
 from ..inference.log_likelihood import log_likelihood
 from ..model.latent_model import LatentModel
 from ..results.comparisons import GROUPS
@@ -464,9 +464,8 @@ def exact_elbo_gradient(pair: _Pair) -> tuple[dict[str, torch.Tensor] | None, st
         layout = inspect_pair(pair.model, pair.guide, pair.args, pair.kwargs)
     except ModelGuideError as e:
         return None, f"none ({str(e).splitlines()[0]})"
-    with torch.random.fork_rng(), poutine.block():
-        trace = poutine.trace(pair.guide).get_trace(*pair.args, **pair.kwargs)
-    latents = [s for s in sample_sites(trace) if not s["is_observed"]]
+    guide_trace, _ = traced_pair(pair.model, pair.guide, pair.args, pair.kwargs)
+    latents = [s for s in sample_sites(guide_trace) if not s["is_observed"]]
     if not latents or not all(s["fn"].has_enumerate_support for s in latents):
         return None, "none (the guide has latents without an enumerable support)"
     values = math.prod(len(s["fn"].enumerate_support(expand=False)) for s in latents)

@@ -25,7 +25,6 @@ optimizer and kept in its checkpoints (:func:`baseline_module`).
 
 from __future__ import annotations
 
-import pyro.poutine as poutine
 import torch
 from pyro.infer.util import MultiFrameTensor
 from pyro.ops.provenance import detach_provenance, get_provenance
@@ -33,7 +32,7 @@ from torch import nn
 
 from ..errors import PyroVaeError
 from ..inference.estimand import sample_sites
-from ..inference.layout import inspect_pair
+from ..inference.layout import inspect_pair, traced_pair
 from .trace_graph import TraceGraph_ELBO
 
 #: The baseline settings: the running mean alone, or with NVIL's net of the data.
@@ -118,20 +117,16 @@ def baseline_module(kind: str, model, guide, args, kwargs=None) -> Baseline:
 
     :raises PyroVaeError: where the guide draws every latent by reparameterization.
     """
-    kwargs = kwargs or {}
     layout = inspect_pair(model, guide, args, kwargs)
-    with torch.random.fork_rng(), poutine.block():
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
+    guide_trace, model_trace = traced_pair(model, guide, args, kwargs)
+    sites = scored_sites(guide_trace)
+    if not sites:
+        raise PyroVaeError(
+            "trace_graph: baseline: the guide draws every latent by reparameterization, so "
+            "there is no score-function term to subtract a baseline from; leave it out"
         )
-        sites = scored_sites(guide_trace)
-        if not sites:
-            raise PyroVaeError(
-                "trace_graph: baseline: the guide draws every latent by reparameterization, so "
-                "there is no score-function term to subtract a baseline from; leave it out"
-            )
-        width = observed_rows(model_trace, layout.data_dim).shape[1] if kind == "nn" else None
+    width = observed_rows(model_trace, layout.data_dim).shape[1] if kind == "nn" else None
+    with torch.random.fork_rng():
         return Baseline(sites, layout.data_dim, width)
 
 
@@ -148,9 +143,14 @@ class NVIL_ELBO(TraceGraph_ELBO):
         super().__init__(**kwargs)
         self.baseline, self.kind = baseline, kind
 
-    def _loss_and_surrogate_loss(self, model, guide, args, kwargs):
+    def _built(self, model, guide, args, kwargs) -> Baseline:
+        """The baseline, built from this call's arguments where none was given."""
         if self.baseline is None:
             self.baseline = baseline_module(self.kind, model, guide, args, kwargs)
+        return self.baseline
+
+    def _loss_and_surrogate_loss(self, model, guide, args, kwargs):
+        self._built(model, guide, args, kwargs)
         return super()._loss_and_surrogate_loss(model, guide, args, kwargs)
 
     def prepare(self, model, guide, *args, **kwargs) -> None:
@@ -158,8 +158,7 @@ class NVIL_ELBO(TraceGraph_ELBO):
         steps), then hold it: :func:`~pyro_vae.compare_estimators` measures the estimator with
         the baseline it would have converged to, not a fresh one. Draws from the torch stream.
         """
-        self.baseline = self.baseline or baseline_module(self.kind, model, guide, args, kwargs)
-        weights = list(self.baseline.parameters())
+        weights = list(self._built(model, guide, args, kwargs).parameters())
         optimizer = torch.optim.Adam(weights, lr=PREPARE_LR) if weights else None
         self.baseline.train()
         for _ in range(PREPARE_STEPS):
